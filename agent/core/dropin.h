@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/* The environment drop-in the agent writes for each unit (BATON_SERVICE,
+ * BATON_INSTANCE, BATON_HOST, shard assignment, extra env; DESIGN.md §5) and
+ * the marker that says a file in the unit directory was written by baton.
+ * Pure: text in, text out. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* First line of every file the agent writes. A file without it is not
+ * baton's and is never overwritten or removed. */
+#define BATON_MANAGED_MARKER "# Managed by baton-agent; do not edit."
+
+/* Bounds on what goes into one drop-in, far above any real use, so a bad
+ * Placement cannot make the agent write megabytes of environment. */
+#define DROPIN_ENV_NAME_MAX 128
+#define DROPIN_ENV_VALUE_MAX 16384
+#define DROPIN_ENV_MAX 256
+
+typedef struct DropinEnv {
+        const char *name;
+        const char *value;
+} DropinEnv;
+
+typedef struct DropinInput {
+        const char *host;    /* BATON_HOST */
+        const char *service; /* BATON_SERVICE */
+        uint32_t instance;   /* BATON_INSTANCE, if has_instance */
+        bool has_instance;
+        const DropinEnv *env; /* extra variables, in this order */
+        size_t n_env;
+        const char *shards; /* range list text, e.g. "0-13,90-91"; "" is an empty set */
+        uint32_t shard_count;
+        uint64_t shard_epoch;
+        bool has_shards; /* BATON_SHARDS, BATON_SHARD_COUNT, BATON_SHARD_EPOCH */
+} DropinInput;
+
+/* Checks everything dropin_render() checks, and says what is wrong: host and
+ * service non-empty; extra names match [A-Za-z_][A-Za-z0-9_]*, do not start
+ * with BATON_ and appear once; values are valid UTF-8 without control
+ * characters other than TAB; the shard list parses and every shard is below
+ * shard_count, which is non-zero. -EINVAL with *ret_error (may be NULL) set
+ * to a message such as "environment variable 2 (\"1FOO\"): invalid name";
+ * -ENOMEM. */
+int dropin_validate(const DropinInput *in, char **ret_error);
+
+/* The drop-in text:
+ *
+ *     # Managed by baton-agent; do not edit.
+ *     [Service]
+ *     Environment="BATON_SERVICE=gateway"
+ *     Environment="BATON_INSTANCE=3"         (only with has_instance)
+ *     Environment="BATON_HOST=host-a"
+ *     Environment="BATON_SHARDS=0-13,90-91"  (these three only with has_shards;
+ *     Environment="BATON_SHARD_COUNT=96"      the list in canonical form)
+ *     Environment="BATON_SHARD_EPOCH=2"
+ *     Environment="EXTRA=…"                  (the extra env, in order)
+ *
+ * Each assignment is double-quoted with '\' and '"' escaped by a backslash and
+ * '%' doubled, because systemd unquotes, C-unescapes and then expands
+ * specifiers; '$' is left alone since Environment= does not expand variables.
+ * -EINVAL on anything dropin_validate() refuses; -ENOMEM. */
+int dropin_render(const DropinInput *in, char **ret);
+
+/* True if the text starts with the BATON_MANAGED_MARKER line. */
+bool dropin_text_is_managed(const char *text);
+
+/* A unit file as the agent writes it: the marker line, then the unit text
+ * unchanged (not doubled if the text already starts with the marker). */
+int managed_file_render(const char *unit_text, char **ret);
+
+/* True if a file's text starts with the marker line: baton wrote it and may
+ * rewrite or remove it. */
+bool managed_file_is_managed(const char *text);

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/* Names of the broker topology (DESIGN.md §2) and its declaration, shared by
+ * every program so the arguments of each queue and exchange are written once
+ * (re-declaring with other arguments is a 406 from the broker). */
+#pragma once
+
+#include <stdbool.h>
+
+#include "broker.h"
+
+#define TOPOLOGY_EXCHANGE_CMD "baton.cmd"       /* direct, key = host id */
+#define TOPOLOGY_EXCHANGE_STATUS "baton.status" /* topic, key = <host>.<kind> */
+#define TOPOLOGY_EXCHANGE_EVENTS "baton.events" /* topic, alert.<sev>.<kind> | event.<kind> */
+#define TOPOLOGY_EXCHANGE_DLX "baton.dlx"       /* fanout → baton.dead */
+#define TOPOLOGY_QUEUE_DEAD "baton.dead"
+#define TOPOLOGY_QUEUE_CONTROLLER "baton.controller"
+#define TOPOLOGY_QUEUE_RPC "baton.rpc"
+#define TOPOLOGY_QUEUE_AGENT_PREFIX "baton.agent."
+#define TOPOLOGY_REPLY_TO "amq.rabbitmq.reply-to"
+
+/* Status routing key kinds. */
+#define TOPOLOGY_KIND_HEARTBEAT "heartbeat"
+#define TOPOLOGY_KIND_UNIT "unit"
+#define TOPOLOGY_KIND_SHARD "shard"
+#define TOPOLOGY_KIND_RESULT "result"
+
+/* The dead-letter exchange and queue, and the exchanges every party uses. */
+int topology_add_common(Broker *b);
+/* The controller's queues (status and RPC) and their bindings and consumers. */
+int topology_add_controller(Broker *b, BrokerDeliverFn on_status, BrokerDeliverFn on_rpc,
+                            void *userdata);
+/* One agent's command queue, bound to baton.cmd with its host id. */
+int topology_add_agent(Broker *b, const char *host, BrokerDeliverFn on_command, void *userdata);
+
+/* A host id usable in queue names and routing keys: 1–64 of [A-Za-z0-9_-],
+ * first character alphanumeric. (No '.', which separates routing key words.) */
+bool topology_host_id_is_valid(const char *id);

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/* Small I/O helpers shared by the daemons and the CLI: clocks, files, ids,
+ * host facts. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "macro.h"
+
+usec_t now_realtime_usec(void);
+usec_t now_monotonic_usec(void);
+
+/* Reads a whole file (at most max bytes, -EFBIG beyond), NUL-terminated. */
+int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);
+/* Writes atomically: temp file in the same directory, fsync, rename. */
+int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+int mkdir_p(const char *path, unsigned mode);
+
+/* 32 hex characters from the kernel's RNG (message ids, request ids). */
+int random_id(char ret[33]);
+int hostname_get(char **ret);
+int boot_id_get(char ret[37]);
+
+/* "k=v k=v" → validated; -EINVAL with *ret_bad naming the first bad word. */
+int labels_validate(const char *labels, const char **ret_bad);
+
+/* Sets *ret_error (when ret_error is not NULL) to a malloc'ed message and
+ * returns r, for `return error_set(ret_error, -EINVAL, "…", …);`. */
+int error_set(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
+
+/* strdup that aborts on OOM is not used: callers handle -ENOMEM. */
+char *strjoin_space(const char *const *words, size_t n);

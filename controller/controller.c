@@ -1,0 +1,747 @@
+/* SPDX-License-Identifier: MIT */
+/* The controller shell: status in (heartbeats → host liveness), alerts out,
+ * observed state flushed to SQLite in batches, host transitions written at
+ * once. RPC verbs live in rpc.c. */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "codec.h"
+#include "controller.h"
+#include "duration.h"
+#include "events.pb-c.h"
+#include "log.h"
+#include "loop.h"
+#include "status.pb-c.h"
+#include "topology.h"
+#include "util.h"
+
+static const char *const refuse_reason_table[_REFUSE_REASON_MAX] = {
+        [REFUSE_MALFORMED] = "malformed",
+        [REFUSE_WRONG_TYPE] = "wrong-type",
+        [REFUSE_MISMATCH] = "mismatch",
+        [REFUSE_UNAUTHORIZED] = "unauthorized",
+};
+
+const char *refuse_reason_to_string(RefuseReason r) {
+        if (r < 0 || r >= _REFUSE_REASON_MAX)
+                return NULL;
+        return refuse_reason_table[r];
+}
+
+static HostView *host_view_free(HostView *v) {
+        if (!v)
+                return NULL;
+        free(v->boot_id);
+        free(v->agent_version);
+        free(v->labels);
+        free(v->systemd_version);
+        free(v->system_state);
+        free(v);
+        return NULL;
+}
+
+static void host_view_free_void(void *v) {
+        host_view_free(v);
+}
+
+static HostView *host_view_of(Host *h) {
+        if (!h->userdata)
+                h->userdata = calloc(1, sizeof(HostView));
+        return h->userdata;
+}
+
+/* Replaces *dst with a copy of src if they differ; returns true if changed. */
+static bool update_str(char **dst, const char *src) {
+        char *copy;
+
+        if (streq_ptr(*dst, src))
+                return false;
+        copy = src ? strdup(src) : NULL;
+        if (src && !copy)
+                return false; /* keep the old value on OOM; the next heartbeat retries */
+        free(*dst);
+        *dst = copy;
+        return true;
+}
+
+/* ---- publishing ---------------------------------------------------------- */
+
+static void on_publish_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
+        Controller *c = userdata;
+
+        /* On shutdown whatever is unconfirmed ends DROPPED: expected. */
+        if (outcome == BROKER_CONFIRMED || c->stopping)
+                return;
+        c->counters.publish_failed++;
+        log_warning("A published message ended %s, ignoring.", broker_outcome_to_string(outcome));
+}
+
+int controller_publish(Controller *c, const char *exchange, const char *routing_key,
+                       const ProtobufCMessage *body, const BrokerHeader *headers, size_t n_headers,
+                       bool persistent, unsigned flags, const char *correlation_id) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        char message_id[33];
+        usec_t now = now_realtime_usec();
+        size_t len;
+        int r;
+
+        r = codec_encode(body, c->config.id, c->epoch, now, NULL, &buf, &len);
+        if (r < 0)
+                return r;
+        r = random_id(message_id);
+        if (r < 0)
+                return r;
+
+        BrokerMessage m = {
+                .exchange = exchange,
+                .routing_key = routing_key,
+                .message_id = message_id,
+                .type = body->descriptor->name,
+                .content_type = CODEC_CONTENT_TYPE,
+                .correlation_id = correlation_id,
+                .timestamp = now / USEC_PER_SEC,
+                .persistent = persistent,
+                .headers = headers,
+                .n_headers = n_headers,
+                .body = buf,
+                .body_len = len,
+        };
+        return broker_publish(c->broker, &m, flags, on_publish_confirm, c);
+}
+
+/* ---- alerts -------------------------------------------------------------- */
+
+static const char *severity_name(int severity) {
+        switch (severity) {
+        case BATON__V1__SEVERITY__SEVERITY_CRITICAL:
+                return "critical";
+        case BATON__V1__SEVERITY__SEVERITY_WARNING:
+                return "warning";
+        default:
+                return "info";
+        }
+}
+
+static int publish_alert(Controller *c, const char *id, const char *kind, int severity,
+                         const char *service, const char *host, const char *summary, bool resolved,
+                         uint64_t raised_at_us) {
+        _cleanup_free_ char *key = NULL;
+        Baton__V1__Alert a = BATON__V1__ALERT__INIT;
+        uint64_t now = now_realtime_usec();
+
+        a.id = (char *) id;
+        a.kind = (char *) kind;
+        a.severity = severity;
+        a.service = (char *) strempty(service);
+        a.host = (char *) strempty(host);
+        a.summary = (char *) summary;
+        a.resolved = resolved;
+        a.raised_at_us = raised_at_us;
+        a.resolved_at_us = resolved ? now : 0;
+
+        const BrokerHeader headers[] = {
+                { "severity", severity_name(severity) },
+                { "kind", kind },
+                { "service", strempty(service) },
+                { "host", strempty(host) },
+                { "summary", summary },
+                { "resolved", resolved ? "true" : "false" },
+        };
+
+        if (asprintf(&key, "alert.%s.%s", severity_name(severity), kind) < 0)
+                return -ENOMEM;
+        return controller_publish(c, TOPOLOGY_EXCHANGE_EVENTS, key, &a.base, headers,
+                                  ELEMENTSOF(headers), true, 0, NULL);
+}
+
+static OpenAlert *find_alert(Controller *c, const char *id) {
+        for (size_t i = 0; i < c->n_alerts; i++)
+                if (streq(c->alerts[i].id, id))
+                        return &c->alerts[i];
+        return NULL;
+}
+
+static void open_alert_done(OpenAlert *a) {
+        free(a->id);
+        free(a->kind);
+        free(a->host);
+        free(a->service);
+        free(a->summary);
+}
+
+static int remember_alert(Controller *c, const char *id, const char *kind, int severity,
+                          const char *service, const char *host, const char *summary,
+                          uint64_t raised_at_us) {
+        OpenAlert *p, *a;
+
+        p = realloc(c->alerts, (c->n_alerts + 1) * sizeof(OpenAlert));
+        if (!p)
+                return -ENOMEM;
+        c->alerts = p;
+        a = &c->alerts[c->n_alerts];
+        *a = (OpenAlert){
+                .id = strdup(id),
+                .kind = strdup(kind),
+                .host = host ? strdup(host) : NULL,
+                .service = service ? strdup(service) : NULL,
+                .summary = strdup(summary),
+                .severity = severity,
+                .raised_at_us = raised_at_us,
+        };
+        if (!a->id || !a->kind || !a->summary || (host && !a->host) || (service && !a->service)) {
+                open_alert_done(a);
+                return -ENOMEM;
+        }
+        c->n_alerts++;
+        return 0;
+}
+
+/* Raises an alert once: a condition already open is not raised again, also
+ * across controller restarts (open alerts are persisted). */
+static int alert_raise(Controller *c, const char *kind, int severity, const char *service,
+                       const char *host, const char *summary) {
+        _cleanup_free_ char *id = NULL;
+        uint64_t now = now_realtime_usec();
+        int r;
+
+        if (asprintf(&id, "%s/%s/%s", kind, strempty(service), strempty(host)) < 0)
+                return -ENOMEM;
+        if (find_alert(c, id))
+                return 0;
+
+        r = remember_alert(c, id, kind, severity, service, host, summary, now);
+        if (r < 0)
+                return r;
+        r = store_put_alert(c->store, &(StoreAlert){ .id = id,
+                                                     .kind = kind,
+                                                     .severity = severity,
+                                                     .service = service,
+                                                     .host = host,
+                                                     .summary = summary,
+                                                     .raised_at_us = now });
+        if (r < 0) {
+                c->counters.store_errors++;
+                log_warning_errno(r, "Failed to persist alert %s: %s, ignoring.", id,
+                                  store_error(c->store));
+        }
+        c->counters.alerts_raised++;
+        log_fields(severity == BATON__V1__SEVERITY__SEVERITY_CRITICAL ? LOG_ERR : LOG_WARNING, 0,
+                   LOG_FIELDS({ "BATON_ALERT", kind }, { "BATON_HOST", strempty(host) }),
+                   "Alert %s: %s", kind, summary);
+        return publish_alert(c, id, kind, severity, service, host, summary, false, now);
+}
+
+static int alert_resolve(Controller *c, const char *kind, const char *service, const char *host,
+                         const char *summary) {
+        _cleanup_free_ char *id = NULL;
+        OpenAlert *a;
+        uint64_t raised;
+        int severity, r;
+
+        if (asprintf(&id, "%s/%s/%s", kind, strempty(service), strempty(host)) < 0)
+                return -ENOMEM;
+        a = find_alert(c, id);
+        if (!a)
+                return 0;
+
+        severity = a->severity;
+        raised = a->raised_at_us;
+        open_alert_done(a);
+        *a = c->alerts[--c->n_alerts];
+
+        r = store_delete_alert(c->store, id);
+        if (r < 0) {
+                c->counters.store_errors++;
+                log_warning_errno(r, "Failed to delete alert %s: %s, ignoring.", id,
+                                  store_error(c->store));
+        }
+        c->counters.alerts_resolved++;
+        log_notice("Resolved %s: %s", kind, summary);
+        return publish_alert(c, id, kind, severity, service, host, summary, true, raised);
+}
+
+/* An informational notice that is never open (no resolution follows). */
+static int alert_notice(Controller *c, const char *kind, const char *service, const char *host,
+                        const char *summary) {
+        _cleanup_free_ char *id = NULL;
+        uint64_t now = now_realtime_usec();
+
+        if (asprintf(&id, "%s/%s/%s", kind, strempty(service), strempty(host)) < 0)
+                return -ENOMEM;
+        log_info("%s", summary);
+        return publish_alert(c, id, kind, BATON__V1__SEVERITY__SEVERITY_INFO, service, host,
+                             summary, false, now);
+}
+
+/* ---- hosts --------------------------------------------------------------- */
+
+static int persist_host(Controller *c, Host *h) {
+        HostView *v = h->userdata;
+        int r;
+
+        if (!v)
+                return 0;
+        r = store_upsert_host(c->store, &(StoreHost){
+                                                .id = h->id,
+                                                .alive = h->alive,
+                                                .drained = h->drained,
+                                                .first_seen_us = v->first_seen_us,
+                                                .last_seen_us = v->last_seen_us,
+                                                .state_since_us = v->state_since_us,
+                                                .boot_id = v->boot_id,
+                                                .agent_version = v->agent_version,
+                                                .labels = v->labels,
+                                        });
+        if (r < 0) {
+                c->counters.store_errors++;
+                return log_warning_errno(r, "Failed to store host %s: %s", h->id,
+                                         store_error(c->store));
+        }
+        v->dirty = false;
+        return 0;
+}
+
+static void on_transition(Controller *c, const HostTransition *t) {
+        Host *h = host_table_get(&c->hosts, t->id);
+        HostView *v = h ? h->userdata : NULL;
+        uint64_t now = now_realtime_usec();
+        _cleanup_free_ char *summary = NULL;
+        char since[DURATION_MAX_LEN];
+
+        if (!h)
+                return;
+        if (v) {
+                if (t->from != _HOST_STATE_INVALID && v->state_since_us > 0 &&
+                    now > v->state_since_us)
+                        duration_format(since, sizeof(since),
+                                        (now - v->state_since_us) / USEC_PER_MSEC * USEC_PER_MSEC);
+                else
+                        strcpy(since, "0");
+                v->state_since_us = now;
+        }
+        (void) persist_host(c, h);
+
+        switch (t->to) {
+        case HOST_DOWN: {
+                char timeout[DURATION_MAX_LEN];
+                duration_format(timeout, sizeof(timeout), c->hosts.timeout);
+                if (asprintf(&summary, "host %s is down: no heartbeat for %s", t->id, timeout) < 0)
+                        return;
+                (void) alert_raise(c, "host-down", BATON__V1__SEVERITY__SEVERITY_CRITICAL, NULL,
+                                   t->id, summary);
+                break;
+        }
+        case HOST_UP:
+        case HOST_DRAINED:
+                if (t->from == HOST_DOWN) {
+                        if (asprintf(&summary, "host %s is up again after %s down", t->id, since) <
+                            0)
+                                return;
+                        (void) alert_resolve(c, "host-down", NULL, t->id, summary);
+                        (void) alert_notice(c, "host-up", NULL, t->id, summary);
+                } else if (t->from == _HOST_STATE_INVALID) {
+                        if (asprintf(&summary, "host %s joined", t->id) < 0)
+                                return;
+                        (void) alert_notice(c, "host-up", NULL, t->id, summary);
+                }
+                break;
+        default:
+                break;
+        }
+}
+
+static void on_expire(uv_timer_t *t);
+
+static void arm_expire(Controller *c) {
+        usec_t next = host_table_next_deadline(&c->hosts), now = now_monotonic_usec();
+        uint64_t ms;
+
+        if (c->stopping || c->blind)
+                return;
+        if (next == USEC_INFINITY) {
+                (void) uv_timer_stop(&c->expire_timer);
+                return;
+        }
+        ms = next > now ? (next - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC : 0;
+        (void) uv_timer_start(&c->expire_timer, on_expire, ms, 0);
+}
+
+static void on_expire(uv_timer_t *t) {
+        Controller *c = t->data;
+        HostTransition tr[64];
+        size_t n;
+
+        if (c->blind)
+                return;
+
+        do {
+                n = host_table_expire(&c->hosts, now_monotonic_usec(), tr, ELEMENTSOF(tr));
+                for (size_t i = 0; i < n; i++)
+                        on_transition(c, &tr[i]);
+        } while (n == ELEMENTSOF(tr));
+        arm_expire(c);
+}
+
+static void labels_to_text(const Baton__V1__Heartbeat *hb, char **ret) {
+        _cleanup_free_ char *s = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        f = open_memstream(&s, &len);
+        if (!f)
+                return;
+        for (size_t i = 0; i < hb->n_labels; i++)
+                fprintf(f, "%s%s=%s", i ? " " : "", hb->labels[i]->key, hb->labels[i]->value);
+        if (fclose(f) == 0)
+                *ret = TAKE_PTR(s);
+}
+
+static void handle_heartbeat(Controller *c, const Baton__V1__Heartbeat *hb) {
+        HostTransition t;
+        HostView *v;
+        Host *h;
+        uint64_t now = now_realtime_usec();
+        _cleanup_free_ char *labels = NULL;
+        int r;
+
+        c->counters.heartbeats++;
+        r = host_table_heartbeat(&c->hosts, hb->host, now_monotonic_usec(), &h, &t);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to record heartbeat of %s: %s, ignoring.", hb->host,
+                                  STRERROR(r));
+                return;
+        }
+        v = host_view_of(h);
+        if (!v)
+                return;
+
+        if (v->first_seen_us == 0)
+                v->first_seen_us = now;
+        if (v->last_seen_us < now)
+                v->last_seen_us = now;
+        if (hb->boot_id && v->boot_id && !streq(v->boot_id, hb->boot_id))
+                log_notice("Host %s rebooted (boot id %s → %s).", hb->host, v->boot_id,
+                           hb->boot_id);
+        update_str(&v->boot_id, hb->boot_id);
+        update_str(&v->agent_version, hb->agent_version);
+        update_str(&v->systemd_version, hb->systemd_version);
+        update_str(&v->system_state, hb->system_state);
+        labels_to_text(hb, &labels);
+        update_str(&v->labels, labels);
+        if (hb->capacity) {
+                v->cores = hb->capacity->cores;
+                v->memory_total = hb->capacity->memory_total_bytes;
+                v->memory_available = hb->capacity->memory_available_bytes;
+                v->load1_x100 = hb->capacity->load1_x100;
+        }
+        v->units_total = (uint32_t) hb->n_units;
+        v->units_active = 0;
+        for (size_t i = 0; i < hb->n_units; i++)
+                if (streq(hb->units[i]->active_state, "active"))
+                        v->units_active++;
+        v->applied_generation = hb->applied_generation;
+        v->max_epoch_seen = hb->max_epoch_seen;
+        v->dirty = true;
+
+        if (r > 0) {
+                on_transition(c, &t);
+                arm_expire(c);
+        }
+}
+
+/* ---- status consumer ----------------------------------------------------- */
+
+void controller_refuse(Controller *c, const BrokerMessage *m, RefuseReason reason,
+                       const char *detail) {
+        c->counters.refused[reason]++;
+        log_fields(LOG_WARNING, 0,
+                   LOG_FIELDS({ "BATON_QUEUE", strempty(m->queue) },
+                              { "BATON_REFUSED", refuse_reason_to_string(reason) }),
+                   "Refusing message %s (type %s, routing key %s) on %s: %s; dead-lettered.",
+                   strna(m->message_id), strna(m->type), strna(m->routing_key), strna(m->queue),
+                   detail);
+        (void) broker_reject(c->broker, m->delivery_tag, false);
+}
+
+static const ProtobufCMessageDescriptor *const status_types[] = {
+        &baton__v1__heartbeat__descriptor,
+        &baton__v1__unit_event__descriptor,
+        &baton__v1__shard_report__descriptor,
+        &baton__v1__command_result__descriptor,
+};
+
+static const char *const status_kinds[] = {
+        TOPOLOGY_KIND_HEARTBEAT,
+        TOPOLOGY_KIND_UNIT,
+        TOPOLOGY_KIND_SHARD,
+        TOPOLOGY_KIND_RESULT,
+};
+
+/* Every status body names its host as its first field. */
+static const char *status_host(const CodecDecoded *d) {
+        if (d->descriptor == &baton__v1__heartbeat__descriptor)
+                return ((Baton__V1__Heartbeat *) d->body)->host;
+        if (d->descriptor == &baton__v1__unit_event__descriptor)
+                return ((Baton__V1__UnitEvent *) d->body)->host;
+        if (d->descriptor == &baton__v1__shard_report__descriptor)
+                return ((Baton__V1__ShardReport *) d->body)->host;
+        return ((Baton__V1__CommandResult *) d->body)->host;
+}
+
+static void on_status(Broker *b, const BrokerMessage *m, void *userdata) {
+        Controller *c = userdata;
+        _cleanup_(codec_decoded_done) CodecDecoded d = { 0 };
+        _cleanup_free_ char *error = NULL, *expected_key = NULL;
+        const char *host;
+        size_t i;
+        int r;
+
+        c->counters.status_received++;
+        r = codec_decode(m->body, m->body_len, status_types, ELEMENTSOF(status_types), m->type,
+                         NULL, &d, &error);
+        if (r < 0) {
+                controller_refuse(c, m, r == -EPROTOTYPE ? REFUSE_WRONG_TYPE : REFUSE_MALFORMED,
+                                  error ? error : strerror(-r));
+                return;
+        }
+
+        for (i = 0; i < ELEMENTSOF(status_types); i++)
+                if (d.descriptor == status_types[i])
+                        break;
+        assert(i < ELEMENTSOF(status_types));
+
+        host = status_host(&d);
+        if (!topology_host_id_is_valid(host)) {
+                controller_refuse(c, m, REFUSE_MALFORMED, "invalid host id in body");
+                return;
+        }
+        /* The routing key is what the broker's permissions restrict per agent
+         * user, so a body must agree with it and with its envelope. */
+        if (asprintf(&expected_key, "%s.%s", host, status_kinds[i]) < 0) {
+                (void) broker_reject(c->broker, m->delivery_tag, true);
+                return;
+        }
+        if (!streq_ptr(m->routing_key, expected_key) || !streq_ptr(d.envelope->sender, host)) {
+                _cleanup_free_ char *why = NULL;
+                if (asprintf(&why, "body is %s from host '%s' (sender '%s'), routing key '%s'",
+                             d.descriptor->name, host, strna(d.envelope->sender),
+                             strna(m->routing_key)) < 0)
+                        why = NULL;
+                controller_refuse(c, m, REFUSE_MISMATCH, why ? why : "mismatch");
+                return;
+        }
+
+        if (d.descriptor == &baton__v1__heartbeat__descriptor)
+                handle_heartbeat(c, (Baton__V1__Heartbeat *) d.body);
+        else
+                log_debug("Received %s from %s.", d.descriptor->name, host);
+
+        (void) broker_ack(b, m->delivery_tag);
+}
+
+static void on_rpc(Broker *b, const BrokerMessage *m, void *userdata) {
+        rpc_handle(userdata, m);
+}
+
+static void on_broker_state(Broker *b, BrokerState state, const char *reason, void *userdata) {
+        Controller *c = userdata;
+
+        switch (state) {
+        case BROKER_CONNECTED:
+                log_info("Connected to the broker as %s, vhost %s.", strna(broker_get_user(b)),
+                         strna(broker_get_vhost(b)));
+                notifier_status(&c->notifier, "connected to the broker");
+                /* Hosts get a whole timeout to report in from now on. */
+                c->blind = false;
+                host_table_grace(&c->hosts, now_monotonic_usec());
+                arm_expire(c);
+                break;
+        case BROKER_DISCONNECTED:
+                log_warning("Lost the broker: %s; reconnecting. Hosts are not judged "
+                            "meanwhile.",
+                            strna(reason));
+                notifier_status(&c->notifier, "broker unreachable, reconnecting");
+                c->blind = true;
+                (void) uv_timer_stop(&c->expire_timer);
+                break;
+        default:
+                break;
+        }
+}
+
+/* ---- batching ------------------------------------------------------------ */
+
+static void flush_hosts(Controller *c) {
+        size_t n = 0;
+        int r;
+
+        for (size_t i = 0; i < c->hosts.n_hosts; i++) {
+                HostView *v = c->hosts.hosts[i]->userdata;
+                if (v && v->dirty)
+                        n++;
+        }
+        if (n == 0)
+                return;
+
+        /* One transaction (one fsync) for all hosts seen since the last flush. */
+        r = store_begin(c->store);
+        if (r < 0) {
+                c->counters.store_errors++;
+                log_warning_errno(r, "Failed to begin flush: %s, retrying later.",
+                                  store_error(c->store));
+                return;
+        }
+        for (size_t i = 0; i < c->hosts.n_hosts; i++) {
+                HostView *v = c->hosts.hosts[i]->userdata;
+                if (v && v->dirty)
+                        (void) persist_host(c, c->hosts.hosts[i]);
+        }
+        r = store_commit(c->store);
+        if (r < 0) {
+                c->counters.store_errors++;
+                log_warning_errno(r, "Failed to commit flush: %s, retrying later.",
+                                  store_error(c->store));
+                for (size_t i = 0; i < c->hosts.n_hosts; i++) {
+                        HostView *v = c->hosts.hosts[i]->userdata;
+                        if (v)
+                                v->dirty = true;
+                }
+        }
+}
+
+static void on_flush(uv_timer_t *t) {
+        flush_hosts(t->data);
+}
+
+/* ---- start and stop ------------------------------------------------------ */
+
+static int restore_host(const StoreHost *sh, void *userdata) {
+        Controller *c = userdata;
+        HostView *v;
+        Host *h;
+        int r;
+
+        r = host_table_restore(&c->hosts, sh->id, sh->alive, sh->drained, now_monotonic_usec(), &h);
+        if (r < 0)
+                return r;
+        v = host_view_of(h);
+        if (!v)
+                return -ENOMEM;
+        v->first_seen_us = sh->first_seen_us;
+        v->last_seen_us = sh->last_seen_us;
+        v->state_since_us = sh->state_since_us;
+        update_str(&v->boot_id, sh->boot_id);
+        update_str(&v->agent_version, sh->agent_version);
+        update_str(&v->labels, sh->labels);
+        return 0;
+}
+
+static int restore_alert(const StoreAlert *a, void *userdata) {
+        return remember_alert(userdata, a->id, a->kind, a->severity, a->service, a->host,
+                              a->summary, a->raised_at_us);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+        Controller *c = s->data;
+
+        log_info("Received %s, stopping.", strsignal(signum));
+        controller_stop(c);
+}
+
+int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
+        _cleanup_free_ char *error = NULL;
+        BrokerConfig bc;
+        int r;
+
+        *c = (Controller){
+                .loop = loop,
+                .config = *config,
+                .started_at_us = now_realtime_usec(),
+                .blind = true, /* until the first connect */
+        };
+        *config = (ControllerConfig){ 0 };
+        host_table_init(&c->hosts, c->config.host_timeout);
+
+        r = store_open(c->config.database, &c->store, &error);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the database: %s",
+                                       error ? error : strerror(-r));
+        r = store_bump_epoch(c->store, &c->epoch);
+        if (r < 0)
+                return log_error_errno(r, "Failed to raise the epoch in %s: %s", c->config.database,
+                                       store_error(c->store));
+        r = store_load_hosts(c->store, restore_host, c);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load hosts: %s", store_error(c->store));
+        r = store_load_alerts(c->store, restore_alert, c);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load open alerts: %s", store_error(c->store));
+        log_info("Controller %s starting with epoch %" PRIu64 ", %zu known hosts, %zu open alerts.",
+                 c->config.id, c->epoch, c->hosts.n_hosts, c->n_alerts);
+
+        broker_config_init(&bc);
+        broker_settings_apply(&c->config.broker, &bc);
+        bc.connection_name = "baton-controller";
+        r = broker_new(loop, &bc, on_broker_state, c, &c->broker);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the broker client: %s", STRERROR(r));
+        r = topology_add_common(c->broker);
+        if (r >= 0)
+                r = topology_add_controller(c->broker, on_status, on_rpc, c);
+        if (r < 0)
+                return log_error_errno(r, "Failed to declare the topology: %s", STRERROR(r));
+
+        if (uv_timer_init(loop, &c->expire_timer) < 0 || uv_timer_init(loop, &c->flush_timer) < 0 ||
+            uv_signal_init(loop, &c->sigterm) < 0 || uv_signal_init(loop, &c->sigint) < 0)
+                return log_error_errno(-ENOMEM, "Failed to set up event loop handles.");
+        c->expire_timer.data = c->flush_timer.data = c->sigterm.data = c->sigint.data = c;
+        (void) uv_signal_start(&c->sigterm, on_signal, SIGTERM);
+        (void) uv_signal_start(&c->sigint, on_signal, SIGINT);
+        (void) uv_timer_start(&c->flush_timer, on_flush, c->config.flush_interval / USEC_PER_MSEC,
+                              c->config.flush_interval / USEC_PER_MSEC);
+        (void) notifier_init(&c->notifier, loop);
+
+        r = broker_start(c->broker);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the broker client: %s", STRERROR(r));
+
+        /* Ready once local state is loaded: a controller whose broker is
+         * down still starts (and keeps retrying) rather than failing. */
+        notifier_ready(&c->notifier, "running");
+        return 0;
+}
+
+static void on_broker_closed(void *userdata) {
+        Controller *c = userdata;
+
+        c->broker = NULL;
+        loop_close_handle((uv_handle_t *) &c->expire_timer);
+        loop_close_handle((uv_handle_t *) &c->flush_timer);
+        loop_close_handle((uv_handle_t *) &c->sigterm);
+        loop_close_handle((uv_handle_t *) &c->sigint);
+        notifier_done(&c->notifier);
+}
+
+void controller_stop(Controller *c) {
+        if (c->stopping)
+                return;
+        c->stopping = true;
+        notifier_stopping(&c->notifier);
+        if (c->store)
+                flush_hosts(c);
+        if (c->broker)
+                broker_close(c->broker, on_broker_closed, c);
+        else
+                on_broker_closed(c);
+}
+
+void controller_done(Controller *c) {
+        for (size_t i = 0; i < c->n_alerts; i++)
+                open_alert_done(&c->alerts[i]);
+        free(c->alerts);
+        host_table_done(&c->hosts, host_view_free_void);
+        c->store = store_close(c->store);
+        controller_config_done(&c->config);
+}

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/* batonctl hosts: every host the controller knows, its state and capacity. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "ctl.h"
+#include "duration.h"
+#include "util.h"
+
+static json_t *labels_json(const Baton__V1__HostInfo *h) {
+        json_t *o = json_object();
+
+        for (size_t i = 0; o && i < h->n_labels; i++) {
+                const char *eq = strchr(h->labels[i], '=');
+                if (!eq)
+                        continue;
+                json_object_setn_new(o, h->labels[i], (size_t) (eq - h->labels[i]),
+                                     json_string(eq + 1));
+        }
+        return o;
+}
+
+static json_t *host_json(const Baton__V1__HostInfo *h) {
+        char last_seen[40];
+
+        return json_pack(
+                "{s:s, s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:f, "
+                "s:i, s:i, s:I, s:I, s:o}",
+                "host", h->host, "state", h->state, "last_seen_us", (json_int_t) h->last_seen_us,
+                "last_seen", ctl_format_time(last_seen, sizeof(last_seen), h->last_seen_us),
+                "state_since_us", (json_int_t) h->state_since_us, "boot_id", h->boot_id,
+                "agent_version", h->agent_version, "systemd_version", h->systemd_version,
+                "system_state", h->system_state, "cores", (int) h->cores, "memory_total_bytes",
+                (json_int_t) h->memory_total_bytes, "memory_available_bytes",
+                (json_int_t) h->memory_available_bytes, "load1", (double) h->load1_x100 / 100.0,
+                "units_total", (int) h->units_total, "units_active", (int) h->units_active,
+                "applied_generation", (json_int_t) h->applied_generation, "max_epoch_seen",
+                (json_int_t) h->max_epoch_seen, "labels", labels_json(h));
+}
+
+static int print_table(const Baton__V1__HostList *list) {
+        static const char *const headers[] = { "HOST",    "STATE", "LAST SEEN",         "AGENT",
+                                               "SYSTEMD", "CORES", "MEMORY FREE/TOTAL", "LOAD",
+                                               "UNITS",   "LABELS" };
+        _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
+        uint64_t now = now_realtime_usec();
+
+        if (!t)
+                return CTL_EXIT_FAILED;
+        for (size_t i = 0; i < list->n_hosts; i++) {
+                const Baton__V1__HostInfo *h = list->hosts[i];
+                _cleanup_free_ char *labels =
+                        strjoin_space((const char *const *) h->labels, h->n_labels);
+                char ago[48], cores[16], mem[64], avail[24], total[24], load[16], units[32];
+
+                snprintf(cores, sizeof(cores), "%u", h->cores);
+                snprintf(mem, sizeof(mem), "%s/%s",
+                         ctl_format_bytes(avail, sizeof(avail), h->memory_available_bytes),
+                         ctl_format_bytes(total, sizeof(total), h->memory_total_bytes));
+                snprintf(load, sizeof(load), "%.2f", (double) h->load1_x100 / 100.0);
+                snprintf(units, sizeof(units), "%u/%u", h->units_active, h->units_total);
+                const char *row[] = { h->host,
+                                      h->state,
+                                      ctl_format_ago(ago, sizeof(ago), h->last_seen_us, now),
+                                      h->agent_version,
+                                      h->systemd_version,
+                                      cores,
+                                      mem,
+                                      load,
+                                      units,
+                                      isempty(labels) ? "-" : labels };
+                if (ctl_table_add(t, row) < 0)
+                        return CTL_EXIT_FAILED;
+        }
+        if (list->n_hosts == 0) {
+                printf("No hosts have reported yet.\n");
+                return CTL_EXIT_OK;
+        }
+        ctl_table_print(t, stdout);
+        return CTL_EXIT_OK;
+}
+
+static int run(Ctl *ctl, int argc, char *argv[]) {
+        Baton__V1__Request req = BATON__V1__REQUEST__INIT;
+        Baton__V1__HostsRequest hosts = BATON__V1__HOSTS_REQUEST__INIT;
+        _cleanup_(codec_decoded_done) CodecDecoded d = { 0 };
+        const Baton__V1__Response *resp;
+        json_t *arr;
+        int r;
+
+        if (argc > 1)
+                return ctl_usage_error(&ctl_command_hosts, "unexpected argument '%s'", argv[1]);
+
+        req.verb = (char *) "hosts";
+        req.args_case = BATON__V1__REQUEST__ARGS_HOSTS;
+        req.hosts = &hosts;
+        r = ctl_request(ctl, &req, BATON__V1__RESPONSE__RESULT_HOSTS, &d, &resp);
+        if (r != CTL_EXIT_OK)
+                return r;
+
+        if (!ctl->json)
+                return print_table(resp->hosts);
+
+        arr = json_array();
+        for (size_t i = 0; arr && i < resp->hosts->n_hosts; i++)
+                json_array_append_new(arr, host_json(resp->hosts->hosts[i]));
+        return ctl_print_json(json_pack("{s:o}", "hosts", arr)) < 0 ? CTL_EXIT_FAILED : CTL_EXIT_OK;
+}
+
+const CtlCommand ctl_command_hosts = {
+        .name = "hosts",
+        .usage = "",
+        .summary = "list hosts with their state, capacity and labels",
+        .run = run,
+};

@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: MIT */
+/* SQLite behind the Store API. Migrations are an append-only list of SQL
+ * scripts; user_version records how many have run. Errors map to -errno:
+ * busy/locked → -EBUSY, constraint → -EEXIST, corrupt → -EUCLEAN, else -EIO. */
+#include <assert.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "store.h"
+#include "util.h"
+
+struct Store {
+        sqlite3 *db;
+        bool in_tx;
+};
+
+/* Append only: never edit a released migration, add a new one. */
+static const char *const migrations[] = {
+        /* 1: the walking skeleton */
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;"
+        "INSERT INTO meta (key, value) VALUES ('epoch', '0');"
+        "CREATE TABLE hosts ("
+        "  id TEXT PRIMARY KEY,"
+        "  alive INTEGER NOT NULL,"
+        "  drained INTEGER NOT NULL DEFAULT 0,"
+        "  first_seen_us INTEGER NOT NULL,"
+        "  last_seen_us INTEGER NOT NULL,"
+        "  state_since_us INTEGER NOT NULL,"
+        "  boot_id TEXT,"
+        "  agent_version TEXT,"
+        "  labels TEXT"
+        ") STRICT;"
+        "CREATE TABLE alerts ("
+        "  id TEXT PRIMARY KEY,"
+        "  kind TEXT NOT NULL,"
+        "  severity INTEGER NOT NULL,"
+        "  service TEXT,"
+        "  host TEXT,"
+        "  summary TEXT NOT NULL,"
+        "  raised_at_us INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE audit ("
+        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  at_us INTEGER NOT NULL,"
+        "  user TEXT NOT NULL,"
+        "  verb TEXT NOT NULL,"
+        "  request TEXT,"
+        "  outcome TEXT NOT NULL"
+        ") STRICT;",
+};
+
+_Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "schema version mismatch");
+
+static int sqlite_to_errno(int rc) {
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_DONE:
+        case SQLITE_ROW:
+                return 0;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_CONSTRAINT:
+                return -EEXIST;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EUCLEAN;
+        case SQLITE_READONLY:
+        case SQLITE_PERM:
+        case SQLITE_AUTH:
+                return -EACCES;
+        case SQLITE_CANTOPEN:
+                return -ENOENT;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        default:
+                return -EIO;
+        }
+}
+
+const char *store_error(Store *s) {
+        return s && s->db ? sqlite3_errmsg(s->db) : "no database";
+}
+
+static int exec(Store *s, const char *sql) {
+        return sqlite_to_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+static void finalizep(sqlite3_stmt **st) {
+        if (*st)
+                sqlite3_finalize(*st);
+}
+#define _cleanup_stmt_ _cleanup_(finalizep)
+
+static int prepare(Store *s, const char *sql, sqlite3_stmt **ret) {
+        return sqlite_to_errno(sqlite3_prepare_v2(s->db, sql, -1, ret, NULL));
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v) {
+        return sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+int store_schema_version(Store *s, int *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s, "PRAGMA user_version", &st);
+        if (r < 0)
+                return r;
+        if (sqlite3_step(st) != SQLITE_ROW)
+                return -EIO;
+        *ret = sqlite3_column_int(st, 0);
+        return 0;
+}
+
+static int migrate(Store *s, char **ret_error) {
+        int version, r;
+
+        r = store_schema_version(s, &version);
+        if (r < 0)
+                return r;
+        if (version > (int) ELEMENTSOF(migrations))
+                return error_set(ret_error, -EPROTO,
+                                 "database schema version %d is newer than this baton (%d); "
+                                 "refusing to touch it",
+                                 version, STORE_SCHEMA_VERSION);
+
+        for (int v = version; v < (int) ELEMENTSOF(migrations); v++) {
+                char pragma[64];
+
+                r = exec(s, "BEGIN IMMEDIATE");
+                if (r < 0)
+                        return r;
+                snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", v + 1);
+                r = exec(s, migrations[v]);
+                if (r >= 0)
+                        r = exec(s, pragma);
+                if (r >= 0)
+                        r = exec(s, "COMMIT");
+                if (r < 0) {
+                        (void) error_set(ret_error, r, "migration to schema %d failed: %s", v + 1,
+                                         sqlite3_errmsg(s->db));
+                        (void) exec(s, "ROLLBACK");
+                        return r;
+                }
+        }
+        return 0;
+}
+
+int store_open(const char *path, Store **ret, char **ret_error) {
+        _cleanup_(store_closep) Store *s = NULL;
+        int rc, r;
+
+        assert(path);
+        assert(ret);
+
+        s = calloc(1, sizeof(Store));
+        if (!s)
+                return -ENOMEM;
+
+        rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                     SQLITE_OPEN_EXRESCODE,
+                             NULL);
+        if (rc != SQLITE_OK) {
+                return error_set(ret_error, sqlite_to_errno(rc), "cannot open database %s: %s",
+                                 path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        }
+        /* A held lock (another controller on the same file) fails fast rather
+         * than stalling the event loop. */
+        sqlite3_busy_timeout(s->db, 200);
+
+        r = exec(s, "PRAGMA journal_mode = WAL");
+        if (r >= 0)
+                r = exec(s, "PRAGMA synchronous = NORMAL");
+        if (r >= 0)
+                r = exec(s, "PRAGMA foreign_keys = ON");
+        if (r < 0) {
+                return error_set(ret_error, r, "cannot set up database %s: %s", path,
+                                 sqlite3_errmsg(s->db));
+        }
+
+        r = migrate(s, ret_error);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+Store *store_close(Store *s) {
+        if (!s)
+                return NULL;
+        if (s->in_tx)
+                store_rollback(s);
+        /* Checkpoint so the main file is complete for backups taken cold. */
+        (void) sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_close_v2(s->db);
+        free(s);
+        return NULL;
+}
+
+int store_begin(Store *s) {
+        int r;
+
+        assert(!s->in_tx);
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r >= 0)
+                s->in_tx = true;
+        return r;
+}
+
+int store_commit(Store *s) {
+        int r;
+
+        assert(s->in_tx);
+        r = exec(s, "COMMIT");
+        if (r < 0) {
+                store_rollback(s);
+                return r;
+        }
+        s->in_tx = false;
+        return 0;
+}
+
+void store_rollback(Store *s) {
+        if (!s->in_tx)
+                return;
+        (void) exec(s, "ROLLBACK");
+        s->in_tx = false;
+}
+
+int store_bump_epoch(Store *s, uint64_t *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        uint64_t epoch;
+        int r;
+
+        r = exec(s, "PRAGMA synchronous = FULL");
+        if (r < 0)
+                return r;
+        r = store_begin(s);
+        if (r < 0)
+                goto finish;
+        r = prepare(s,
+                    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) "
+                    "WHERE key = 'epoch' RETURNING CAST(value AS INTEGER)",
+                    &st);
+        if (r < 0) {
+                store_rollback(s);
+                goto finish;
+        }
+        if (sqlite3_step(st) != SQLITE_ROW) {
+                r = sqlite_to_errno(sqlite3_errcode(s->db));
+                if (r == 0)
+                        r = -EIO;
+                sqlite3_finalize(TAKE_PTR(st));
+                store_rollback(s);
+                goto finish;
+        }
+        epoch = (uint64_t) sqlite3_column_int64(st, 0);
+        sqlite3_finalize(TAKE_PTR(st));
+        r = store_commit(s);
+        if (r >= 0)
+                *ret = epoch;
+finish:
+        (void) exec(s, "PRAGMA synchronous = NORMAL");
+        return r;
+}
+
+static int step_done(Store *s, sqlite3_stmt *st) {
+        int rc = sqlite3_step(st), r;
+
+        if (rc == SQLITE_DONE)
+                return 0;
+        r = sqlite_to_errno(rc);
+        return r < 0 ? r : -EIO;
+}
+
+int store_upsert_host(Store *s, const StoreHost *h) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "INSERT INTO hosts (id, alive, drained, first_seen_us, last_seen_us, "
+                    "state_since_us, boot_id, agent_version, labels) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+                    "ON CONFLICT (id) DO UPDATE SET alive = ?2, drained = ?3, "
+                    "last_seen_us = ?5, state_since_us = ?6, boot_id = ?7, "
+                    "agent_version = ?8, labels = ?9",
+                    &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, h->id);
+        sqlite3_bind_int(st, 2, h->alive);
+        sqlite3_bind_int(st, 3, h->drained);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64) h->first_seen_us);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64) h->last_seen_us);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64) h->state_since_us);
+        bind_text(st, 7, h->boot_id);
+        bind_text(st, 8, h->agent_version);
+        bind_text(st, 9, h->labels);
+        return step_done(s, st);
+}
+
+int store_load_hosts(Store *s, int (*fn)(const StoreHost *h, void *userdata), void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = prepare(s,
+                    "SELECT id, alive, drained, first_seen_us, last_seen_us, state_since_us, "
+                    "boot_id, agent_version, labels FROM hosts ORDER BY id",
+                    &st);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                StoreHost h = {
+                        .id = (const char *) sqlite3_column_text(st, 0),
+                        .alive = sqlite3_column_int(st, 1),
+                        .drained = sqlite3_column_int(st, 2),
+                        .first_seen_us = (uint64_t) sqlite3_column_int64(st, 3),
+                        .last_seen_us = (uint64_t) sqlite3_column_int64(st, 4),
+                        .state_since_us = (uint64_t) sqlite3_column_int64(st, 5),
+                        .boot_id = (const char *) sqlite3_column_text(st, 6),
+                        .agent_version = (const char *) sqlite3_column_text(st, 7),
+                        .labels = (const char *) sqlite3_column_text(st, 8),
+                };
+                r = fn(&h, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return rc == SQLITE_DONE ? 0 : sqlite_to_errno(rc);
+}
+
+int store_put_alert(Store *s, const StoreAlert *a) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "INSERT OR REPLACE INTO alerts (id, kind, severity, service, host, summary, "
+                    "raised_at_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, a->id);
+        bind_text(st, 2, a->kind);
+        sqlite3_bind_int(st, 3, a->severity);
+        bind_text(st, 4, a->service);
+        bind_text(st, 5, a->host);
+        bind_text(st, 6, a->summary);
+        sqlite3_bind_int64(st, 7, (sqlite3_int64) a->raised_at_us);
+        return step_done(s, st);
+}
+
+int store_delete_alert(Store *s, const char *id) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s, "DELETE FROM alerts WHERE id = ?1", &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, id);
+        return step_done(s, st);
+}
+
+int store_load_alerts(Store *s, int (*fn)(const StoreAlert *a, void *userdata), void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = prepare(s,
+                    "SELECT id, kind, severity, service, host, summary, raised_at_us FROM alerts "
+                    "ORDER BY raised_at_us, id",
+                    &st);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                StoreAlert a = {
+                        .id = (const char *) sqlite3_column_text(st, 0),
+                        .kind = (const char *) sqlite3_column_text(st, 1),
+                        .severity = sqlite3_column_int(st, 2),
+                        .service = (const char *) sqlite3_column_text(st, 3),
+                        .host = (const char *) sqlite3_column_text(st, 4),
+                        .summary = (const char *) sqlite3_column_text(st, 5),
+                        .raised_at_us = (uint64_t) sqlite3_column_int64(st, 6),
+                };
+                r = fn(&a, userdata);
+                if (r < 0)
+                        return r;
+        }
+        return rc == SQLITE_DONE ? 0 : sqlite_to_errno(rc);
+}
+
+int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, const char *request,
+                const char *outcome) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "INSERT INTO audit (at_us, user, verb, request, outcome) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5)",
+                    &st);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64) at_us);
+        bind_text(st, 2, user);
+        bind_text(st, 3, verb);
+        bind_text(st, 4, request);
+        bind_text(st, 5, outcome);
+        return step_done(s, st);
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/* The controller's durable state in SQLite (WAL): the epoch, hosts, open
+ * alerts and the audit log, behind versioned migrations. Observed state that
+ * changes every heartbeat is written by the caller in batches, inside one
+ * store_begin()/store_commit() pair. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "macro.h"
+
+typedef struct Store Store;
+
+#define STORE_SCHEMA_VERSION 1
+
+typedef struct StoreHost {
+        const char *id;
+        bool alive;
+        bool drained;
+        uint64_t first_seen_us; /* wall clock */
+        uint64_t last_seen_us;
+        uint64_t state_since_us;
+        const char *boot_id;
+        const char *agent_version;
+        const char *labels;
+} StoreHost;
+
+typedef struct StoreAlert {
+        const char *id;
+        const char *kind;
+        int severity;
+        const char *service;
+        const char *host;
+        const char *summary;
+        uint64_t raised_at_us;
+} StoreAlert;
+
+/* Opens (creating) the database, sets WAL and foreign keys, runs pending
+ * migrations in one transaction each. -EPROTO for a database from a newer
+ * baton (schema version above ours). *ret_error explains failures. */
+int store_open(const char *path, Store **ret, char **ret_error);
+Store *store_close(Store *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Store *, store_close)
+
+int store_schema_version(Store *s, int *ret);
+
+/* Raises the persisted epoch by one and returns it. Durable before return
+ * (synchronous=FULL for this transaction), so no two controller runs ever
+ * share an epoch. */
+int store_bump_epoch(Store *s, uint64_t *ret);
+
+int store_begin(Store *s);
+int store_commit(Store *s);
+void store_rollback(Store *s);
+
+int store_upsert_host(Store *s, const StoreHost *h);
+int store_load_hosts(Store *s, int (*fn)(const StoreHost *h, void *userdata), void *userdata);
+
+int store_put_alert(Store *s, const StoreAlert *a);
+int store_delete_alert(Store *s, const char *id);
+int store_load_alerts(Store *s, int (*fn)(const StoreAlert *a, void *userdata), void *userdata);
+
+int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, const char *request,
+                const char *outcome);
+
+/* Last SQLite error message, for logs. */
+const char *store_error(Store *s);

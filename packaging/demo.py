@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Brings the demo world up or down, reusing the integration-test world (the
+same isolated broker and systemd managers the tests use), in keep mode so
+the processes outlive this script and `down` can stop them by PID."""
+
+import json
+import os
+import subprocess
+import sys
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(root, 'tests', 'integration'))
+# world.py finds the binaries through BATON_BUILD_DIR when it is imported.
+if len(sys.argv) > 2:
+    os.environ['BATON_BUILD_DIR'] = os.path.abspath(sys.argv[2])
+
+import world as worldmod  # noqa: E402
+
+HOSTS = [('host-a', 'zone=eu rack=r1 role=gateway'),
+         ('host-b', 'zone=eu rack=r2 role=gateway'),
+         ('host-c', 'zone=us rack=r3 role=audio')]
+
+
+def batonctl(build, url, *args):
+    return subprocess.run([os.path.join(build, 'controller', 'batonctl'), '--broker', url,
+                           *args], capture_output=True, text=True)
+
+
+def up(build, demo_dir):
+    if os.path.exists(os.path.join(demo_dir, 'demo.json')):
+        print(f'A demo is already running in {demo_dir}; run packaging/demo.sh down first.')
+        return 1
+    w = worldmod.World('demo', keep=True, base=demo_dir)
+    # Written first, so that `down` can clean up even if start-up fails.
+    with open(os.path.join(demo_dir, 'demo.json'), 'w') as f:
+        json.dump({'world': w.dir, 'url': None, 'build': build}, f)
+    print(f'Starting RabbitMQ (about 10 s) in {w.dir} …', flush=True)
+    broker = w.start_broker()
+    w.start_controller(config={'controller': {'host_timeout': '10s'}})
+    for name, labels in HOSTS:
+        h = w.add_host(name)
+        w.start_agent(h, config={'agent': {'labels': labels, 'heartbeat_interval': '2s'}})
+    w.save_state()
+    with open(os.path.join(demo_dir, 'demo.json'), 'w') as f:
+        json.dump({'world': w.dir, 'url': broker.url, 'build': build}, f)
+
+    def hosts_up():
+        r = batonctl(build, broker.url, '--json', 'hosts')
+        if r.returncode != 0:
+            return False
+        hosts = json.loads(r.stdout)['hosts']
+        return len(hosts) == len(HOSTS) and all(h['state'] == 'up' for h in hosts)
+
+    w.wait_for(hosts_up, 60, interval=0.5, what='three hosts up')
+    print()
+    print(batonctl(build, broker.url, 'ping').stdout)
+    print(batonctl(build, broker.url, 'hosts').stdout)
+    ctl = os.path.join(build, 'controller', 'batonctl')
+    print('The demo is running. Try:')
+    print(f'  export BATON_BROKER={broker.url}')
+    print(f'  {ctl} hosts')
+    print(f'  {ctl} --json ping')
+    print(f'  kill $(pgrep -f "baton-agent.*host-c")   # host-c goes down after 10 s')
+    print('  packaging/demo.sh down                      # stop everything')
+    return 0
+
+
+def find_world_dir(demo_dir):
+    p = os.path.join(demo_dir, 'demo.json')
+    if os.path.exists(p):
+        with open(p) as f:
+            return json.load(f)['world']
+    return None
+
+
+def down(demo_dir):
+    d = find_world_dir(demo_dir)
+    if not d:
+        print('No demo is running.')
+        return 0
+    w = worldmod.World.load(d)
+    w.close()
+    for p in (os.path.join(demo_dir, 'demo.json'),):
+        if os.path.exists(p):
+            os.unlink(p)
+    print('The demo is stopped; every process it started is gone.')
+    return 0
+
+
+def status(build, demo_dir):
+    p = os.path.join(demo_dir, 'demo.json')
+    if not os.path.exists(p):
+        print('No demo is running.')
+        return 1
+    with open(p) as f:
+        d = json.load(f)
+    r = batonctl(build, d['url'], 'hosts')
+    print(r.stdout or r.stderr)
+    return r.returncode
+
+
+def main():
+    action, build = sys.argv[1], sys.argv[2]
+    demo_dir = os.environ.get('BATON_DEMO_DIR', '/var/tmp/baton-demo')
+    os.makedirs(demo_dir, exist_ok=True)
+    if action == 'up':
+        return up(build, demo_dir)
+    if action == 'down':
+        return down(demo_dir)
+    return status(build, demo_dir)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
