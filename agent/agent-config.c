@@ -61,6 +61,9 @@ const ConfigOption agent_config_options[] = {
           "D-Bus address of the manager, overriding the scope's default"),
         O("agent", "manage_units", CONFIG_STRING, manage_units, NULL, 0, 0, 0, validate_globs,
           "glob patterns of the units this agent may touch; empty: none"),
+        O("agent", "unit_dir", CONFIG_STRING, unit_dir, NULL, 0, 0, 0, NULL,
+          "where unit files are written (default: /etc/systemd/system, or "
+          "$XDG_CONFIG_HOME/systemd/user for scope=user)"),
         O("agent", "heartbeat_interval", CONFIG_DURATION, heartbeat_interval, "5s",
           USEC_PER_SEC / 10, 3600 * USEC_PER_SEC, 0, NULL, "how often to send a heartbeat"),
         O("agent", "state_dir", CONFIG_STRING, state_dir, "/var/lib/baton-agent", 0, 0,

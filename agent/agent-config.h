@@ -13,6 +13,7 @@ typedef struct AgentConfig {
         char *scope;
         char *bus_address;
         char *manage_units;
+        char *unit_dir;
         usec_t heartbeat_interval;
         char *state_dir;
         char *controller_public_key;

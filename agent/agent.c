@@ -1,17 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* baton-agent's shell: reads the manager over sd-bus, the host from /proc,
- * and publishes heartbeats; commands on baton.agent.<host> are decoded and
- * verified here. It is READY once it has synced with systemd, whatever the
- * broker's state: the broker is optional for keeping a host running. */
+/* baton-agent's process: state file, systemd over sd-bus, the broker, and the
+ * dispatch of commands on baton.agent.<host> (decoded and verified here,
+ * carried out in apply.c; status goes out through report.c). It is READY once
+ * it has synced with systemd, whatever the broker's state: the broker is
+ * optional for keeping a host running. */
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "agent.h"
-#include "capacity.h"
 #include "codec.h"
 #include "commands.pb-c.h"
+#include "converge.h"
+#include "dropin.h"
 #include "log.h"
 #include "loop.h"
 #include "status.pb-c.h"
@@ -119,6 +121,24 @@ static int connect_systemd(Agent *a) {
                                        STRERROR(r));
         bus_loop_set_disconnect_handler(a->bus_loop, on_bus_disconnect, a);
 
+        r = systemd_new(a->bus, a->bus_loop,
+                        &(SystemdCallbacks){ .unit_changed = agent_on_unit_changed }, a,
+                        &a->systemd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the systemd driver: %s", STRERROR(r));
+        /* Subscribe and watch before anything is started, so no change is
+         * missed; the Version reply comes after all of these (one connection,
+         * in order), so being READY then means being in sync. */
+        r = systemd_subscribe(a->systemd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to subscribe to systemd: %s", STRERROR(r));
+        for (size_t i = 0; i < a->state.n_units; i++) {
+                r = systemd_watch(a->systemd, a->state.units[i].name);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch %s: %s", a->state.units[i].name,
+                                               STRERROR(r));
+        }
+
         r = read_manager_property(a, "Version", on_version);
         if (r >= 0)
                 r = read_manager_property(a, "SystemState", on_system_state);
@@ -127,124 +147,142 @@ static int connect_systemd(Agent *a) {
         return 0;
 }
 
-/* ---- heartbeat ----------------------------------------------------------- */
+/* ---- state ---------------------------------------------------------------- */
 
-static void read_capacity(Baton__V1__Capacity *cap) {
-        _cleanup_free_ char *meminfo = NULL, *loadavg = NULL, *cpus = NULL;
-        uint64_t total, avail;
-        uint32_t l1, l5, l15, n;
-
-        if (read_full_file("/proc/meminfo", 64 * 1024, &meminfo, NULL) >= 0 &&
-            capacity_parse_meminfo(meminfo, &total, &avail) >= 0) {
-                cap->memory_total_bytes = total;
-                cap->memory_available_bytes = avail;
-        }
-        if (read_full_file("/proc/loadavg", 4096, &loadavg, NULL) >= 0 &&
-            capacity_parse_loadavg(loadavg, &l1, &l5, &l15) >= 0) {
-                cap->load1_x100 = l1;
-                cap->load5_x100 = l5;
-                cap->load15_x100 = l15;
-        }
-        if (read_full_file("/sys/devices/system/cpu/online", 4096, &cpus, NULL) >= 0 &&
-            capacity_parse_cpu_list(cpus, &n) >= 0)
-                cap->cores = n;
-        else {
-                long c = sysconf(_SC_NPROCESSORS_ONLN);
-                cap->cores = c > 0 ? (uint32_t) c : 1;
-        }
-}
-
-static void on_heartbeat_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
-        Agent *a = userdata;
-
-        if (outcome == BROKER_DROPPED && !a->stopping)
-                a->counters.heartbeats_dropped++;
-}
-
-static int send_heartbeat(Agent *a) {
-        Baton__V1__Heartbeat hb = BATON__V1__HEARTBEAT__INIT;
-        Baton__V1__Capacity cap = BATON__V1__CAPACITY__INIT;
-        _cleanup_free_ Baton__V1__Label *labels = NULL;
-        _cleanup_free_ Baton__V1__Label **label_ptrs = NULL;
-        _cleanup_free_ char *label_copy = NULL, *key = NULL;
-        _cleanup_free_ uint8_t *buf = NULL;
-        char message_id[33], expiration[32];
-        size_t n_labels = 0, len;
-        usec_t now = now_realtime_usec();
+int agent_save_state(Agent *a) {
+        _cleanup_free_ char *text = NULL;
         int r;
 
-        read_capacity(&cap);
-
-        /* Labels were validated at load time: "k=v k=v". */
-        if (!isempty(a->config.labels)) {
-                size_t max = 1;
-                for (const char *p = a->config.labels; *p; p++)
-                        max += *p == ' ';
-                label_copy = strdup(a->config.labels);
-                labels = calloc(max, sizeof(Baton__V1__Label));
-                label_ptrs = calloc(max, sizeof(Baton__V1__Label *));
-                if (!label_copy || !labels || !label_ptrs)
-                        return -ENOMEM;
-                for (char *tok = strtok(label_copy, " \t"); tok && n_labels < max;
-                     tok = strtok(NULL, " \t")) {
-                        char *eq = strchr(tok, '=');
-                        if (!eq)
-                                continue;
-                        *eq = 0;
-                        baton__v1__label__init(&labels[n_labels]);
-                        labels[n_labels].key = tok;
-                        labels[n_labels].value = eq + 1;
-                        label_ptrs[n_labels] = &labels[n_labels];
-                        n_labels++;
-                }
-        }
-
-        hb.host = a->config.host;
-        hb.boot_id = a->boot_id;
-        hb.agent_version = (char *) BATON_VERSION;
-        hb.applied_generation = a->applied_generation;
-        hb.applied_epoch = a->applied_epoch;
-        hb.max_epoch_seen = a->max_epoch_seen;
-        hb.capacity = &cap;
-        hb.n_labels = n_labels;
-        hb.labels = label_ptrs;
-        hb.interval_us = a->config.heartbeat_interval;
-        hb.seq = ++a->heartbeat_seq;
-        hb.systemd_version = (char *) strempty(a->systemd_version);
-        hb.system_state = (char *) strempty(a->system_state);
-        hb.agent_started_us = a->started_at_us;
-        hb.refused_total = a->counters.refused;
-
-        r = codec_encode(&hb.base, a->config.host, a->max_epoch_seen, now, NULL, &buf, &len);
+        r = agent_state_format(&a->state, &text);
+        if (r >= 0)
+                r = write_file_atomic(a->state_path, text, strlen(text), 0600);
         if (r < 0)
-                return r;
-        r = random_id(message_id);
-        if (r < 0)
-                return r;
-        if (asprintf(&key, "%s.%s", a->config.host, TOPOLOGY_KIND_HEARTBEAT) < 0)
-                return -ENOMEM;
-        /* A heartbeat is only news for a few intervals: let the broker drop
-         * stale ones rather than replay minutes of them to a slow controller. */
-        snprintf(expiration, sizeof(expiration), "%" PRIu64,
-                 (uint64_t) (MAX(5 * a->config.heartbeat_interval, 10 * USEC_PER_SEC) /
-                             USEC_PER_MSEC));
-
-        BrokerMessage m = {
-                .exchange = TOPOLOGY_EXCHANGE_STATUS,
-                .routing_key = key,
-                .message_id = message_id,
-                .type = hb.base.descriptor->name,
-                .content_type = CODEC_CONTENT_TYPE,
-                .expiration = expiration,
-                .timestamp = now / USEC_PER_SEC,
-                .body = buf,
-                .body_len = len,
-        };
-        r = broker_publish(a->broker, &m, BROKER_PUBLISH_DROPPABLE, on_heartbeat_confirm, a);
-        if (r < 0)
-                return r;
-        a->counters.heartbeats_sent++;
+                return log_error_errno(r, "Failed to write %s: %s", a->state_path, STRERROR(r));
         return 0;
+}
+
+static int load_state(Agent *a) {
+        _cleanup_free_ char *text = NULL, *error = NULL;
+        int r;
+
+        r = read_full_file(a->state_path, 64 * 1024 * 1024, &text, NULL);
+        if (r == -ENOENT) {
+                log_info("No state in %s yet: starting fresh.", a->state_path);
+                return 0;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to read %s: %s", a->state_path, STRERROR(r));
+        r = agent_state_parse(text, &a->state, &error);
+        if (r < 0)
+                /* Refuse to guess: a wrong idea of what we manage could remove
+                 * units that are not ours. */
+                return log_error_errno(r, "%s: %s; refusing to start (move it away to reset).",
+                                       a->state_path, error ? error : STRERROR(r));
+        log_info("Loaded state: epoch %" PRIu64 ", placement %" PRIu64 "/%" PRIu64
+                 ", %zu managed units.",
+                 a->state.max_epoch_seen, a->state.applied_epoch, a->state.applied_generation,
+                 a->state.n_units);
+        return 0;
+}
+
+static void shard_info_done(ShardInfo *si) {
+        free(si->unit);
+        free(si->service);
+        free(si->shards);
+}
+
+void agent_forget_shard_info(Agent *a, const char *unit) {
+        for (size_t i = 0; i < a->n_shards; i++)
+                if (streq(a->shards[i].unit, unit)) {
+                        shard_info_done(&a->shards[i]);
+                        a->shards[i] = a->shards[--a->n_shards];
+                        return;
+                }
+}
+
+int agent_set_shard_info(Agent *a, const char *unit, const char *service, uint32_t instance,
+                         const char *shards, uint32_t shard_count, uint64_t shard_epoch) {
+        ShardInfo si = {
+                .unit = strdup(unit),
+                .service = strdup(strempty(service)),
+                .instance = instance,
+                .shards = strdup(strempty(shards)),
+                .shard_count = shard_count,
+                .shard_epoch = shard_epoch,
+        };
+        ShardInfo *p;
+
+        if (!si.unit || !si.service || !si.shards) {
+                shard_info_done(&si);
+                return -ENOMEM;
+        }
+        agent_forget_shard_info(a, unit);
+        p = realloc(a->shards, (a->n_shards + 1) * sizeof(ShardInfo));
+        if (!p) {
+                shard_info_done(&si);
+                return -ENOMEM;
+        }
+        a->shards = p;
+        a->shards[a->n_shards++] = si;
+        return 0;
+}
+
+/* The drop-ins we wrote say how each unit runs: read the shard assignments
+ * back, so shard reports survive an agent restart without the controller. */
+static void load_shard_infos(Agent *a) {
+        for (size_t i = 0; i < a->state.n_units; i++) {
+                const ManagedUnitRec *u = &a->state.units[i];
+                _cleanup_free_ char *rel = NULL, *path = NULL, *text = NULL;
+                DropinInfo info;
+
+                if (!u->has_dropin || converge_dropin_file_name(u->name, &rel) < 0 ||
+                    asprintf(&path, "%s/%s", a->unit_dir, rel) < 0)
+                        continue;
+                if (read_full_file(path, 1024 * 1024, &text, NULL) < 0 ||
+                    dropin_parse(text, &info) < 0) {
+                        log_warning("Cannot read back %s, ignoring.", path);
+                        continue;
+                }
+                if (info.has_shards)
+                        (void) agent_set_shard_info(a, u->name, info.service, info.instance,
+                                                    info.shards, info.shard_count,
+                                                    info.shard_epoch);
+                dropin_info_done(&info);
+        }
+}
+
+static int setup_unit_dir(Agent *a) {
+        const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+        int r;
+
+        if (!isempty(a->config.unit_dir))
+                a->unit_dir = strdup(a->config.unit_dir);
+        else if (a->config.bus_scope == BUS_SCOPE_SYSTEM)
+                a->unit_dir = strdup("/etc/systemd/system");
+        else if (!isempty(xdg))
+                (void) asprintf(&a->unit_dir, "%s/systemd/user", xdg);
+        else if (!isempty(home))
+                (void) asprintf(&a->unit_dir, "%s/.config/systemd/user", home);
+        else
+                return log_error_errno(-ENXIO, "scope=user needs $XDG_CONFIG_HOME or $HOME, or "
+                                               "[agent] unit_dir=");
+        if (!a->unit_dir)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        a->wants_target =
+                a->config.bus_scope == BUS_SCOPE_SYSTEM ? "multi-user.target" : "default.target";
+        r = mkdir_p(a->unit_dir, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s: %s", a->unit_dir, STRERROR(r));
+        return 0;
+}
+
+/* ---- heartbeat ----------------------------------------------------------- */
+
+static void on_memory_timer(uv_timer_t *t) {
+        Agent *a = t->data;
+
+        /* systemd does not signal MemoryCurrent: read it now and then. */
+        (void) systemd_refresh(a->systemd);
 }
 
 static void on_heartbeat_timer(uv_timer_t *t) {
@@ -253,10 +291,8 @@ static void on_heartbeat_timer(uv_timer_t *t) {
 
         /* Refresh what changes; the reply lands before the next heartbeat. */
         (void) read_manager_property(a, "SystemState", on_system_state);
-        r = send_heartbeat(a);
-        if (r == -ENOBUFS)
-                a->counters.heartbeats_dropped++;
-        else if (r < 0)
+        r = agent_send_heartbeat(a);
+        if (r < 0)
                 log_warning_errno(r, "Failed to send a heartbeat: %s, ignoring.", STRERROR(r));
 }
 
@@ -267,40 +303,45 @@ static const ProtobufCMessageDescriptor *const command_types[] = {
         &baton__v1__restart__descriptor,
 };
 
-static void refuse(Agent *a, const BrokerMessage *m, const char *why) {
+void agent_refuse(Agent *a, uint64_t delivery_tag, const char *what, const char *why) {
         a->counters.refused++;
         log_fields(LOG_WARNING, 0, LOG_FIELDS({ "BATON_REFUSED", why }),
-                   "Refusing command %s (type %s) on %s: %s; dead-lettered.", strna(m->message_id),
-                   strna(m->type), strna(m->queue), why);
-        (void) broker_reject(a->broker, m->delivery_tag, false);
+                   "Refusing %s: %s; dead-lettered.", what, why);
+        if (a->broker)
+                (void) broker_reject(a->broker, delivery_tag, false);
+}
+
+void agent_ack(Agent *a, uint64_t delivery_tag) {
+        if (a->broker)
+                (void) broker_ack(a->broker, delivery_tag);
 }
 
 static void on_command(Broker *b, const BrokerMessage *m, void *userdata) {
         Agent *a = userdata;
-        _cleanup_(codec_decoded_done) CodecDecoded d = { 0 };
-        _cleanup_free_ char *error = NULL, *why = NULL;
+        CodecDecoded d = { 0 };
+        _cleanup_free_ char *error = NULL, *what = NULL;
         int r;
 
         a->counters.commands_received++;
+        if (asprintf(&what, "message %s (type %s)", strna(m->message_id), strna(m->type)) < 0)
+                what = NULL;
         r = codec_decode(m->body, m->body_len, command_types, ELEMENTSOF(command_types), m->type,
                          a->have_controller_key ? &a->controller_key : NULL, &d, &error);
         if (r < 0) {
-                refuse(a, m, error ? error : strerror(-r));
+                agent_refuse(a, m->delivery_tag, what ? what : "a message",
+                             error ? error : STRERROR(r));
                 return;
         }
-        if (d.envelope->epoch < a->max_epoch_seen) {
-                if (asprintf(&why, "stale epoch %" PRIu64 " (highest seen %" PRIu64 ")",
-                             d.envelope->epoch, a->max_epoch_seen) < 0)
-                        why = NULL;
-                refuse(a, m, why ? why : "stale epoch");
+        if (!a->synced) {
+                /* Not yet in sync with systemd: try again shortly. */
+                codec_decoded_done(&d);
+                (void) broker_reject(a->broker, m->delivery_tag, true);
                 return;
         }
-        /* Placement and Restart execution belong to the convergence engine,
-         * which this version does not have yet: refuse visibly. */
-        if (asprintf(&why, "%s is not supported by baton-agent %s yet", d.descriptor->name,
-                     BATON_VERSION) < 0)
-                why = NULL;
-        refuse(a, m, why ? why : "unsupported command");
+        if (d.descriptor == &baton__v1__placement__descriptor)
+                apply_placement(a, &d, m->delivery_tag);
+        else
+                apply_restart(a, &d, m->delivery_tag);
 }
 
 static void on_broker_state(Broker *b, BrokerState state, const char *reason, void *userdata) {
@@ -311,10 +352,11 @@ static void on_broker_state(Broker *b, BrokerState state, const char *reason, vo
         case BROKER_CONNECTED:
                 log_info("Connected to the broker; reporting as host %s.", a->config.host);
                 /* Full state at once on every (re)connect. */
-                r = send_heartbeat(a);
+                r = agent_send_heartbeat(a);
                 if (r < 0)
                         log_warning_errno(r, "Failed to send a heartbeat: %s, ignoring.",
                                           STRERROR(r));
+                (void) agent_send_shard_report(a);
                 break;
         case BROKER_DISCONNECTED:
                 log_warning("Lost the broker: %s; units stay as they are, reconnecting.",
@@ -351,6 +393,15 @@ int agent_start(Agent *a, uv_loop_t *loop, AgentConfig *config) {
         if (r < 0)
                 return log_error_errno(r, "Failed to create state directory %s: %s",
                                        a->config.state_dir, STRERROR(r));
+        if (asprintf(&a->state_path, "%s/state", a->config.state_dir) < 0)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        r = load_state(a);
+        if (r < 0)
+                return r;
+        r = setup_unit_dir(a);
+        if (r < 0)
+                return r;
+        load_shard_infos(a);
         if (!isempty(a->config.controller_public_key)) {
                 r = sign_public_key_load(a->config.controller_public_key, &a->controller_key,
                                          &error);
@@ -361,10 +412,11 @@ int agent_start(Agent *a, uv_loop_t *loop, AgentConfig *config) {
         } else
                 log_warning("No [security] controller_public_key: commands are not verified.");
 
-        if (uv_timer_init(loop, &a->heartbeat_timer) < 0 || uv_signal_init(loop, &a->sigterm) < 0 ||
+        if (uv_timer_init(loop, &a->heartbeat_timer) < 0 ||
+            uv_timer_init(loop, &a->memory_timer) < 0 || uv_signal_init(loop, &a->sigterm) < 0 ||
             uv_signal_init(loop, &a->sigint) < 0)
                 return log_error_errno(-ENOMEM, "Failed to set up event loop handles.");
-        a->heartbeat_timer.data = a->sigterm.data = a->sigint.data = a;
+        a->heartbeat_timer.data = a->memory_timer.data = a->sigterm.data = a->sigint.data = a;
         (void) uv_signal_start(&a->sigterm, on_signal, SIGTERM);
         (void) uv_signal_start(&a->sigint, on_signal, SIGINT);
         (void) notifier_init(&a->notifier, loop);
@@ -391,6 +443,7 @@ int agent_start(Agent *a, uv_loop_t *loop, AgentConfig *config) {
         (void) uv_timer_start(&a->heartbeat_timer, on_heartbeat_timer,
                               a->config.heartbeat_interval / USEC_PER_MSEC,
                               a->config.heartbeat_interval / USEC_PER_MSEC);
+        (void) uv_timer_start(&a->memory_timer, on_memory_timer, 30 * 1000, 30 * 1000);
         log_info("Agent for host %s started (scope %s, heartbeat every %" PRIu64 "ms).",
                  a->config.host, bus_scope_to_string(a->config.bus_scope),
                  (uint64_t) (a->config.heartbeat_interval / USEC_PER_MSEC));
@@ -402,6 +455,7 @@ static void on_broker_closed(void *userdata) {
 
         a->broker = NULL;
         loop_close_handle((uv_handle_t *) &a->heartbeat_timer);
+        loop_close_handle((uv_handle_t *) &a->memory_timer);
         loop_close_handle((uv_handle_t *) &a->sigterm);
         loop_close_handle((uv_handle_t *) &a->sigint);
         notifier_done(&a->notifier);
@@ -423,7 +477,23 @@ void agent_stop(Agent *a) {
 }
 
 void agent_done(Agent *a) {
+        /* Jobs still pending end as canceled; with a->stopping set their
+         * callbacks only free what they hold. Unacked commands go back to the
+         * broker and are redelivered to the next agent run. */
+        a->stopping = true;
+        a->systemd = systemd_free(a->systemd);
+        a->apply = apply_free(a->apply);
+        codec_decoded_done(&a->pending.decoded);
         a->bus = sd_bus_flush_close_unref(a->bus);
+        for (size_t i = 0; i < a->n_shards; i++) {
+                free(a->shards[i].unit);
+                free(a->shards[i].service);
+                free(a->shards[i].shards);
+        }
+        free(a->shards);
+        agent_state_done(&a->state);
+        free(a->state_path);
+        free(a->unit_dir);
         free(a->systemd_version);
         free(a->system_state);
         agent_config_done(&a->config);

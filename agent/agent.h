@@ -1,19 +1,36 @@
 /* SPDX-License-Identifier: MIT */
 /* The agent process: one systemd manager over sd-bus, one broker connection,
- * all on one uv loop. It reports its host and, above all, never disturbs the
- * units running there when the broker or the controller goes away. */
+ * all on one uv loop. It converges its host to the controller's Placement,
+ * reports what happens, and above all never disturbs the units running there
+ * when the broker or the controller goes away. */
 #pragma once
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-bus.h>
 #include <uv.h>
 
 #include "agent-config.h"
+#include "agent-state.h"
 #include "broker.h"
 #include "bus.h"
+#include "codec.h"
 #include "notify.h"
 #include "sign.h"
+#include "systemd.h"
+
+/* The shard assignment a sharded unit runs with, as written in its drop-in. */
+typedef struct ShardInfo {
+        char *unit;
+        char *service;
+        uint32_t instance;
+        char *shards;
+        uint32_t shard_count;
+        uint64_t shard_epoch;
+} ShardInfo;
+
+typedef struct Apply Apply;
 
 typedef struct Agent {
         uv_loop_t *loop;
@@ -21,8 +38,23 @@ typedef struct Agent {
         Broker *broker;
         sd_bus *bus;
         BusLoop *bus_loop;
+        Systemd *systemd;
         SignPublicKey controller_key;
         bool have_controller_key;
+
+        AgentState state;
+        char *state_path;
+        char *unit_dir;           /* where unit files and drop-ins are written */
+        const char *wants_target; /* what enabled units are wanted by */
+        ShardInfo *shards;
+        size_t n_shards;
+
+        Apply *apply; /* the Placement being carried out, if any */
+        struct {
+                CodecDecoded decoded; /* the newest Placement received meanwhile */
+                uint64_t delivery_tag;
+                bool set;
+        } pending;
 
         char boot_id[37];
         char *systemd_version;
@@ -30,11 +62,9 @@ typedef struct Agent {
         bool synced; /* first successful read from systemd done */
         uint64_t started_at_us;
         uint64_t heartbeat_seq;
-        uint64_t max_epoch_seen;
-        uint64_t applied_generation;
-        uint64_t applied_epoch;
 
         uv_timer_t heartbeat_timer;
+        uv_timer_t memory_timer;
         uv_signal_t sigterm;
         uv_signal_t sigint;
         Notifier notifier;
@@ -45,9 +75,40 @@ typedef struct Agent {
                 uint64_t heartbeats_dropped;
                 uint64_t commands_received;
                 uint64_t refused;
+                uint64_t placements_applied;
+                uint64_t restarts_run;
+                uint64_t unit_events;
+                uint64_t publish_failed;
         } counters;
 } Agent;
 
 int agent_start(Agent *a, uv_loop_t *loop, AgentConfig *config);
 void agent_stop(Agent *a);
 void agent_done(Agent *a);
+
+/* Publishes a body on baton.status with key "<host>.<kind>". Status other
+ * than heartbeats is kept while the broker is away (not droppable). */
+int agent_publish_status(Agent *a, const char *kind, const ProtobufCMessage *body, bool droppable);
+/* Writes the agent state file atomically; logs on failure. */
+int agent_save_state(Agent *a);
+/* Counts, logs and dead-letters a command. */
+void agent_refuse(Agent *a, uint64_t delivery_tag, const char *what, const char *why);
+void agent_ack(Agent *a, uint64_t delivery_tag);
+/* Reports every sharded unit's readiness. */
+int agent_send_shard_report(Agent *a);
+int agent_send_heartbeat(Agent *a);
+/* Fills a UnitState from the systemd cache (strings borrowed). */
+void agent_unit_state(Agent *a, const char *unit, void *ret_unit_state);
+
+/* systemd callback: a watched unit changed → UnitEvent (and ShardReport). */
+void agent_on_unit_changed(Systemd *s, const UnitInfo *now, const UnitInfo *old, void *userdata);
+
+/* Shard assignments: set from an applied Placement or read from a drop-in. */
+int agent_set_shard_info(Agent *a, const char *unit, const char *service, uint32_t instance,
+                         const char *shards, uint32_t shard_count, uint64_t shard_epoch);
+void agent_forget_shard_info(Agent *a, const char *unit);
+
+/* apply.c: Placement and Restart. Both take over `d`. */
+void apply_placement(Agent *a, CodecDecoded *d, uint64_t delivery_tag);
+void apply_restart(Agent *a, CodecDecoded *d, uint64_t delivery_tag);
+Apply *apply_free(Apply *x);

@@ -581,7 +581,9 @@ int systemd_refresh(Systemd *s) {
         int r = 0;
 
         for (size_t i = 0; i < s->n_watches; i++) {
-                int k = read_all(s->watches[i], SERVICE_IFACE);
+                int k = read_all(s->watches[i], UNIT_IFACE);
+                if (k >= 0)
+                        k = read_all(s->watches[i], SERVICE_IFACE);
                 if (k < 0 && r == 0)
                         r = k;
         }

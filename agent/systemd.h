@@ -83,8 +83,8 @@ int systemd_watch(Systemd *s, const char *unit);
 void systemd_unwatch(Systemd *s, const char *unit);
 /* Cached view of a watched unit, NULL if not watched. */
 const UnitInfo *systemd_unit(Systemd *s, const char *unit);
-/* Re-reads properties that systemd does not signal (MemoryCurrent) and, for
- * robustness, everything else of every watched unit. */
+/* Re-reads every property of every watched unit: for what systemd does not
+ * signal (MemoryCurrent; LoadState after a daemon-reload). */
 int systemd_refresh(Systemd *s);
 
 size_t systemd_n_watched(Systemd *s);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ctl-verbs.h"
 #include "ctl.h"
 #include "duration.h"
 #include "log.h"
@@ -20,15 +21,18 @@ static const ConfigOption ctl_config_options[] = {
 };
 
 static const CtlCommand *const commands[] = {
-        &ctl_command_ping,
-        &ctl_command_hosts,
+        &ctl_command_apply,   &ctl_command_plan,    &ctl_command_delete, &ctl_command_status,
+        &ctl_command_hosts,   &ctl_command_restart, &ctl_command_scale,  &ctl_command_drain,
+        &ctl_command_undrain, &ctl_command_rollout, &ctl_command_alerts, &ctl_command_watch,
+        &ctl_command_audit,   &ctl_command_ping,
 };
 
 /* Verbs of DESIGN.md §7 that this version does not implement yet. They are
- * listed so that `batonctl apply` says so instead of "unknown command". */
+ * listed so that `batonctl backup` says so instead of "unknown command". */
 static const char *const planned[] = {
-        "apply", "plan",    "delete",  "status", "shards", "restart", "scale",  "reshard",
-        "drain", "undrain", "rollout", "alerts", "watch",  "audit",   "backup",
+        "shards",
+        "reshard",
+        "backup",
 };
 
 static void help(void) {
@@ -43,9 +47,16 @@ static void help(void) {
                "  -h --help            show this help\n"
                "  --version            show the version\n\n"
                "Commands:\n");
-        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
-                printf("  %-8s %-12s %s\n", commands[i]->name, commands[i]->usage,
-                       commands[i]->summary);
+        /* Long usages put their summary on the next line, aligned. */
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+                int n = printf("  %s%s%s", commands[i]->name,
+                               isempty(commands[i]->usage) ? "" : " ", commands[i]->usage);
+                if (n > 28)
+                        printf("\n%30s", "");
+                else
+                        printf("%*s", 30 - n, "");
+                printf("%s\n", commands[i]->summary);
+        }
         printf("\nNot implemented yet:");
         for (size_t i = 0; i < ELEMENTSOF(planned); i++)
                 printf(" %s", planned[i]);

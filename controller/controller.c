@@ -30,9 +30,22 @@ const char *refuse_reason_to_string(RefuseReason r) {
         return refuse_reason_table[r];
 }
 
+static void observed_units_clear(HostView *v) {
+        for (size_t i = 0; i < v->n_units; i++) {
+                free(v->units[i].name);
+                free(v->units[i].active_state);
+                free(v->units[i].sub_state);
+        }
+        free(v->units);
+        v->units = NULL;
+        v->n_units = 0;
+}
+
 static HostView *host_view_free(HostView *v) {
         if (!v)
                 return NULL;
+        observed_units_clear(v);
+        free(v->sent_digest);
         free(v->boot_id);
         free(v->agent_version);
         free(v->labels);
@@ -200,8 +213,8 @@ static int remember_alert(Controller *c, const char *id, const char *kind, int s
 
 /* Raises an alert once: a condition already open is not raised again, also
  * across controller restarts (open alerts are persisted). */
-static int alert_raise(Controller *c, const char *kind, int severity, const char *service,
-                       const char *host, const char *summary) {
+int alert_raise(Controller *c, const char *kind, int severity, const char *service,
+                const char *host, const char *summary) {
         _cleanup_free_ char *id = NULL;
         uint64_t now = now_realtime_usec();
         int r;
@@ -233,8 +246,8 @@ static int alert_raise(Controller *c, const char *kind, int severity, const char
         return publish_alert(c, id, kind, severity, service, host, summary, false, now);
 }
 
-static int alert_resolve(Controller *c, const char *kind, const char *service, const char *host,
-                         const char *summary) {
+int alert_resolve(Controller *c, const char *kind, const char *service, const char *host,
+                  const char *summary) {
         _cleanup_free_ char *id = NULL;
         OpenAlert *a;
         uint64_t raised;
@@ -277,7 +290,7 @@ static int alert_notice(Controller *c, const char *kind, const char *service, co
 
 /* ---- hosts --------------------------------------------------------------- */
 
-static int persist_host(Controller *c, Host *h) {
+int controller_persist_host(Controller *c, Host *h) {
         HostView *v = h->userdata;
         int r;
 
@@ -321,7 +334,14 @@ static void on_transition(Controller *c, const HostTransition *t) {
                         strcpy(since, "0");
                 v->state_since_us = now;
         }
-        (void) persist_host(c, h);
+        (void) controller_persist_host(c, h);
+
+        /* Where instances may run changed: re-place (a host that comes back is
+         * sent its current Placement, which stops what moved away meanwhile). */
+        if (t->from != t->to)
+                (void) fleet_reconcile(c, t->to == HOST_DOWN ? "host down" : "host up");
+        if (t->to != HOST_DOWN)
+                (void) fleet_send_placement(c, t->id);
 
         switch (t->to) {
         case HOST_DOWN: {
@@ -438,9 +458,21 @@ static void handle_heartbeat(Controller *c, const Baton__V1__Heartbeat *hb) {
         }
         v->units_total = (uint32_t) hb->n_units;
         v->units_active = 0;
-        for (size_t i = 0; i < hb->n_units; i++)
-                if (streq(hb->units[i]->active_state, "active"))
+        observed_units_clear(v);
+        v->units = calloc(hb->n_units + 1, sizeof(*v->units));
+        for (size_t i = 0; v->units && i < hb->n_units; i++) {
+                const Baton__V1__UnitState *u = hb->units[i];
+                if (streq(u->active_state, "active"))
                         v->units_active++;
+                v->units[v->n_units++] = (struct ObservedUnitState){
+                        .name = strdup(u->name),
+                        .active_state = strdup(u->active_state),
+                        .sub_state = strdup(u->sub_state),
+                        .n_restarts = u->n_restarts,
+                        .main_pid = u->main_pid,
+                        .state_change_us = u->state_change_us,
+                };
+        }
         v->applied_generation = hb->applied_generation;
         v->max_epoch_seen = hb->max_epoch_seen;
         v->dirty = true;
@@ -448,6 +480,45 @@ static void handle_heartbeat(Controller *c, const Baton__V1__Heartbeat *hb) {
         if (r > 0) {
                 on_transition(c, &t);
                 arm_expire(c);
+        } else
+                fleet_check_host(c, h);
+}
+
+/* A unit changed on a host: update what `status` shows at once, and alert
+ * on failure. */
+static void handle_unit_event(Controller *c, const Baton__V1__UnitEvent *ev) {
+        Host *h = host_table_get(&c->hosts, ev->host);
+        HostView *v = h ? h->userdata : NULL;
+        const Baton__V1__UnitState *u = ev->unit;
+        _cleanup_free_ char *summary = NULL;
+
+        if (!v || !u)
+                return;
+        for (size_t i = 0; i < v->n_units; i++)
+                if (streq(v->units[i].name, u->name)) {
+                        char *a = strdup(u->active_state), *s = strdup(u->sub_state);
+                        if (a && s) {
+                                free(v->units[i].active_state);
+                                free(v->units[i].sub_state);
+                                v->units[i].active_state = a;
+                                v->units[i].sub_state = s;
+                                v->units[i].n_restarts = u->n_restarts;
+                                v->units[i].main_pid = u->main_pid;
+                                v->units[i].state_change_us = u->state_change_us;
+                        } else {
+                                free(a);
+                                free(s);
+                        }
+                        break;
+                }
+        if (streq(u->active_state, "failed")) {
+                if (asprintf(&summary, "%s failed on %s (%s)", u->name, ev->host,
+                             strna(u->result)) >= 0)
+                        (void) alert_raise(c, "unit-failed", BATON__V1__SEVERITY__SEVERITY_WARNING,
+                                           u->service, ev->host, summary);
+        } else if (streq(u->active_state, "active")) {
+                if (asprintf(&summary, "%s is active again on %s", u->name, ev->host) >= 0)
+                        (void) alert_resolve(c, "unit-failed", u->service, ev->host, summary);
         }
 }
 
@@ -535,6 +606,8 @@ static void on_status(Broker *b, const BrokerMessage *m, void *userdata) {
 
         if (d.descriptor == &baton__v1__heartbeat__descriptor)
                 handle_heartbeat(c, (Baton__V1__Heartbeat *) d.body);
+        else if (d.descriptor == &baton__v1__unit_event__descriptor)
+                handle_unit_event(c, (Baton__V1__UnitEvent *) d.body);
         else
                 log_debug("Received %s from %s.", d.descriptor->name, host);
 
@@ -557,6 +630,8 @@ static void on_broker_state(Broker *b, BrokerState state, const char *reason, vo
                 c->blind = false;
                 host_table_grace(&c->hosts, now_monotonic_usec());
                 arm_expire(c);
+                /* Re-assert every host's Placement (idempotent on the agents). */
+                (void) fleet_reconcile(c, "connected");
                 break;
         case BROKER_DISCONNECTED:
                 log_warning("Lost the broker: %s; reconnecting. Hosts are not judged "
@@ -596,7 +671,7 @@ static void flush_hosts(Controller *c) {
         for (size_t i = 0; i < c->hosts.n_hosts; i++) {
                 HostView *v = c->hosts.hosts[i]->userdata;
                 if (v && v->dirty)
-                        (void) persist_host(c, c->hosts.hosts[i]);
+                        (void) controller_persist_host(c, c->hosts.hosts[i]);
         }
         r = store_commit(c->store);
         if (r < 0) {
@@ -678,6 +753,21 @@ int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
         r = store_load_alerts(c->store, restore_alert, c);
         if (r < 0)
                 return log_error_errno(r, "Failed to load open alerts: %s", store_error(c->store));
+        r = fleet_load(c);
+        if (r < 0)
+                return r;
+        r = rollouts_load(c);
+        if (r < 0)
+                return r;
+        if (!isempty(c->config.signing_key)) {
+                _cleanup_free_ char *kerr = NULL;
+                r = sign_key_load(c->config.signing_key, &c->signing_key, &kerr);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to load signing_key: %s",
+                                               kerr ? kerr : STRERROR(r));
+                c->have_signing_key = true;
+        } else
+                log_warning("No [security] signing_key: commands go out unsigned.");
         log_info("Controller %s starting with epoch %" PRIu64 ", %zu known hosts, %zu open alerts.",
                  c->config.id, c->epoch, c->hosts.n_hosts, c->n_alerts);
 
@@ -719,6 +809,7 @@ static void on_broker_closed(void *userdata) {
         c->broker = NULL;
         loop_close_handle((uv_handle_t *) &c->expire_timer);
         loop_close_handle((uv_handle_t *) &c->flush_timer);
+        loop_close_handle((uv_handle_t *) &c->rollout_timer);
         loop_close_handle((uv_handle_t *) &c->sigterm);
         loop_close_handle((uv_handle_t *) &c->sigint);
         notifier_done(&c->notifier);
@@ -741,6 +832,8 @@ void controller_done(Controller *c) {
         for (size_t i = 0; i < c->n_alerts; i++)
                 open_alert_done(&c->alerts[i]);
         free(c->alerts);
+        rollouts_done(c);
+        fleet_done(c);
         host_table_done(&c->hosts, host_view_free_void);
         c->store = store_close(c->store);
         controller_config_done(&c->config);

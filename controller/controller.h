@@ -14,6 +14,7 @@
 #include "controller-config.h"
 #include "hosts.h"
 #include "notify.h"
+#include "sign.h"
 #include "store.h"
 
 /* Why a message was refused; each has a counter (and shows in `batonctl ping`). */
@@ -47,7 +48,32 @@ typedef struct HostView {
         uint64_t last_seen_us;
         uint64_t state_since_us;
         bool dirty; /* changed since the last flush to the store */
+
+        /* The units the host reported in its last heartbeat (or since, from
+         * unit events): what `batonctl status` shows. */
+        struct ObservedUnitState {
+                char *name;
+                char *active_state;
+                char *sub_state;
+                uint32_t n_restarts;
+                uint32_t main_pid;
+                uint64_t state_change_us; /* systemd's StateChangeTimestamp */
+        } * units;
+        size_t n_units;
+
+        /* Placement sent: its generation, a digest of its units (to send a
+         * new generation only on change), and when it was last (re)sent. */
+        uint64_t generation;
+        char *sent_digest;
+        uint64_t sent_at_us;
 } HostView;
+
+/* An instance and its host, as decided by the last reconcile. */
+typedef struct FleetInstance {
+        char *service;
+        uint32_t instance;
+        char *host;
+} FleetInstance;
 
 typedef struct OpenAlert {
         char *id;
@@ -70,6 +96,19 @@ typedef struct Controller {
 
         OpenAlert *alerts;
         size_t n_alerts;
+
+        /* Desired state: parsed specs (count is the effective count) and the
+         * current placement of every instance. */
+        struct ServiceSpec **services;
+        size_t n_services;
+        FleetInstance *instances;
+        size_t n_instances;
+        struct Rollout **rollouts; /* at most one per service */
+        size_t n_rollouts;
+        uint64_t next_rollout_id;
+        uv_timer_t rollout_timer;
+        SignKey signing_key;
+        bool have_signing_key;
 
         uv_timer_t expire_timer;
         uv_timer_t flush_timer;
@@ -111,6 +150,44 @@ void controller_refuse(Controller *c, const BrokerMessage *m, RefuseReason reaso
 int controller_publish(Controller *c, const char *exchange, const char *routing_key,
                        const ProtobufCMessage *body, const BrokerHeader *headers, size_t n_headers,
                        bool persistent, unsigned flags, const char *correlation_id);
+
+/* Alerts (controller.c): raised once, resolved once, persisted while open. */
+int alert_raise(Controller *c, const char *kind, int severity, const char *service,
+                const char *host, const char *summary);
+int alert_resolve(Controller *c, const char *kind, const char *service, const char *host,
+                  const char *summary);
+
+/* fleet.c: desired state and the reconciler. */
+int fleet_load(Controller *c);
+void fleet_done(Controller *c);
+/* Recomputes placement, persists it, and sends every host whose units
+ * changed a new Placement generation. `why` is logged. Returns the number of
+ * instances that moved, or -errno. */
+int fleet_reconcile(Controller *c, const char *why);
+/* A heartbeat arrived: resend the host's Placement if it lags behind. */
+void fleet_check_host(Controller *c, Host *h);
+struct ServiceSpec *fleet_service(Controller *c, const char *name);
+/* Placement of `services` on the current hosts, starting from the current
+ * instances; changes nothing (apply uses it for plans too). */
+struct PlacementResult;
+int fleet_compute(Controller *c, struct ServiceSpec *const *services, size_t n_services,
+                  struct PlacementResult *ret);
+/* Writes a host's record now (drain, transitions). */
+int controller_persist_host(Controller *c, Host *h);
+/* Publishes (again) the current Placement of one host. */
+int fleet_send_placement(Controller *c, const char *host);
+
+/* rollouts.c: rolling restarts driven by controller/core/rollout. */
+int rollouts_load(Controller *c);
+void rollouts_done(Controller *c);
+/* Starts a rolling restart of every instance of `service`. -EBUSY if one is
+ * running, -ENOENT for an unknown service. */
+int rollouts_start(Controller *c, const char *service, uint64_t *ret_id);
+/* Advances every rollout now (also called from a timer). */
+void rollouts_step(Controller *c);
+/* Sends a Restart of one instance; *ret_id (33 bytes) gets its id. */
+int fleet_send_restart(Controller *c, const char *service, uint32_t instance, char *ret_id,
+                       const char **ret_host);
 
 /* rpc.c */
 void rpc_handle(Controller *c, const BrokerMessage *m);

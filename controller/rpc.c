@@ -11,24 +11,8 @@
 #include "codec.h"
 #include "controller.h"
 #include "log.h"
-#include "rpc.pb-c.h"
+#include "rpc-internal.h"
 #include "util.h"
-
-typedef struct RpcContext {
-        Controller *c;
-        const Baton__V1__Request *request;
-        const char *user; /* AMQP user_id, validated by the broker; NULL if absent */
-        Baton__V1__Response response;
-        /* storage the response points into, freed after sending */
-        Baton__V1__Pong pong;
-        Baton__V1__Counter *counters;
-        Baton__V1__Counter **counter_ptrs;
-        Baton__V1__HostList host_list;
-        Baton__V1__HostInfo *host_infos;
-        Baton__V1__HostInfo **host_ptrs;
-        char ***host_labels;
-        char *error;
-} RpcContext;
 
 typedef struct RpcVerb {
         const char *name;
@@ -36,8 +20,7 @@ typedef struct RpcVerb {
         int (*handler)(RpcContext *x);
 } RpcVerb;
 
-static int fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) _printf_(3, 4);
-static int fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) {
+int rpc_fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) {
         va_list ap;
 
         free(x->error);
@@ -47,6 +30,19 @@ static int fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) {
         va_end(ap);
         x->response.status = status;
         x->response.error = x->error ? x->error : (char *) "out of memory";
+        return 0;
+}
+
+int rpc_set_json(RpcContext *x, json_t *doc) {
+        if (!doc)
+                return -ENOMEM;
+        free(x->json);
+        x->json = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(doc);
+        if (!x->json)
+                return -ENOMEM;
+        x->response.result_case = BATON__V1__RESPONSE__RESULT_JSON;
+        x->response.json = x->json;
         return 0;
 }
 
@@ -183,20 +179,42 @@ static int verb_hosts(RpcContext *x) {
 
 /* Every verb of DESIGN.md §7. A verb without a handler is answered with a
  * clear "not implemented yet", never with a fake success. */
+/* clang-format off */
 static const RpcVerb verbs[] = {
-        { "ping", false, verb_ping }, { "hosts", false, verb_hosts }, { "status", false, NULL },
-        { "plan", false, NULL },      { "shards", false, NULL },      { "alerts", false, NULL },
-        { "audit", false, NULL },     { "apply", true, NULL },        { "delete", true, NULL },
-        { "restart", true, NULL },    { "scale", true, NULL },        { "reshard", true, NULL },
-        { "drain", true, NULL },      { "undrain", true, NULL },      { "rollout", true, NULL },
-        { "backup", true, NULL },
+        { "ping",    false, verb_ping },
+        { "hosts",   false, verb_hosts },
+        { "status",  false, rpc_verb_status },
+        { "plan",    false, rpc_verb_apply },
+        { "shards",  false, NULL },
+        { "alerts",  false, rpc_verb_alerts },
+        { "audit",   false, rpc_verb_audit },
+        { "apply",   true,  rpc_verb_apply },
+        { "delete",  true,  rpc_verb_delete },
+        { "restart", true,  rpc_verb_restart },
+        { "scale",   true,  rpc_verb_scale },
+        { "reshard", true,  NULL },
+        { "drain",   true,  rpc_verb_drain },
+        { "undrain", true,  rpc_verb_drain },
+        { "rollout", true,  rpc_verb_rollout },
+        { "backup",  true,  NULL },
 };
+/* clang-format on */
 
 static const RpcVerb *find_verb(const char *name) {
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
                 if (streq(verbs[i].name, name))
                         return &verbs[i];
         return NULL;
+}
+
+/* `rollout status` and `apply --dry-run` change nothing: no operator needed,
+ * nothing to audit. */
+static bool request_is_read_only(const Baton__V1__Request *req) {
+        if (req->args_case == BATON__V1__REQUEST__ARGS_ROLLOUT)
+                return streq(req->rollout->action, "status");
+        if (req->args_case == BATON__V1__REQUEST__ARGS_APPLY)
+                return req->apply->dry_run;
+        return false;
 }
 
 /* Operators are space-separated broker user names. */
@@ -228,6 +246,8 @@ static void rpc_context_done(RpcContext *x) {
         free(x->host_infos);
         free(x->host_ptrs);
         free(x->error);
+        free(x->json);
+        free(x->audit_request);
 }
 
 static void send_reply(Controller *c, const BrokerMessage *m, const Baton__V1__Response *resp) {
@@ -258,6 +278,7 @@ void rpc_handle(Controller *c, const BrokerMessage *m) {
         _cleanup_free_ char *error = NULL;
         RpcContext x = { .c = c, .user = m->user_id };
         const RpcVerb *verb;
+        bool mutating;
         int r;
 
         c->counters.rpc_received++;
@@ -270,7 +291,7 @@ void rpc_handle(Controller *c, const BrokerMessage *m) {
                 controller_refuse(c, m, r == -EPROTOTYPE ? REFUSE_WRONG_TYPE : REFUSE_MALFORMED,
                                   why);
                 /* Still tell the requester, so batonctl does not wait for a timeout. */
-                fail(&x, BATON__V1__STATUS__STATUS_USAGE, "malformed request: %s", why);
+                rpc_fail(&x, BATON__V1__STATUS__STATUS_USAGE, "malformed request: %s", why);
                 send_reply(c, m, &x.response);
                 rpc_context_done(&x);
                 return;
@@ -278,29 +299,31 @@ void rpc_handle(Controller *c, const BrokerMessage *m) {
         x.request = (const Baton__V1__Request *) d.body;
 
         verb = find_verb(x.request->verb);
+        mutating = verb && verb->mutating && !request_is_read_only(x.request);
         if (!verb)
-                fail(&x, BATON__V1__STATUS__STATUS_USAGE, "unknown verb '%s'", x.request->verb);
-        else if (verb->mutating && isempty(x.user)) {
+                rpc_fail(&x, BATON__V1__STATUS__STATUS_USAGE, "unknown verb '%s'", x.request->verb);
+        else if (mutating && isempty(x.user)) {
                 c->counters.refused[REFUSE_UNAUTHORIZED]++;
-                fail(&x, BATON__V1__STATUS__STATUS_REFUSED,
-                     "'%s' changes the fleet and the request carries no user_id", verb->name);
-        } else if (verb->mutating && !is_operator(c->config.operators, x.user)) {
+                rpc_fail(&x, BATON__V1__STATUS__STATUS_REFUSED,
+                         "'%s' changes the fleet and the request carries no user_id", verb->name);
+        } else if (mutating && !is_operator(c->config.operators, x.user)) {
                 c->counters.refused[REFUSE_UNAUTHORIZED]++;
-                fail(&x, BATON__V1__STATUS__STATUS_REFUSED,
-                     "user '%s' is not an operator ([security] operators)", x.user);
+                rpc_fail(&x, BATON__V1__STATUS__STATUS_REFUSED,
+                         "user '%s' is not an operator ([security] operators)", x.user);
         } else if (!verb->handler)
-                fail(&x, BATON__V1__STATUS__STATUS_FAILED,
-                     "'%s' is not implemented by this controller (baton %s) yet", verb->name,
-                     BATON_VERSION);
+                rpc_fail(&x, BATON__V1__STATUS__STATUS_FAILED,
+                         "'%s' is not implemented by this controller (baton %s) yet", verb->name,
+                         BATON_VERSION);
         else {
                 r = verb->handler(&x);
                 if (r < 0)
-                        fail(&x, BATON__V1__STATUS__STATUS_FAILED, "internal error: %s",
-                             strerror(-r));
+                        rpc_fail(&x, BATON__V1__STATUS__STATUS_FAILED, "internal error: %s",
+                                 strerror(-r));
         }
 
-        if (verb && verb->mutating) {
-                r = store_audit(c->store, now_realtime_usec(), strempty(x.user), verb->name, NULL,
+        if (mutating) {
+                r = store_audit(c->store, now_realtime_usec(), strempty(x.user), verb->name,
+                                x.audit_request,
                                 x.response.status == 0 ? "ok" : strempty(x.response.error));
                 if (r < 0)
                         log_warning_errno(r, "Failed to write the audit log: %s, ignoring.",

@@ -48,6 +48,29 @@ static const char *const migrations[] = {
         "  request TEXT,"
         "  outcome TEXT NOT NULL"
         ") STRICT;",
+        /* 2: desired state */
+        "CREATE TABLE services ("
+        "  name TEXT PRIMARY KEY,"
+        "  file_name TEXT NOT NULL,"
+        "  spec_text TEXT NOT NULL,"
+        "  count INTEGER NOT NULL,"
+        "  updated_at_us INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE instances ("
+        "  service TEXT NOT NULL,"
+        "  instance INTEGER NOT NULL,"
+        "  host TEXT NOT NULL,"
+        "  PRIMARY KEY (service, instance)"
+        ") STRICT;"
+        "CREATE TABLE host_generations ("
+        "  host TEXT PRIMARY KEY,"
+        "  generation INTEGER NOT NULL"
+        ") STRICT;"
+        "CREATE TABLE rollouts ("
+        "  service TEXT PRIMARY KEY,"
+        "  id INTEGER NOT NULL,"
+        "  state_text TEXT NOT NULL"
+        ") STRICT;",
 };
 
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "schema version mismatch");
@@ -409,4 +432,199 @@ int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, co
         bind_text(st, 4, request);
         bind_text(st, 5, outcome);
         return step_done(s, st);
+}
+
+int store_put_service(Store *s, const char *name, const char *file_name, const char *text,
+                      uint32_t count, uint64_t updated_at_us) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "INSERT INTO services (name, file_name, spec_text, count, updated_at_us) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET "
+                    "file_name = ?2, spec_text = ?3, count = ?4, updated_at_us = ?5",
+                    &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, name);
+        bind_text(st, 2, file_name);
+        bind_text(st, 3, text);
+        sqlite3_bind_int64(st, 4, count);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64) updated_at_us);
+        return step_done(s, st);
+}
+
+int store_delete_service(Store *s, const char *name) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s, "DELETE FROM services WHERE name = ?1", &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, name);
+        return step_done(s, st);
+}
+
+int store_load_services(Store *s,
+                        int (*fn)(const char *name, const char *file_name, const char *text,
+                                  uint32_t count, void *userdata),
+                        void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = prepare(s, "SELECT name, file_name, spec_text, count FROM services ORDER BY name", &st);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                r = fn((const char *) sqlite3_column_text(st, 0),
+                       (const char *) sqlite3_column_text(st, 1),
+                       (const char *) sqlite3_column_text(st, 2),
+                       (uint32_t) sqlite3_column_int64(st, 3), userdata);
+                if (r < 0)
+                        return r;
+        }
+        return rc == SQLITE_DONE ? 0 : sqlite_to_errno(rc);
+}
+
+int store_clear_instances(Store *s) {
+        return exec(s, "DELETE FROM instances");
+}
+
+int store_put_instance(Store *s, const char *service, uint32_t instance, const char *host) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "INSERT OR REPLACE INTO instances (service, instance, host) "
+                    "VALUES (?1, ?2, ?3)",
+                    &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, service);
+        sqlite3_bind_int64(st, 2, instance);
+        bind_text(st, 3, host);
+        return step_done(s, st);
+}
+
+int store_load_instances(Store *s,
+                         int (*fn)(const char *service, uint32_t instance, const char *host,
+                                   void *userdata),
+                         void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = prepare(s, "SELECT service, instance, host FROM instances ORDER BY service, instance",
+                    &st);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                r = fn((const char *) sqlite3_column_text(st, 0),
+                       (uint32_t) sqlite3_column_int64(st, 1),
+                       (const char *) sqlite3_column_text(st, 2), userdata);
+                if (r < 0)
+                        return r;
+        }
+        return rc == SQLITE_DONE ? 0 : sqlite_to_errno(rc);
+}
+
+int store_set_host_generation(Store *s, const char *host, uint64_t generation) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "INSERT OR REPLACE INTO host_generations (host, generation) "
+                    "VALUES (?1, ?2)",
+                    &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, host);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64) generation);
+        return step_done(s, st);
+}
+
+int store_get_host_generation(Store *s, const char *host, uint64_t *ret) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = prepare(s, "SELECT generation FROM host_generations WHERE host = ?1", &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, host);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE) {
+                *ret = 0;
+                return 0;
+        }
+        if (rc != SQLITE_ROW)
+                return sqlite_to_errno(rc);
+        *ret = (uint64_t) sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+int store_load_audit(Store *s, unsigned limit,
+                     int (*fn)(int64_t seq, uint64_t at_us, const char *user, const char *verb,
+                               const char *request, const char *outcome, void *userdata),
+                     void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = prepare(s,
+                    "SELECT seq, at_us, user, verb, request, outcome FROM audit "
+                    "ORDER BY seq DESC LIMIT ?1",
+                    &st);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, limit);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                r = fn(sqlite3_column_int64(st, 0), (uint64_t) sqlite3_column_int64(st, 1),
+                       (const char *) sqlite3_column_text(st, 2),
+                       (const char *) sqlite3_column_text(st, 3),
+                       (const char *) sqlite3_column_text(st, 4),
+                       (const char *) sqlite3_column_text(st, 5), userdata);
+                if (r < 0)
+                        return r;
+        }
+        return rc == SQLITE_DONE ? 0 : sqlite_to_errno(rc);
+}
+
+int store_put_rollout(Store *s, const char *service, uint64_t id, const char *text) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "INSERT OR REPLACE INTO rollouts (service, id, state_text) "
+                    "VALUES (?1, ?2, ?3)",
+                    &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, service);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64) id);
+        bind_text(st, 3, text);
+        return step_done(s, st);
+}
+
+int store_delete_rollout(Store *s, const char *service) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s, "DELETE FROM rollouts WHERE service = ?1", &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, service);
+        return step_done(s, st);
+}
+
+int store_load_rollouts(Store *s, int (*fn)(const char *text, void *userdata), void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = prepare(s, "SELECT state_text FROM rollouts ORDER BY service", &st);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                r = fn((const char *) sqlite3_column_text(st, 0), userdata);
+                if (r < 0)
+                        return r;
+        }
+        return rc == SQLITE_DONE ? 0 : sqlite_to_errno(rc);
 }

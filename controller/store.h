@@ -12,7 +12,7 @@
 
 typedef struct Store Store;
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 typedef struct StoreHost {
         const char *id;
@@ -60,6 +60,42 @@ int store_load_hosts(Store *s, int (*fn)(const StoreHost *h, void *userdata), vo
 int store_put_alert(Store *s, const StoreAlert *a);
 int store_delete_alert(Store *s, const char *id);
 int store_load_alerts(Store *s, int (*fn)(const StoreAlert *a, void *userdata), void *userdata);
+
+/* Services as applied: the spec text is the source of truth, re-parsed on
+ * load; `count` is the effective instance count (the spec's, or the last
+ * `batonctl scale`; re-applying the spec resets it). */
+int store_put_service(Store *s, const char *name, const char *file_name, const char *text,
+                      uint32_t count, uint64_t updated_at_us);
+int store_delete_service(Store *s, const char *name);
+int store_load_services(Store *s,
+                        int (*fn)(const char *name, const char *file_name, const char *text,
+                                  uint32_t count, void *userdata),
+                        void *userdata);
+
+/* Where each instance is placed. Replaced wholesale by the reconciler. */
+int store_clear_instances(Store *s);
+int store_put_instance(Store *s, const char *service, uint32_t instance, const char *host);
+int store_load_instances(Store *s,
+                         int (*fn)(const char *service, uint32_t instance, const char *host,
+                                   void *userdata),
+                         void *userdata);
+
+/* The last Placement generation sent to a host (so generations never repeat
+ * across controller restarts). */
+int store_set_host_generation(Store *s, const char *host, uint64_t generation);
+int store_get_host_generation(Store *s, const char *host, uint64_t *ret);
+
+/* Rolling restarts, one per service, as rollout_format() text. Written after
+ * every step, so a killed controller resumes exactly where it stopped. */
+int store_put_rollout(Store *s, const char *service, uint64_t id, const char *text);
+int store_delete_rollout(Store *s, const char *service);
+int store_load_rollouts(Store *s, int (*fn)(const char *text, void *userdata), void *userdata);
+
+/* The newest `limit` audit entries, newest first. */
+int store_load_audit(Store *s, unsigned limit,
+                     int (*fn)(int64_t seq, uint64_t at_us, const char *user, const char *verb,
+                               const char *request, const char *outcome, void *userdata),
+                     void *userdata);
 
 int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, const char *request,
                 const char *outcome);

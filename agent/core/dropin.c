@@ -358,3 +358,116 @@ int managed_file_render(const char *unit_text, char **ret) {
         *ret = s;
         return 0;
 }
+
+/* ---- reading a drop-in back ---------------------------------------------- */
+
+/* Undoes the quoting of one Environment="…" assignment: '\' escapes the next
+ * character, "%%" is '%'. Returns the malloc'ed "NAME=value" or NULL. */
+static char *unquote_assignment(const char *p, const char *end) {
+        char *out = malloc((size_t) (end - p) + 1), *o = out;
+
+        if (!out)
+                return NULL;
+        while (p < end) {
+                if (*p == '\\' && p + 1 < end)
+                        p++;
+                else if (*p == '%' && p + 1 < end && p[1] == '%')
+                        p++;
+                *o++ = *p++;
+        }
+        *o = 0;
+        return out;
+}
+
+static int parse_u64(const char *s, uint64_t max, uint64_t *ret) {
+        char *end;
+        unsigned long long v;
+
+        if (!s[0] || s[0] == '-' || s[0] == '+' || (s[0] == '0' && s[1]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end || v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int dup_value(char **dst, const char *v) {
+        char *c = strdup(v);
+
+        if (!c)
+                return -ENOMEM;
+        free(*dst);
+        *dst = c;
+        return 0;
+}
+
+int dropin_parse(const char *text, DropinInfo *ret) {
+        DropinInfo info = { 0 };
+        const char *line = text;
+        int r = 0;
+
+        assert(ret);
+
+        if (!text || !dropin_text_is_managed(text))
+                return -EINVAL;
+
+        while (line && *line && r >= 0) {
+                const char *nl = strchr(line, '\n'), *end = nl ? nl : line + strlen(line);
+                static const char prefix[] = "Environment=\"";
+                _cleanup_free_ char *kv = NULL;
+                uint64_t v;
+                char *eq;
+
+                if ((size_t) (end - line) > sizeof(prefix) && end[-1] == '"' &&
+                    strncmp(line, prefix, sizeof(prefix) - 1) == 0) {
+                        kv = unquote_assignment(line + sizeof(prefix) - 1, end - 1);
+                        if (!kv) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        eq = strchr(kv, '=');
+                        if (eq) {
+                                *eq++ = 0;
+                                if (streq(kv, "BATON_SERVICE"))
+                                        r = dup_value(&info.service, eq);
+                                else if (streq(kv, "BATON_HOST"))
+                                        r = dup_value(&info.host, eq);
+                                else if (streq(kv, "BATON_INSTANCE")) {
+                                        r = parse_u64(eq, UINT32_MAX, &v);
+                                        info.instance = (uint32_t) v;
+                                        info.has_instance = r >= 0;
+                                } else if (streq(kv, "BATON_SHARDS")) {
+                                        RangeList l;
+                                        rangelist_init(&l);
+                                        r = rangelist_parse(&l, eq);
+                                        rangelist_done(&l);
+                                        if (r >= 0)
+                                                r = dup_value(&info.shards, eq);
+                                        info.has_shards = r >= 0;
+                                } else if (streq(kv, "BATON_SHARD_COUNT")) {
+                                        r = parse_u64(eq, UINT32_MAX, &v);
+                                        info.shard_count = (uint32_t) v;
+                                } else if (streq(kv, "BATON_SHARD_EPOCH"))
+                                        r = parse_u64(eq, UINT64_MAX, &info.shard_epoch);
+                        }
+                }
+                line = nl ? nl + 1 : NULL;
+        }
+        if (r >= 0 && (!info.service || (info.has_shards && info.shard_count == 0)))
+                r = -EINVAL;
+        if (r < 0) {
+                dropin_info_done(&info);
+                return r;
+        }
+        *ret = info;
+        return 0;
+}
+
+void dropin_info_done(DropinInfo *i) {
+        free(i->service);
+        free(i->host);
+        free(i->shards);
+        *i = (DropinInfo){ 0 };
+}

@@ -64,6 +64,26 @@ int dropin_validate(const DropinInput *in, char **ret_error);
  * -EINVAL on anything dropin_validate() refuses; -ENOMEM. */
 int dropin_render(const DropinInput *in, char **ret);
 
+/* What a rendered drop-in says, read back: the agent's own record of how a
+ * unit was started (shard assignment included), valid across agent restarts
+ * without asking the controller. Strings are owned. */
+typedef struct DropinInfo {
+        char *service;
+        char *host;
+        uint32_t instance;
+        bool has_instance;
+        char *shards;
+        uint32_t shard_count;
+        uint64_t shard_epoch;
+        bool has_shards;
+} DropinInfo;
+
+/* Parses text produced by dropin_render() (other Environment= variables are
+ * skipped). -EINVAL if it is not a baton drop-in or a BATON_ value is
+ * malformed; -ENOMEM. */
+int dropin_parse(const char *text, DropinInfo *ret);
+void dropin_info_done(DropinInfo *i);
+
 /* True if the text starts with the BATON_MANAGED_MARKER line. */
 bool dropin_text_is_managed(const char *text);
 

@@ -15,6 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from events import Alerts  # noqa: E402
 from tap import Suite  # noqa: E402
 
 HEARTBEAT = 1.0     # agent heartbeat_interval, seconds
@@ -38,45 +39,6 @@ def ping_json(world):
 def all_up(world, names=HOSTS):
     hosts = hosts_json(world)
     return all(n in hosts and hosts[n]['state'] == 'up' for n in names) and hosts
-
-
-class Alerts:
-    """A plain AMQP consumer bound to baton.events, as an operator would run."""
-
-    def __init__(self, broker):
-        self.broker = broker
-        self.seen = []
-        self._open()
-
-    def _open(self):
-        self.conn = self.broker.pika_connection()
-        self.ch = self.conn.channel()
-        q = self.ch.queue_declare(queue='', exclusive=True)
-        self.queue = q.method.queue
-        self.ch.queue_bind(queue=self.queue, exchange='baton.events', routing_key='alert.#')
-
-    def poll(self):
-        while True:
-            method, props, body = self.ch.basic_get(self.queue, auto_ack=True)
-            if method is None:
-                return self.seen
-            h = props.headers or {}
-            self.seen.append({'key': method.routing_key, 'type': props.type,
-                              **{k: (v.decode() if isinstance(v, bytes) else v)
-                                 for k, v in h.items()}})
-
-    def find(self, kind, host, resolved='false'):
-        self.poll()
-        return [a for a in self.seen
-                if a.get('kind') == kind and a.get('host') == host
-                and a.get('resolved') == resolved]
-
-    def reopen(self):
-        try:
-            self.conn.close()
-        except Exception:  # noqa: BLE001 - the broker restarted under it
-            pass
-        self._open()
 
 
 @suite.setup

@@ -1012,6 +1012,85 @@ class Host:
 # ---------------------------------------------------------------------------------------------
 
 
+def probe_json_safe(value):
+    """Body dicts for `baton-probe send`: integers jansson cannot hold (above INT64_MAX, i.e.
+    big uint64 values) go as decimal strings, which the probe reads for any integer field."""
+    if isinstance(value, dict):
+        return {k: probe_json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [probe_json_safe(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value > 2**63 - 1:
+        return str(value)
+    return value
+
+
+class Listener:
+    """`baton-probe listen` on a server-named exclusive queue of its own, bound as asked: every
+    message that arrives there as a dict, one per JSON line of the probe:
+    {"routing_key", "exchange", "type", "message_id", "headers", "envelope": {"sender",
+    "epoch", "sent_at_us", "signed", ...}, "body": {...decoded...}, "verified"?} or, for what
+    does not decode, {"error", "routing_key", ..., "body_hex"}. uint64 values above INT64_MAX
+    appear as decimal strings. Started by World.listen(), stopped with the world."""
+
+    def __init__(self, world: 'World', proc: Proc, output: str, binds: list[str]):
+        self.world = world
+        self.proc = proc
+        self.output = output
+        self.binds = binds
+        self._offset = 0
+        self._partial = b''
+        self._messages: list[dict] = []
+
+    def __repr__(self):
+        return f'<Listener {" ".join(self.binds)} pid={self.proc.pid}>'
+
+    def messages(self) -> list[dict]:
+        """Every message received so far, in arrival order."""
+        try:
+            with open(self.output, 'rb') as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            data = b''
+        self._offset += len(data)
+        data = self._partial + data
+        *lines, self._partial = data.split(b'\n')
+        for line in lines:
+            if line.strip():
+                self._messages.append(json.loads(line))
+        return list(self._messages)
+
+    def wait_for(self, predicate, timeout: float = 10.0, what: str = '', since: int = 0) -> dict:
+        """The first message (from index `since` on) for which predicate(message) is truthy.
+        Exceptions in the predicate (a KeyError on an error line) count as no match. Raises
+        AssertionError on timeout or when the listener died, with what it did see."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.messages()
+            for m in msgs[since:]:
+                try:
+                    if predicate(m):
+                        return m
+                except Exception:  # noqa: BLE001 - not this one
+                    pass
+            if not self.proc.alive():
+                raise AssertionError(f'listener {self.binds} exited while waiting for '
+                                     f'{what or predicate!r}:\n{self.proc.log_tail()}')
+            if time.monotonic() >= deadline:
+                seen = '\n'.join(json.dumps(m, sort_keys=True) for m in msgs[since:][-5:])
+                raise AssertionError(f'timed out after {timeout}s waiting for '
+                                     f'{what or predicate!r} on {self.binds}; '
+                                     f'{len(msgs) - since} message(s) seen, the last ones:\n'
+                                     f'{seen or "(none)"}')
+            time.sleep(0.05)
+
+    def stop(self) -> int | None:
+        return self.proc.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 class World:
     """Everything one test script runs. Use as a context manager, or call close()."""
 
@@ -1025,6 +1104,9 @@ class World:
         self.objects: list = []  # Proc | Broker | Host, in start order
         self.broker: Broker | None = None
         self.hosts: dict[str, Host] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  # baton-probe key pairs by name
+        self._n_listeners = 0
+        self._n_sends = 0
         if _dir is not None:  # World.load()
             self.dir = _dir
             self.id = os.path.basename(_dir).rsplit('-', 1)[-1]
@@ -1244,6 +1326,165 @@ class World:
             raise AssertionError(f'batonctl {" ".join(args)} exited {r.returncode}\n'
                                  f'stdout: {r.stdout}\nstderr: {r.stderr}')
         return r
+
+    # -- the wire, through baton-probe ---------------------------------------------------------
+
+    def _probe(self) -> str:
+        return self._need_binary(build_path('tests', 'tools', 'baton-probe'))
+
+    def keygen(self, name: str = 'controller') -> tuple[str, str]:
+        """An Ed25519 key pair made by baton-probe (once per name and world): the secret key
+        file's path (for the controller's signing_key or send(key=...)) and the public key
+        as base64 (for an agent's controller_public_key)."""
+        if name in self._keys:
+            return self._keys[name]
+        dir = os.path.join(self.dir, 'keys')
+        os.makedirs(dir, exist_ok=True)
+        secret = os.path.join(dir, f'{name}.key')
+        public = os.path.join(dir, f'{name}.pub')
+        r = run([self._probe(), 'keygen', secret, public], timeout=30)
+        if r.returncode != 0 or not r.stdout.strip():
+            raise RuntimeError(f'baton-probe keygen failed ({r.returncode}): {r.stderr.strip()}')
+        self._keys[name] = (secret, r.stdout.strip())
+        return self._keys[name]
+
+    # send(**props) → baton-probe options
+    _SEND_VALUE_PROPS = {'sender': '--sender', 'expiration': '--expiration',
+                         'user_id': '--user-id', 'message_id': '--message-id',
+                         'timeout': '--timeout'}
+    _SEND_FLAG_PROPS = {'persistent': '--persistent', 'mandatory': '--mandatory'}
+
+    def send(self, type: str, body: dict | None = None, exchange: str = 'baton.cmd',
+             routing_key: str | None = None, epoch: int | None = None, key=True,
+             raw_body: bytes | str | None = None, check: bool = True, broker: str | None = None,
+             **props) -> subprocess.CompletedProcess:
+        """Publish one message with baton-probe and wait for the broker's confirm. `body` is
+        the message as a dict in .proto field names; it goes into a real Envelope, signed with
+        the world's key (keygen()) when key is True, with the secret key file `key` when it is
+        a path, unsigned when False. epoch=None takes the body's own `epoch` field. raw_body
+        (bytes, or hex text) is published as is instead of an envelope. props: sender,
+        expiration (ms), user_id, message_id, timeout (a duration), persistent, mandatory
+        (flags), headers (dict), declare=False (do not declare baton's exchanges).
+        stdout is the message id. Raises AssertionError on failure when check is set."""
+        if routing_key is None:
+            raise ValueError('send() needs a routing_key')
+        url = broker or (self.broker.url if self.broker else None)
+        if not url:
+            raise RuntimeError(f'world {self.name} has no broker')
+        argv = [self._probe(), 'send', '--broker', url, '--type', type, '--exchange', exchange,
+                '--routing-key', routing_key]
+        self._n_sends += 1
+        tmp = os.path.join(self.dir, f'probe-send-{self._n_sends}')
+        if raw_body is not None:
+            if isinstance(raw_body, str):
+                argv += ['--raw-body', raw_body]
+            else:
+                with open(tmp, 'wb') as f:
+                    f.write(raw_body)
+                argv += ['--raw-body', f'@{tmp}']
+        else:
+            # A file, not the command line: a Placement with unit texts can be long.
+            with open(tmp, 'w') as f:
+                json.dump(probe_json_safe(body or {}), f)
+            argv += ['--json', f'@{tmp}']
+            if key is True:
+                argv += ['--key', self.keygen()[0]]
+            elif key:
+                argv += ['--key', str(key)]
+        if epoch is not None:
+            argv += ['--epoch', str(epoch)]
+        for k, v in props.items():
+            if k in self._SEND_VALUE_PROPS:
+                if v is not None:
+                    argv += [self._SEND_VALUE_PROPS[k], str(v)]
+            elif k in self._SEND_FLAG_PROPS:
+                if v:
+                    argv.append(self._SEND_FLAG_PROPS[k])
+            elif k == 'headers':
+                for hk, hv in (v or {}).items():
+                    argv += ['--header', f'{hk}={hv}']
+            elif k == 'declare':
+                if not v:
+                    argv.append('--no-declare')
+            else:
+                raise TypeError(f'send(): unknown property {k!r}')
+        try:
+            r = run(argv, timeout=60)
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        if check and r.returncode != 0:
+            raise AssertionError(f'baton-probe send {type} to {exchange}/{routing_key} exited '
+                                 f'{r.returncode}\nstderr: {r.stderr.strip()}')
+        return r
+
+    def send_placement(self, host_name: str, units: list[dict], epoch: int, generation: int,
+                       key=True, **props) -> subprocess.CompletedProcess:
+        """A Placement for host_name on baton.cmd, as the controller sends it (persistent,
+        signed). units are PlacedUnit dicts: name, unit_text, template_name, service,
+        instance, env [{name, value}], shards {shards, shard_count, shard_epoch},
+        config_hash, running."""
+        body = {'host': host_name, 'epoch': epoch, 'generation': generation,
+                'units': list(units)}
+        props.setdefault('persistent', True)
+        return self.send('baton.v1.Placement', body, exchange='baton.cmd',
+                         routing_key=host_name, epoch=epoch, key=key, **props)
+
+    def send_restart(self, host_name: str, unit: str, id: str, epoch: int,
+                     not_after_us: int | None = None, mode: str | None = None, key=True,
+                     **props) -> subprocess.CompletedProcess:
+        """A Restart of one unit on host_name, as the controller sends it."""
+        body = {'id': id, 'host': host_name, 'epoch': epoch, 'unit': unit}
+        if not_after_us is not None:
+            body['not_after_us'] = not_after_us
+        if mode is not None:
+            body['mode'] = mode
+        props.setdefault('persistent', True)
+        return self.send('baton.v1.Restart', body, exchange='baton.cmd', routing_key=host_name,
+                         epoch=epoch, key=key, **props)
+
+    def listen(self, *binds: str, verify=None, name: str | None = None,
+               timeout: float = 30) -> Listener:
+        """Start a tracked `baton-probe listen` on binds ("exchange:key", e.g.
+        "baton.status:#", "baton.cmd:h1") and return once its queue is bound, so nothing
+        published afterwards is missed. verify=True checks signatures against the world's
+        key (keygen()), a string names a public key (base64 or file); each message then has
+        "verified" (and "verify_error" when false)."""
+        if not binds:
+            raise ValueError('listen() needs at least one binding')
+        if self.broker is None:
+            raise RuntimeError(f'world {self.name} has no broker')
+        self._n_listeners += 1
+        name = name or f'listener-{self._n_listeners}'
+        output = os.path.join(self.dir, f'{name}.jsonl')
+        ready = os.path.join(self.dir, f'{name}.ready')
+        for p in (output, ready):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+        argv = [self._probe(), 'listen', '--broker', self.broker.url, '--output', output,
+                '--ready-file', ready]
+        for b in binds:
+            argv += ['--bind', b]
+        if verify is True:
+            argv += ['--verify', self.keygen()[1]]
+        elif verify:
+            argv += ['--verify', str(verify)]
+        proc = self.spawn(name, argv, kind='probe')
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(ready):
+            if not proc.alive():
+                raise RuntimeError(f'{name} exited before its queue was bound:\n'
+                                   f'{proc.log_tail()}')
+            if time.monotonic() >= deadline:
+                proc.stop()
+                raise RuntimeError(f'{name}: queue not bound after {timeout}s:\n'
+                                   f'{proc.log_tail()}')
+            time.sleep(0.02)
+        return Listener(self, proc, output, list(binds))
 
     def wait_for(self, predicate, timeout: float, interval: float = 0.1, what: str = ''):
         """Poll predicate until it returns something truthy and return that. Exceptions count

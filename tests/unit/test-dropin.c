@@ -438,13 +438,70 @@ TEST(error_names_the_variable_safely) {
         ASSERT_NULL(strchr(err, '\n'));
 }
 
+TEST(parse_reads_back_what_render_wrote) {
+        const DropinEnv env[] = { { "TOKEN", "a \"quoted\" 100% \\ value" } };
+        DropinInput in = { .host = "host-a",
+                           .service = "gateway",
+                           .instance = 3,
+                           .has_instance = true,
+                           .env = env,
+                           .n_env = 1,
+                           .shards = "0-13,90-91",
+                           .shard_count = 96,
+                           .shard_epoch = 7,
+                           .has_shards = true };
+        _cleanup_free_ char *text = NULL;
+        DropinInfo info;
+
+        ASSERT_OK(dropin_render(&in, &text));
+        ASSERT_OK(dropin_parse(text, &info));
+        ASSERT_STREQ(info.service, "gateway");
+        ASSERT_STREQ(info.host, "host-a");
+        ASSERT_TRUE(info.has_instance);
+        ASSERT_EQ_UINT(info.instance, 3);
+        ASSERT_TRUE(info.has_shards);
+        ASSERT_STREQ(info.shards, "0-13,90-91");
+        ASSERT_EQ_UINT(info.shard_count, 96);
+        ASSERT_EQ_UINT(info.shard_epoch, 7);
+        dropin_info_done(&info);
+
+        in.has_shards = false;
+        in.has_instance = false;
+        free(text);
+        text = NULL;
+        ASSERT_OK(dropin_render(&in, &text));
+        ASSERT_OK(dropin_parse(text, &info));
+        ASSERT_FALSE(info.has_shards);
+        ASSERT_FALSE(info.has_instance);
+        dropin_info_done(&info);
+}
+
+TEST(parse_refuses_what_baton_did_not_write) {
+        DropinInfo info;
+
+        ASSERT_ERR(dropin_parse("[Service]\nEnvironment=\"BATON_SERVICE=x\"\n", &info), -EINVAL);
+        ASSERT_ERR(dropin_parse(NULL, &info), -EINVAL);
+        ASSERT_ERR(dropin_parse(BATON_MANAGED_MARKER "\n[Service]\n", &info), -EINVAL);
+        ASSERT_ERR(dropin_parse(BATON_MANAGED_MARKER "\n[Service]\n"
+                                                     "Environment=\"BATON_SERVICE=x\"\n"
+                                                     "Environment=\"BATON_SHARDS=9-1\"\n",
+                                &info),
+                   -EINVAL);
+        ASSERT_ERR(dropin_parse(BATON_MANAGED_MARKER "\n[Service]\n"
+                                                     "Environment=\"BATON_SERVICE=x\"\n"
+                                                     "Environment=\"BATON_INSTANCE=-1\"\n",
+                                &info),
+                   -EINVAL);
+}
+
 int main(void) {
-        return tap_run(TESTS(instance_without_shards, singleton_has_no_instance_variable,
-                             sharded_instance_with_env, sharded_with_empty_set,
-                             no_shard_variables_without_has_shards, escaping, empty_value_and_utf8,
-                             random_values_survive_systemd_decoding, bad_names_refused,
-                             good_names_accepted, bad_values_refused,
-                             long_values_and_many_variables, duplicate_extra_names_refused,
-                             host_and_service_required, shards_checked, marker_detection,
-                             managed_file_render_and_detect, error_names_the_variable_safely));
+        return tap_run(TESTS(
+                instance_without_shards, singleton_has_no_instance_variable,
+                sharded_instance_with_env, sharded_with_empty_set,
+                no_shard_variables_without_has_shards, escaping, empty_value_and_utf8,
+                random_values_survive_systemd_decoding, bad_names_refused, good_names_accepted,
+                bad_values_refused, long_values_and_many_variables, duplicate_extra_names_refused,
+                host_and_service_required, shards_checked, marker_detection,
+                managed_file_render_and_detect, error_names_the_variable_safely,
+                parse_reads_back_what_render_wrote, parse_refuses_what_baton_did_not_write));
 }

@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: MIT */
+/* batonctl apply and plan: send service spec files to the controller and show
+ * what it changes, or would change: services created or updated, instances
+ * added, moved or removed, and instances it cannot place. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ctl-verbs.h"
+#include "util.h"
+
+/* A unit file is a few KiB; this only stops a mistaken argument (a log, an
+ * image) from being read and sent. */
+#define SPEC_FILE_MAX (1024u * 1024u)
+/* Room for the envelope and the request around the file texts. */
+#define SPEC_TOTAL_MAX (CODEC_MAX_MESSAGE_SIZE - 64u * 1024u)
+
+typedef struct SpecFiles {
+        Baton__V1__SpecFile *files;
+        Baton__V1__SpecFile **ptrs;
+        size_t n;
+} SpecFiles;
+
+static void spec_files_done(SpecFiles *s) {
+        for (size_t i = 0; i < s->n; i++)
+                free(s->files[i].text);
+        free(s->files);
+        free(s->ptrs);
+        *s = (SpecFiles){ 0 };
+}
+
+static const char *path_basename(const char *path) {
+        const char *slash = strrchr(path, '/');
+
+        return slash ? slash + 1 : path;
+}
+
+/* Reads every file into s; an exit code. The name sent is the basename: the
+ * service name comes from it, and where the file lies on this machine means
+ * nothing to the controller. */
+static int read_specs(const CtlCommand *cmd, char *const *paths, size_t n_paths, SpecFiles *s) {
+        size_t total = 0;
+        int r;
+
+        s->files = calloc(n_paths, sizeof(Baton__V1__SpecFile));
+        s->ptrs = calloc(n_paths, sizeof(Baton__V1__SpecFile *));
+        if (!s->files || !s->ptrs) {
+                fprintf(stderr, "batonctl: out of memory\n");
+                return CTL_EXIT_FAILED;
+        }
+        for (size_t i = 0; i < n_paths; i++) {
+                const char *name = path_basename(paths[i]);
+                Baton__V1__SpecFile *f = &s->files[i];
+                char *text = NULL;
+                size_t len;
+
+                if (isempty(name))
+                        return ctl_usage_error(cmd, "'%s' is a directory, not a unit file",
+                                               paths[i]);
+                for (size_t j = 0; j < i; j++)
+                        if (streq(s->files[j].name, name))
+                                return ctl_usage_error(cmd, "%s is given twice (%s and %s)", name,
+                                                       paths[j], paths[i]);
+
+                r = read_full_file(paths[i], SPEC_FILE_MAX, &text, &len);
+                if (r == -EFBIG) {
+                        fprintf(stderr, "batonctl: %s: larger than %u KiB, not a unit file\n",
+                                paths[i], SPEC_FILE_MAX / 1024);
+                        return CTL_EXIT_FAILED;
+                }
+                if (r < 0) {
+                        fprintf(stderr, "batonctl: cannot read %s: %s\n", paths[i], STRERROR(r));
+                        return CTL_EXIT_FAILED;
+                }
+                *f = (Baton__V1__SpecFile) BATON__V1__SPEC_FILE__INIT;
+                f->name = (char *) name;
+                f->text = text;
+                s->ptrs[i] = f;
+                s->n = i + 1;
+
+                if (strlen(text) != len || !codec_utf8_is_valid(text, len)) {
+                        fprintf(stderr,
+                                "batonctl: %s: not a text file (NUL bytes or invalid "
+                                "UTF-8)\n",
+                                paths[i]);
+                        return CTL_EXIT_FAILED;
+                }
+                total += len + strlen(name);
+        }
+        if (total > SPEC_TOTAL_MAX) {
+                fprintf(stderr,
+                        "batonctl: the spec files are %zu KiB together, more than one request "
+                        "carries (%u KiB); apply them in several calls\n",
+                        total / 1024, SPEC_TOTAL_MAX / 1024);
+                return CTL_EXIT_FAILED;
+        }
+        return CTL_EXIT_OK;
+}
+
+static bool is_change(json_t *placement) {
+        return json_is_object(placement) &&
+               !streq_ptr(ctl_json_string(placement, "change"), "keep");
+}
+
+static bool is_service_change(json_t *service) {
+        return json_is_object(service) &&
+               !streq_ptr(ctl_json_string(service, "action"), "unchanged");
+}
+
+static int print_services(json_t *services) {
+        static const char *const headers[] = { "SERVICE", "ACTION", "KIND", "COUNT" };
+        _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
+        json_t *s;
+        size_t i;
+
+        if (!t)
+                return CTL_EXIT_FAILED;
+        json_array_foreach(services, i, s) {
+                char count[32];
+                const char *row[] = {
+                        ctl_json_string(s, "service"),
+                        ctl_json_string(s, "action"),
+                        ctl_json_string(s, "kind"),
+                        ctl_json_text(s, "count", count, sizeof(count)),
+                };
+
+                if (!json_is_object(s))
+                        continue;
+                if (ctl_table_add(t, row) < 0)
+                        return CTL_EXIT_FAILED;
+        }
+        ctl_table_print(t, stdout);
+        return CTL_EXIT_OK;
+}
+
+static int print_placements(json_t *placements) {
+        static const char *const headers[] = { "UNIT", "CHANGE", "HOST", "FROM" };
+        _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
+        json_t *p;
+        size_t i;
+
+        if (!t)
+                return CTL_EXIT_FAILED;
+        json_array_foreach(placements, i, p) {
+                char unit[256];
+
+                /* Only what changes: "keep" is most of a large fleet. */
+                if (!is_change(p))
+                        continue;
+                const char *row[] = {
+                        ctl_unit_label(p, unit, sizeof(unit)),
+                        ctl_json_string(p, "change"),
+                        ctl_json_string(p, "host"),
+                        ctl_json_string(p, "from"),
+                };
+                if (ctl_table_add(t, row) < 0)
+                        return CTL_EXIT_FAILED;
+        }
+        ctl_table_print(t, stdout);
+        return CTL_EXIT_OK;
+}
+
+static void print_problems(json_t *problems) {
+        json_t *p;
+        size_t i;
+
+        printf("Problems:\n");
+        json_array_foreach(problems, i, p) {
+                _cleanup_free_ char *reason = ctl_sanitize(ctl_json_string(p, "reason"));
+                char unit[256];
+                const char *what = ctl_unit_label(p, unit, sizeof(unit));
+
+                if (!json_is_object(p))
+                        continue;
+                printf("  %s%s%s\n", strempty(what), what ? ": " : "",
+                       isempty(reason) ? "(no reason given)" : reason);
+        }
+}
+
+static int print_result(json_t *doc) {
+        json_t *services = ctl_json_array(doc, "services"),
+               *placements = ctl_json_array(doc, "placements"),
+               *problems = ctl_json_array(doc, "problems"), *x;
+        bool changes = false, placement_changes = false;
+        size_t i;
+        int r;
+
+        json_array_foreach(services, i, x) {
+                changes = changes || is_service_change(x);
+        }
+        json_array_foreach(placements, i, x) {
+                placement_changes = placement_changes || is_change(x);
+        }
+        changes = changes || placement_changes;
+
+        if (!changes)
+                printf("No changes.\n");
+        else {
+                if (json_array_size(services) > 0) {
+                        r = print_services(services);
+                        if (r != CTL_EXIT_OK)
+                                return r;
+                }
+                if (placement_changes) {
+                        printf("\n");
+                        r = print_placements(placements);
+                        if (r != CTL_EXIT_OK)
+                                return r;
+                }
+        }
+        if (json_array_size(problems) > 0) {
+                printf("\n");
+                print_problems(problems);
+        }
+        if (changes && ctl_json_true(doc, "dry_run"))
+                printf("\nDry run: nothing was changed.\n");
+        return CTL_EXIT_OK;
+}
+
+static int run_apply_or_plan(Ctl *ctl, const CtlCommand *cmd, bool plan, int argc, char *argv[]) {
+        enum {
+                ARG_DRY_RUN = 0x100,
+        };
+        static const struct option apply_options[] = {
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        static const struct option plan_options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        Baton__V1__Request req = BATON__V1__REQUEST__INIT;
+        Baton__V1__ApplyRequest apply = BATON__V1__APPLY_REQUEST__INIT;
+        _cleanup_(spec_files_done) SpecFiles specs = { 0 };
+        _cleanup_(json_decrefp) json_t *doc = NULL;
+        bool dry_run = plan;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":h", plan ? plan_options : apply_options, NULL)) >= 0)
+                switch (c) {
+                case ARG_DRY_RUN:
+                        dry_run = true;
+                        break;
+                case 'h':
+                        return ctl_command_help(cmd);
+                default:
+                        return ctl_option_error(cmd, c, argv);
+                }
+        if (optind >= argc)
+                return ctl_usage_error(cmd, "no spec file given");
+
+        r = read_specs(cmd, argv + optind, (size_t) (argc - optind), &specs);
+        if (r != CTL_EXIT_OK)
+                return r;
+
+        apply.files = specs.ptrs;
+        apply.n_files = specs.n;
+        apply.dry_run = dry_run;
+        /* The verb as typed: the controller audits `apply` and lets anyone `plan`. */
+        req.verb = (char *) cmd->name;
+        req.args_case = BATON__V1__REQUEST__ARGS_APPLY;
+        req.apply = &apply;
+        r = ctl_request_json(ctl, &req, &doc);
+        if (r != CTL_EXIT_OK)
+                return r;
+        return ctl->json ? ctl_print_document(doc) : print_result(doc);
+}
+
+static int run_apply(Ctl *ctl, int argc, char *argv[]) {
+        return run_apply_or_plan(ctl, &ctl_command_apply, false, argc, argv);
+}
+
+static int run_plan(Ctl *ctl, int argc, char *argv[]) {
+        return run_apply_or_plan(ctl, &ctl_command_plan, true, argc, argv);
+}
+
+const CtlCommand ctl_command_apply = {
+        .name = "apply",
+        .usage = "FILE... [--dry-run]",
+        .summary = "create or update services from unit files",
+        .run = run_apply,
+};
+
+const CtlCommand ctl_command_plan = {
+        .name = "plan",
+        .usage = "FILE...",
+        .summary = "show what apply would change, change nothing",
+        .run = run_plan,
+};

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/* batonctl restart: one instance (SERVICE@N) at once, or every instance of a
+ * service as a rolling restart that the controller paces by MaxUnavailable
+ * and HealthyFor. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "ctl-verbs.h"
+
+/* "gateway" → instance -1, "gateway@3" → 3; an exit code. *ret_service is
+ * malloc'ed. */
+static int parse_target(const char *arg, char **ret_service, int32_t *ret_instance) {
+        const char *at = strrchr(arg, '@');
+        uint64_t n = 0;
+        char *service;
+        int r;
+
+        if (at) {
+                r = ctl_parse_uint(at + 1, INT32_MAX, &n);
+                if (r < 0)
+                        return ctl_usage_error(&ctl_command_restart,
+                                               "'%s': expected SERVICE@N with N an instance "
+                                               "number (0, 1, ...)",
+                                               arg);
+        }
+        service = strndup(arg, at ? (size_t) (at - arg) : strlen(arg));
+        if (!service) {
+                fprintf(stderr, "batonctl: out of memory\n");
+                return CTL_EXIT_FAILED;
+        }
+        if (isempty(service)) {
+                free(service);
+                return ctl_usage_error(&ctl_command_restart, "'%s': the service name is empty",
+                                       arg);
+        }
+        *ret_service = service;
+        *ret_instance = at ? (int32_t) n : -1;
+        return CTL_EXIT_OK;
+}
+
+static void print_result(json_t *doc, const char *service, int32_t instance) {
+        const char *rollout, *restart_id, *host = ctl_json_string(doc, "host");
+        char buf[64];
+        int64_t n;
+
+        if (!isempty(ctl_json_string(doc, "service")))
+                service = ctl_json_string(doc, "service");
+        rollout = ctl_json_text(doc, "rollout", buf, sizeof(buf));
+        restart_id = ctl_json_string(doc, "restart_id");
+        if (ctl_json_int(doc, "instances", &n) < 0)
+                n = -1;
+
+        if (rollout) {
+                printf("Rolling restart of %s started as rollout %s", service, rollout);
+                if (n >= 0)
+                        printf(" (%" PRId64 " instance%s)", n, n == 1 ? "" : "s");
+                printf(".\nFollow it with: batonctl rollout status --follow %s\n", service);
+        } else if (instance >= 0) {
+                printf("Restarting %s@%" PRIi32, service, instance);
+                if (!isempty(host))
+                        printf(" on %s", host);
+                if (!isempty(restart_id))
+                        printf(" (restart id %s)", restart_id);
+                printf(".\n");
+        } else if (n >= 0)
+                printf("Restarting %s (%" PRId64 " instance%s).\n", service, n, n == 1 ? "" : "s");
+        else
+                printf("Restarting %s.\n", service);
+}
+
+static int run(Ctl *ctl, int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        Baton__V1__Request req;
+        Baton__V1__ServiceRequest sr;
+        _cleanup_(json_decrefp) json_t *doc = NULL;
+        _cleanup_free_ char *service = NULL;
+        int32_t instance = -1;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return ctl_command_help(&ctl_command_restart);
+                default:
+                        return ctl_option_error(&ctl_command_restart, c, argv);
+                }
+        if (optind >= argc)
+                return ctl_usage_error(&ctl_command_restart, "no service given");
+        if (argc - optind > 1)
+                return ctl_usage_error(&ctl_command_restart, "unexpected argument '%s'",
+                                       argv[optind + 1]);
+        r = parse_target(argv[optind], &service, &instance);
+        if (r != CTL_EXIT_OK)
+                return r;
+
+        ctl_service_request_init(&req, &sr, "restart", service);
+        sr.instance = instance;
+        r = ctl_request_json(ctl, &req, &doc);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (ctl->json)
+                return ctl_print_document(doc);
+        print_result(doc, service, instance);
+        return CTL_EXIT_OK;
+}
+
+const CtlCommand ctl_command_restart = {
+        .name = "restart",
+        .usage = "SERVICE[@N]",
+        .summary = "restart one instance, or all as a rolling restart",
+        .run = run,
+};

@@ -1,0 +1,512 @@
+/* SPDX-License-Identifier: MIT */
+/* Desired state and the reconciler: the parsed specs, the placement of every
+ * instance (controller/core/placement decides), and one level-triggered
+ * Placement per host, sent with a new generation only when the host's units
+ * change, and re-sent while the host has not applied it. */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "codec.h"
+#include "commands.pb-c.h"
+#include "controller.h"
+#include "events.pb-c.h"
+#include "log.h"
+#include "placement.h"
+#include "spec.h"
+#include "topology.h"
+#include "util.h"
+
+/* A Placement not applied after this long is sent again. */
+#define RESEND_AFTER_US (5 * USEC_PER_SEC)
+/* Placements are level-triggered and ordered by generation, so a late one
+ * cannot roll a host back; the expiration only keeps queues short. */
+#define PLACEMENT_EXPIRATION_MS "600000"
+
+ServiceSpec *fleet_service(Controller *c, const char *name) {
+        for (size_t i = 0; i < c->n_services; i++)
+                if (streq(c->services[i]->name, name))
+                        return c->services[i];
+        return NULL;
+}
+
+static void instances_free(FleetInstance *v, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(v[i].service);
+                free(v[i].host);
+        }
+        free(v);
+}
+
+void fleet_done(Controller *c) {
+        for (size_t i = 0; i < c->n_services; i++)
+                service_spec_free(c->services[i]);
+        free(c->services);
+        c->services = NULL;
+        c->n_services = 0;
+        instances_free(c->instances, c->n_instances);
+        c->instances = NULL;
+        c->n_instances = 0;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+static int load_service(const char *name, const char *file_name, const char *text, uint32_t count,
+                        void *userdata) {
+        Controller *c = userdata;
+        _cleanup_free_ char *error = NULL;
+        ServiceSpec *spec, **p;
+        int r;
+
+        r = spec_parse(file_name, text, &spec, &error);
+        if (r < 0) {
+                /* Applied by an older baton that accepted it: keep running, say so. */
+                log_error("Stored service %s no longer parses (%s); ignoring it.", name,
+                          error ? error : STRERROR(r));
+                return 0;
+        }
+        spec->count = count;
+        p = realloc(c->services, (c->n_services + 1) * sizeof(ServiceSpec *));
+        if (!p) {
+                service_spec_free(spec);
+                return -ENOMEM;
+        }
+        c->services = p;
+        c->services[c->n_services++] = spec;
+        return 0;
+}
+
+static int load_instance(const char *service, uint32_t instance, const char *host, void *userdata) {
+        Controller *c = userdata;
+        FleetInstance *p;
+
+        p = realloc(c->instances, (c->n_instances + 1) * sizeof(FleetInstance));
+        if (!p)
+                return -ENOMEM;
+        c->instances = p;
+        p[c->n_instances] = (FleetInstance){ strdup(service), instance, strdup(host) };
+        if (!p[c->n_instances].service || !p[c->n_instances].host)
+                return -ENOMEM;
+        c->n_instances++;
+        return 0;
+}
+
+int fleet_load(Controller *c) {
+        int r;
+
+        r = store_load_services(c->store, load_service, c);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load services: %s", store_error(c->store));
+        r = store_load_instances(c->store, load_instance, c);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load instances: %s", store_error(c->store));
+        for (size_t i = 0; i < c->hosts.n_hosts; i++) {
+                Host *h = c->hosts.hosts[i];
+                HostView *v = h->userdata;
+                if (v)
+                        (void) store_get_host_generation(c->store, h->id, &v->generation);
+        }
+        log_info("Loaded %zu services with %zu placed instances.", c->n_services, c->n_instances);
+        return 0;
+}
+
+/* ---- placement messages -------------------------------------------------- */
+
+typedef struct HostUnits {
+        Baton__V1__PlacedUnit *units;
+        Baton__V1__PlacedUnit **ptrs;
+        Baton__V1__ShardAssignment *shards;
+        char **strings; /* owned */
+        size_t n, n_strings;
+} HostUnits;
+
+static void host_units_done(HostUnits *hu) {
+        for (size_t i = 0; i < hu->n_strings; i++)
+                free(hu->strings[i]);
+        free(hu->strings);
+        free(hu->units);
+        free(hu->ptrs);
+        free(hu->shards);
+        *hu = (HostUnits){ 0 };
+}
+
+static char *keep(HostUnits *hu, char *s) {
+        if (s)
+                hu->strings[hu->n_strings++] = s;
+        return s;
+}
+
+/* The PlacedUnits of one host, in (service, instance) order. */
+static int host_units(Controller *c, const char *host, HostUnits *ret) {
+        HostUnits hu = { 0 };
+        size_t n = 0;
+
+        for (size_t i = 0; i < c->n_instances; i++)
+                n += streq(c->instances[i].host, host);
+        hu.units = calloc(n + 1, sizeof(*hu.units));
+        hu.ptrs = calloc(n + 1, sizeof(*hu.ptrs));
+        hu.shards = calloc(n + 1, sizeof(*hu.shards));
+        hu.strings = calloc(2 * n + 1, sizeof(char *));
+        if (!hu.units || !hu.ptrs || !hu.shards || !hu.strings) {
+                host_units_done(&hu);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < c->n_instances; i++) {
+                const FleetInstance *fi = &c->instances[i];
+                const ServiceSpec *s;
+                Baton__V1__PlacedUnit *u = &hu.units[hu.n];
+                char *name = NULL, *shards = NULL;
+
+                if (!streq(fi->host, host) || !(s = fleet_service(c, fi->service)))
+                        continue;
+                if (service_instance_unit(s, fi->instance, &name) < 0) {
+                        host_units_done(&hu);
+                        return -ENOMEM;
+                }
+                baton__v1__placed_unit__init(u);
+                u->name = keep(&hu, name);
+                u->unit_text = s->unit_text;
+                u->template_name = s->is_template ? s->file_name : (char *) "";
+                u->service = s->name;
+                u->instance = fi->instance;
+                u->running = true;
+                if (s->kind == SERVICE_SHARDED) {
+                        if (service_default_shards(s->shards, s->count, fi->instance, &shards) <
+                            0) {
+                                host_units_done(&hu);
+                                return -ENOMEM;
+                        }
+                        baton__v1__shard_assignment__init(&hu.shards[hu.n]);
+                        hu.shards[hu.n].shards = keep(&hu, shards);
+                        hu.shards[hu.n].shard_count = s->shards;
+                        hu.shards[hu.n].shard_epoch = 1;
+                        u->shards = &hu.shards[hu.n];
+                }
+                hu.ptrs[hu.n] = u;
+                hu.n++;
+        }
+        *ret = hu;
+        return 0;
+}
+
+/* What makes two Placements of a host the same: unit names, texts, shards. */
+static char *digest(const HostUnits *hu) {
+        _cleanup_free_ char *s = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&s, &len);
+        uint64_t h = 0xcbf29ce484222325ULL;
+
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < hu->n; i++) {
+                const Baton__V1__PlacedUnit *u = hu->ptrs[i];
+                for (const char *p = u->unit_text; *p; p++)
+                        h = (h ^ (uint8_t) *p) * 0x100000001b3ULL;
+                fprintf(f, "%s:%s;", u->name, u->shards ? u->shards->shards : "");
+        }
+        fprintf(f, "#%016" PRIx64, h);
+        if (fclose(f) != 0)
+                return NULL;
+        return TAKE_PTR(s);
+}
+
+static int publish_placement(Controller *c, const char *host, uint64_t generation,
+                             const HostUnits *hu) {
+        Baton__V1__Placement p = BATON__V1__PLACEMENT__INIT;
+        _cleanup_free_ uint8_t *buf = NULL;
+        char message_id[33];
+        usec_t now = now_realtime_usec();
+        size_t len;
+        int r;
+
+        p.host = (char *) host;
+        p.epoch = c->epoch;
+        p.generation = generation;
+        p.n_units = hu->n;
+        p.units = hu->ptrs;
+
+        r = codec_encode(&p.base, c->config.id, c->epoch, now,
+                         c->have_signing_key ? &c->signing_key : NULL, &buf, &len);
+        if (r < 0)
+                return r;
+        r = random_id(message_id);
+        if (r < 0)
+                return r;
+        BrokerMessage m = {
+                .exchange = TOPOLOGY_EXCHANGE_CMD,
+                .routing_key = host,
+                .message_id = message_id,
+                .type = p.base.descriptor->name,
+                .content_type = CODEC_CONTENT_TYPE,
+                .expiration = PLACEMENT_EXPIRATION_MS,
+                .timestamp = now / USEC_PER_SEC,
+                .persistent = true,
+                .body = buf,
+                .body_len = len,
+        };
+        return broker_publish(c->broker, &m, 0, NULL, NULL);
+}
+
+/* Sends `host` its Placement: a new generation if its units changed since
+ * the last one sent, else the same generation again when `resend`. */
+static int sync_host(Controller *c, Host *h, bool resend) {
+        HostView *v = h->userdata;
+        _cleanup_(host_units_done) HostUnits hu = { 0 };
+        _cleanup_free_ char *d = NULL;
+        bool changed;
+        int r;
+
+        if (!v)
+                return 0;
+        r = host_units(c, h->id, &hu);
+        if (r < 0)
+                return r;
+        d = digest(&hu);
+        if (!d)
+                return -ENOMEM;
+        changed = !streq_ptr(d, v->sent_digest);
+        if (!changed && !resend)
+                return 0;
+        if (changed) {
+                v->generation++;
+                r = store_set_host_generation(c->store, h->id, v->generation);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to persist the generation of %s: %s",
+                                               h->id, store_error(c->store));
+                free(v->sent_digest);
+                v->sent_digest = TAKE_PTR(d);
+        }
+        r = publish_placement(c, h->id, v->generation, &hu);
+        if (r < 0)
+                return log_warning_errno(r, "Failed to send the placement of %s: %s", h->id,
+                                         STRERROR(r));
+        v->sent_at_us = now_realtime_usec();
+        log_info("%s placement %" PRIu64 "/%" PRIu64 " to %s: %zu units.",
+                 changed ? "Sent" : "Re-sent", c->epoch, v->generation, h->id, hu.n);
+        return 1;
+}
+
+int fleet_send_placement(Controller *c, const char *host) {
+        Host *h = host_table_get(&c->hosts, host);
+
+        return h ? sync_host(c, h, true) : -ENOENT;
+}
+
+void fleet_check_host(Controller *c, Host *h) {
+        HostView *v = h->userdata;
+        uint64_t now = now_realtime_usec();
+
+        /* Nothing placed yet, or the host is at (or past: a restored
+         * database) what we sent. */
+        if (!v || !v->sent_digest || v->applied_generation >= v->generation || h->alive == false)
+                return;
+        if (now - v->sent_at_us < RESEND_AFTER_US)
+                return;
+        (void) sync_host(c, h, true);
+}
+
+/* ---- reconcile ----------------------------------------------------------- */
+
+/* "k=v k=v" → labels (strings point into a copy kept in *ret_buf). */
+static int split_labels(const char *text, SpecLabel **ret, size_t *ret_n, char **ret_buf) {
+        _cleanup_free_ char *buf = strdup(strempty(text));
+        SpecLabel *v;
+        size_t n = 0, max = 1;
+
+        if (!buf)
+                return -ENOMEM;
+        for (const char *p = buf; *p; p++)
+                max += *p == ' ';
+        v = calloc(max, sizeof(SpecLabel));
+        if (!v)
+                return -ENOMEM;
+        for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+                char *eq = strchr(tok, '=');
+                if (!eq)
+                        continue;
+                *eq = 0;
+                v[n++] = (SpecLabel){ tok, eq + 1 };
+        }
+        *ret = v;
+        *ret_n = n;
+        *ret_buf = TAKE_PTR(buf);
+        return 0;
+}
+
+static const char *problem_word(PlacementProblemKind k) {
+        return k == PLACEMENT_NO_CAPACITY ? "no capacity" : "no eligible host";
+}
+
+int fleet_compute(Controller *c, ServiceSpec *const *services, size_t n_services,
+                  PlacementResult *ret) {
+        size_t n_hosts = c->hosts.n_hosts;
+        _cleanup_free_ PlacementHost *hosts = calloc(n_hosts + 1, sizeof(PlacementHost));
+        _cleanup_free_ Assignment *current = calloc(c->n_instances + 1, sizeof(Assignment));
+        _cleanup_free_ char **bufs = calloc(n_hosts + 1, sizeof(char *));
+        _cleanup_free_ SpecLabel **labels = calloc(n_hosts + 1, sizeof(SpecLabel *));
+        int r = 0;
+
+        if (!hosts || !current || !bufs || !labels)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_hosts; i++) {
+                const Host *h = c->hosts.hosts[i];
+                const HostView *v = h->userdata;
+
+                hosts[i].id = h->id;
+                hosts[i].schedulable = host_state(h) == HOST_UP;
+                hosts[i].memory_total = v ? v->memory_total : 0;
+                r = split_labels(v ? v->labels : NULL, &labels[i], &hosts[i].n_labels, &bufs[i]);
+                if (r < 0)
+                        goto finish;
+                hosts[i].labels = labels[i];
+        }
+        for (size_t i = 0; i < c->n_instances; i++)
+                current[i] = (Assignment){ c->instances[i].service, c->instances[i].instance,
+                                           c->instances[i].host };
+        r = placement_compute((const ServiceSpec *const *) services, n_services, hosts, n_hosts,
+                              current, c->n_instances, ret);
+finish:
+        for (size_t i = 0; i < n_hosts; i++) {
+                free(labels[i]);
+                free(bufs[i]);
+        }
+        return r;
+}
+
+int fleet_reconcile(Controller *c, const char *why) {
+        _cleanup_(placement_result_done) PlacementResult res = { 0 };
+        FleetInstance *next;
+        size_t moved;
+        int r;
+
+        r = fleet_compute(c, c->services, c->n_services, &res);
+        if (r < 0)
+                return log_error_errno(r, "Failed to compute placement: %s", STRERROR(r));
+        moved = res.n_moved;
+
+        next = calloc(res.n_assignments + 1, sizeof(FleetInstance));
+        if (!next)
+                return -ENOMEM;
+        for (size_t i = 0; i < res.n_assignments; i++) {
+                next[i] = (FleetInstance){ strdup(res.assignments[i].service),
+                                           res.assignments[i].instance,
+                                           strdup(res.assignments[i].host) };
+                if (!next[i].service || !next[i].host) {
+                        instances_free(next, i + 1);
+                        return -ENOMEM;
+                }
+        }
+
+        /* One transaction: the placement on disk is always a whole one. */
+        r = store_begin(c->store);
+        if (r >= 0)
+                r = store_clear_instances(c->store);
+        for (size_t i = 0; r >= 0 && i < res.n_assignments; i++)
+                r = store_put_instance(c->store, next[i].service, next[i].instance, next[i].host);
+        if (r >= 0)
+                r = store_commit(c->store);
+        if (r < 0) {
+                store_rollback(c->store);
+                instances_free(next, res.n_assignments);
+                c->counters.store_errors++;
+                return log_error_errno(r, "Failed to persist the placement: %s",
+                                       store_error(c->store));
+        }
+        instances_free(c->instances, c->n_instances);
+        c->instances = next;
+        c->n_instances = res.n_assignments;
+
+        /* placement-impossible: one alert per service, resolved once placed. */
+        for (size_t i = 0; i < c->n_services; i++) {
+                const char *svc = c->services[i]->name;
+                _cleanup_free_ char *summary = NULL;
+                size_t unplaced = 0;
+                const PlacementProblem *first = NULL;
+
+                for (size_t k = 0; k < res.n_problems; k++)
+                        if (streq(res.problems[k].service, svc)) {
+                                unplaced++;
+                                if (!first)
+                                        first = &res.problems[k];
+                        }
+                if (unplaced > 0) {
+                        if (asprintf(&summary, "%zu instance(s) of %s cannot be placed: %s (%s)",
+                                     unplaced, svc, first->reason, problem_word(first->kind)) < 0)
+                                continue;
+                        (void) alert_raise(c, "placement-impossible",
+                                           BATON__V1__SEVERITY__SEVERITY_CRITICAL, svc, NULL,
+                                           summary);
+                } else {
+                        if (asprintf(&summary, "every instance of %s is placed", svc) < 0)
+                                continue;
+                        (void) alert_resolve(c, "placement-impossible", svc, NULL, summary);
+                }
+        }
+
+        for (size_t i = 0; i < c->hosts.n_hosts; i++)
+                (void) sync_host(c, c->hosts.hosts[i], false);
+
+        log_info("Reconciled (%s): %zu instances placed, %zu moved, %zu unplaced.", why,
+                 res.n_assignments, moved, res.n_problems);
+        return (int) MIN(moved, (size_t) INT32_MAX);
+}
+
+/* A Restart that waited a minute is void: the agent refuses it. */
+#define RESTART_VALID_US (60 * USEC_PER_SEC)
+
+int fleet_send_restart(Controller *c, const char *service, uint32_t instance, char *ret_id,
+                       const char **ret_host) {
+        Baton__V1__Restart rs = BATON__V1__RESTART__INIT;
+        _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_free_ char *unit = NULL;
+        const FleetInstance *fi = NULL;
+        const ServiceSpec *s = fleet_service(c, service);
+        char message_id[33];
+        uint64_t now = now_realtime_usec();
+        size_t len;
+        int r;
+
+        for (size_t i = 0; i < c->n_instances; i++)
+                if (streq(c->instances[i].service, service) && c->instances[i].instance == instance)
+                        fi = &c->instances[i];
+        if (!s || !fi)
+                return -ENOENT;
+        r = service_instance_unit(s, instance, &unit);
+        if (r >= 0)
+                r = random_id(ret_id);
+        if (r >= 0)
+                r = random_id(message_id);
+        if (r < 0)
+                return r;
+
+        rs.id = ret_id;
+        rs.host = fi->host;
+        rs.epoch = c->epoch;
+        rs.unit = unit;
+        rs.mode = (char *) "restart";
+        rs.not_after_us = now + RESTART_VALID_US;
+        r = codec_encode(&rs.base, c->config.id, c->epoch, now,
+                         c->have_signing_key ? &c->signing_key : NULL, &buf, &len);
+        if (r < 0)
+                return r;
+        BrokerMessage m = {
+                .exchange = TOPOLOGY_EXCHANGE_CMD,
+                .routing_key = fi->host,
+                .message_id = message_id,
+                .type = rs.base.descriptor->name,
+                .content_type = CODEC_CONTENT_TYPE,
+                .expiration = "60000",
+                .timestamp = now / USEC_PER_SEC,
+                .persistent = true,
+                .body = buf,
+                .body_len = len,
+        };
+        r = broker_publish(c->broker, &m, BROKER_PUBLISH_MANDATORY, NULL, NULL);
+        if (r < 0)
+                return r;
+        log_info("Sent restart %s of %s to %s.", ret_id, unit, fi->host);
+        if (ret_host)
+                *ret_host = fi->host;
+        return 0;
+}

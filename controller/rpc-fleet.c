@@ -1,0 +1,556 @@
+/* SPDX-License-Identifier: MIT */
+/* The verbs that read or change desired state: apply and plan (all files or
+ * none), delete, status, scale within bounds, drain and undrain, restart of
+ * one instance, alerts and the audit log. Each answers with one JSON
+ * document (README.md documents the fields). */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "codec.h"
+#include "commands.pb-c.h"
+#include "log.h"
+#include "placement.h"
+#include "rollout.h"
+#include "rpc-internal.h"
+#include "spec.h"
+#include "topology.h"
+#include "util.h"
+
+static const FleetInstance *current_instance(Controller *c, const char *service,
+                                             uint32_t instance) {
+        for (size_t i = 0; i < c->n_instances; i++)
+                if (streq(c->instances[i].service, service) && c->instances[i].instance == instance)
+                        return &c->instances[i];
+        return NULL;
+}
+
+static bool assigned(const PlacementResult *r, const char *service, uint32_t instance) {
+        for (size_t i = 0; i < r->n_assignments; i++)
+                if (streq(r->assignments[i].service, service) &&
+                    r->assignments[i].instance == instance)
+                        return true;
+        return false;
+}
+
+static json_t *unit_json(const ServiceSpec *s, uint32_t instance) {
+        _cleanup_free_ char *unit = NULL;
+
+        if (!s || service_instance_unit(s, instance, &unit) < 0)
+                return json_null();
+        return json_string(unit);
+}
+
+/* The placement document shared by apply and plan: every instance and how it
+ * changes against what is placed now. */
+static json_t *placements_json(Controller *c, ServiceSpec *const *services, size_t n,
+                               const PlacementResult *r) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < r->n_assignments; i++) {
+                const Assignment *a = &r->assignments[i];
+                const FleetInstance *cur = current_instance(c, a->service, a->instance);
+                const ServiceSpec *s = NULL;
+                const char *change = !cur ? "add" : !streq(cur->host, a->host) ? "move" : "keep";
+
+                for (size_t k = 0; k < n; k++)
+                        if (streq(services[k]->name, a->service))
+                                s = services[k];
+                json_array_append_new(arr, json_pack("{s:s, s:i, s:o, s:s, s:s, s:o}", "service",
+                                                     a->service, "instance", (int) a->instance,
+                                                     "unit", unit_json(s, a->instance), "host",
+                                                     a->host, "change", change, "from",
+                                                     cur && !streq(cur->host, a->host)
+                                                             ? json_string(cur->host)
+                                                             : json_null()));
+        }
+        for (size_t i = 0; arr && i < c->n_instances; i++) {
+                const FleetInstance *cur = &c->instances[i];
+
+                if (assigned(r, cur->service, cur->instance))
+                        continue;
+                json_array_append_new(
+                        arr, json_pack("{s:s, s:i, s:o, s:n, s:s, s:s}", "service", cur->service,
+                                       "instance", (int) cur->instance, "unit",
+                                       unit_json(fleet_service(c, cur->service), cur->instance),
+                                       "host", "change", "remove", "from", cur->host));
+        }
+        return arr;
+}
+
+static json_t *problems_json(const PlacementResult *r) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < r->n_problems; i++)
+                json_array_append_new(arr, json_pack("{s:s, s:i, s:s}", "service",
+                                                     r->problems[i].service, "instance",
+                                                     (int) r->problems[i].instance, "reason",
+                                                     r->problems[i].reason));
+        return arr;
+}
+
+static void specs_free(ServiceSpec **v, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                service_spec_free(v[i]);
+        free(v);
+}
+
+int rpc_verb_apply(RpcContext *x) {
+        Controller *c = x->c;
+        const Baton__V1__ApplyRequest *req = x->request->apply;
+        _cleanup_(placement_result_done) PlacementResult res = { 0 };
+        _cleanup_free_ char *errors = NULL, *names = NULL;
+        ServiceSpec **parsed = NULL, **next = NULL;
+        size_t n_parsed = 0, n_next = 0, errlen = 0, nameslen = 0;
+        json_t *services = NULL;
+        FILE *ef = NULL, *nf = NULL;
+        bool dry = streq(x->request->verb, "plan") || (req && req->dry_run);
+        int r = -ENOMEM;
+
+        if (x->request->args_case != BATON__V1__REQUEST__ARGS_APPLY || req->n_files == 0)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "%s needs spec files",
+                                x->request->verb);
+
+        parsed = calloc(req->n_files, sizeof(ServiceSpec *));
+        ef = open_memstream(&errors, &errlen);
+        nf = open_memstream(&names, &nameslen);
+        if (!parsed || !ef || !nf)
+                goto finish;
+
+        /* All files or none: every error is collected before anything changes. */
+        for (size_t i = 0; i < req->n_files; i++) {
+                _cleanup_free_ char *error = NULL;
+                ServiceSpec *s = NULL;
+
+                fprintf(nf, "%s%s", i ? " " : "", req->files[i]->name);
+                r = spec_parse(req->files[i]->name, req->files[i]->text, &s, &error);
+                if (r < 0) {
+                        fprintf(ef, "%s%s", ftell(ef) > 0 ? "\n" : "", error ? error : STRERROR(r));
+                        continue;
+                }
+                for (size_t k = 0; k < n_parsed; k++)
+                        if (streq(parsed[k]->name, s->name))
+                                fprintf(ef, "%s%s: service %s is given twice",
+                                        ftell(ef) > 0 ? "\n" : "", req->files[i]->name, s->name);
+                parsed[n_parsed++] = s;
+        }
+        fclose(TAKE_PTR(ef));
+        fclose(TAKE_PTR(nf));
+        free(x->audit_request);
+        x->audit_request = strdup(strempty(names));
+        if (!isempty(errors)) {
+                r = rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "%s", errors);
+                goto finish;
+        }
+
+        /* The fleet as it would be: current services, replaced or added. */
+        next = calloc(c->n_services + n_parsed + 1, sizeof(ServiceSpec *));
+        services = json_array();
+        if (!next || !services)
+                goto finish;
+        for (size_t i = 0; i < c->n_services; i++) {
+                bool replaced = false;
+                for (size_t k = 0; k < n_parsed; k++)
+                        replaced = replaced || streq(parsed[k]->name, c->services[i]->name);
+                if (replaced)
+                        continue;
+                r = service_spec_copy(c->services[i], &next[n_next]);
+                if (r < 0)
+                        goto finish;
+                n_next++;
+        }
+        for (size_t k = 0; k < n_parsed; k++) {
+                const ServiceSpec *old = fleet_service(c, parsed[k]->name);
+                const char *action = !old ? "create"
+                                     : streq(old->unit_text, parsed[k]->unit_text) &&
+                                                     old->count == parsed[k]->count
+                                             ? "unchanged"
+                                             : "update";
+                json_array_append_new(services, json_pack("{s:s, s:s, s:s, s:i}", "service",
+                                                          parsed[k]->name, "action", action, "kind",
+                                                          service_kind_to_string(parsed[k]->kind),
+                                                          "count", (int) parsed[k]->count));
+                next[n_next++] = parsed[k];
+                parsed[k] = NULL;
+        }
+
+        r = fleet_compute(c, next, n_next, &res);
+        if (r < 0)
+                goto finish;
+        json_t *doc =
+                json_pack("{s:b, s:b, s:O, s:o, s:o}", "dry_run", dry, "applied", !dry, "services",
+                          services, "placements", placements_json(c, next, n_next, &res),
+                          "problems", problems_json(&res));
+
+        if (!dry) {
+                uint64_t now = now_realtime_usec();
+
+                r = store_begin(c->store);
+                for (size_t k = 0; r >= 0 && k < n_next; k++)
+                        if (!fleet_service(c, next[k]->name) ||
+                            !streq(fleet_service(c, next[k]->name)->unit_text,
+                                   next[k]->unit_text) ||
+                            fleet_service(c, next[k]->name)->count != next[k]->count)
+                                r = store_put_service(c->store, next[k]->name, next[k]->file_name,
+                                                      next[k]->unit_text, next[k]->count, now);
+                if (r >= 0)
+                        r = store_commit(c->store);
+                if (r < 0) {
+                        store_rollback(c->store);
+                        json_decref(doc);
+                        r = rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                     "cannot store the services: %s", store_error(c->store));
+                        goto finish;
+                }
+                specs_free(c->services, c->n_services);
+                c->services = TAKE_PTR(next);
+                c->n_services = n_next;
+                n_next = 0;
+                (void) fleet_reconcile(c, "apply");
+        }
+        r = rpc_set_json(x, doc);
+
+finish:
+        if (ef)
+                fclose(ef);
+        if (nf)
+                fclose(nf);
+        json_decref(services);
+        specs_free(parsed, n_parsed);
+        specs_free(next, n_next);
+        return r;
+}
+
+int rpc_verb_delete(RpcContext *x) {
+        Controller *c = x->c;
+        const char *name;
+        size_t removed = 0, i;
+        int r;
+
+        if (x->request->args_case != BATON__V1__REQUEST__ARGS_SERVICE ||
+            isempty(x->request->service->service))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "delete needs a service");
+        name = x->request->service->service;
+        x->audit_request = strdup(name);
+        for (i = 0; i < c->n_services; i++)
+                if (streq(c->services[i]->name, name))
+                        break;
+        if (i == c->n_services)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no service '%s'", name);
+
+        r = store_delete_service(c->store, name);
+        if (r < 0)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "cannot delete: %s",
+                                store_error(c->store));
+        for (size_t k = 0; k < c->n_instances; k++)
+                removed += streq(c->instances[k].service, name);
+        service_spec_free(c->services[i]);
+        c->services[i] = c->services[--c->n_services];
+        (void) fleet_reconcile(c, "delete");
+        return rpc_set_json(
+                x, json_pack("{s:s, s:i}", "service", name, "removed_instances", (int) removed));
+}
+
+static const struct ObservedUnitState *observed(Controller *c, const char *host, const char *unit) {
+        Host *h = host_table_get(&c->hosts, host);
+        HostView *v = h ? h->userdata : NULL;
+
+        for (size_t i = 0; v && i < v->n_units; i++)
+                if (streq(v->units[i].name, unit))
+                        return &v->units[i];
+        return NULL;
+}
+
+int rpc_verb_status(RpcContext *x) {
+        Controller *c = x->c;
+        const char *only = x->request->args_case == BATON__V1__REQUEST__ARGS_SERVICE
+                                   ? x->request->service->service
+                                   : NULL;
+        json_t *arr = json_array();
+
+        if (!isempty(only) && !fleet_service(c, only)) {
+                json_decref(arr);
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no service '%s'", only);
+        }
+        for (size_t i = 0; arr && i < c->n_services; i++) {
+                const ServiceSpec *s = c->services[i];
+                json_t *insts = json_array();
+                int healthy = 0;
+
+                if (!isempty(only) && !streq(only, s->name)) {
+                        json_decref(insts);
+                        continue;
+                }
+                for (uint32_t k = 0; insts && k < s->count; k++) {
+                        const FleetInstance *fi = current_instance(c, s->name, k);
+                        _cleanup_free_ char *unit = NULL;
+                        const struct ObservedUnitState *o;
+                        bool ok;
+
+                        if (service_instance_unit(s, k, &unit) < 0)
+                                continue;
+                        o = fi ? observed(c, fi->host, unit) : NULL;
+                        ok = o && streq_ptr(o->active_state, "active");
+                        healthy += ok;
+                        json_array_append_new(
+                                insts,
+                                json_pack("{s:i, s:s, s:o, s:s, s:s, s:i, s:b}", "instance",
+                                          (int) k, "unit", unit, "host",
+                                          fi ? json_string(fi->host) : json_null(), "active_state",
+                                          o ? o->active_state : "unknown", "sub_state",
+                                          o ? o->sub_state : "unknown", "n_restarts",
+                                          o ? (int) o->n_restarts : 0, "healthy", ok));
+                }
+                json_array_append_new(
+                        arr, json_pack("{s:s, s:s, s:i, s:i, s:o}", "service", s->name, "kind",
+                                       service_kind_to_string(s->kind), "count", (int) s->count,
+                                       "healthy", healthy, "instances", insts));
+        }
+        return rpc_set_json(x, json_pack("{s:o}", "services", arr));
+}
+
+int rpc_verb_scale(RpcContext *x) {
+        Controller *c = x->c;
+        const Baton__V1__ServiceRequest *req = x->request->service;
+        ServiceSpec *s;
+        uint32_t previous;
+        int r;
+
+        if (x->request->args_case != BATON__V1__REQUEST__ARGS_SERVICE || isempty(req->service))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "scale needs SERVICE N");
+        if (asprintf(&x->audit_request, "%s %u", req->service, req->count) < 0)
+                x->audit_request = NULL;
+        s = fleet_service(c, req->service);
+        if (!s)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no service '%s'",
+                                req->service);
+        if (s->kind == SERVICE_SINGLETON)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                                "%s is a singleton: it always has one instance", s->name);
+        if (s->kind == SERVICE_SHARDED)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                                "%s is sharded: change its instances with `batonctl reshard`",
+                                s->name);
+        if (req->count < s->min_replicas)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                                "%s: %u is below MinReplicas=%u", s->name, req->count,
+                                s->min_replicas);
+        if (req->count > s->max_replicas)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                                "%s: %u is above MaxReplicas=%u", s->name, req->count,
+                                s->max_replicas);
+        previous = s->count;
+        r = store_put_service(c->store, s->name, s->file_name, s->unit_text, req->count,
+                              now_realtime_usec());
+        if (r < 0)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "cannot store: %s",
+                                store_error(c->store));
+        s->count = req->count;
+        (void) fleet_reconcile(c, "scale");
+        return rpc_set_json(x, json_pack("{s:s, s:i, s:i}", "service", s->name, "count",
+                                         (int) s->count, "previous", (int) previous));
+}
+
+static size_t instances_on(Controller *c, const char *host) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < c->n_instances; i++)
+                n += streq(c->instances[i].host, host);
+        return n;
+}
+
+int rpc_verb_drain(RpcContext *x) {
+        Controller *c = x->c;
+        bool drain = streq(x->request->verb, "drain");
+        const char *host;
+        HostTransition t;
+        size_t before;
+        Host *h;
+        int r;
+
+        if (x->request->args_case != BATON__V1__REQUEST__ARGS_HOST ||
+            isempty(x->request->host->host))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "%s needs a host",
+                                x->request->verb);
+        host = x->request->host->host;
+        x->audit_request = strdup(host);
+        h = host_table_get(&c->hosts, host);
+        if (!h)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no host '%s'", host);
+        before = instances_on(c, host);
+        r = host_table_set_drained(&c->hosts, host, drain, &t);
+        if (r > 0) {
+                (void) controller_persist_host(c, h);
+                (void) fleet_reconcile(c, drain ? "drain" : "undrain");
+        }
+        return rpc_set_json(
+                x, json_pack("{s:s, s:s, s:i}", "host", host, "state",
+                             host_state_to_string(host_state(h)), "moved",
+                             (int) (before > instances_on(c, host) ? before - instances_on(c, host)
+                                                                   : 0)));
+}
+
+int rpc_verb_restart(RpcContext *x) {
+        Controller *c = x->c;
+        const Baton__V1__ServiceRequest *req = x->request->service;
+        const ServiceSpec *s;
+        const char *host = NULL;
+        char id[33];
+        uint64_t rollout;
+        int r;
+
+        if (x->request->args_case != BATON__V1__REQUEST__ARGS_SERVICE || isempty(req->service))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "restart needs SERVICE[@N]");
+        if (asprintf(&x->audit_request, "%s@%d", req->service, req->instance) < 0)
+                x->audit_request = NULL;
+        s = fleet_service(c, req->service);
+        if (!s)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no service '%s'",
+                                req->service);
+        if (req->instance < 0) {
+                r = rollouts_start(c, s->name, &rollout);
+                if (r == -EBUSY)
+                        return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                                        "%s already has a rollout in progress (batonctl rollout "
+                                        "status)",
+                                        s->name);
+                if (r < 0)
+                        return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                        "cannot start a rollout: %s", STRERROR(r));
+                return rpc_set_json(x, json_pack("{s:s, s:I, s:n, s:i}", "service", s->name,
+                                                 "rollout", (json_int_t) rollout, "restart_id",
+                                                 "instances", (int) s->count));
+        }
+        if ((uint32_t) req->instance >= s->count)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "%s has no instance %d",
+                                s->name, req->instance);
+        r = fleet_send_restart(c, s->name, (uint32_t) req->instance, id, &host);
+        if (r == -ENOENT)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                "%s@%d is not placed on any host", s->name, req->instance);
+        if (r < 0)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "cannot send: %s",
+                                STRERROR(r));
+        return rpc_set_json(x, json_pack("{s:s, s:n, s:s, s:s, s:i}", "service", s->name, "rollout",
+                                         "restart_id", id, "host", host, "instances", 1));
+}
+
+int rpc_verb_alerts(RpcContext *x) {
+        Controller *c = x->c;
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < c->n_alerts; i++) {
+                const OpenAlert *a = &c->alerts[i];
+                json_array_append_new(
+                        arr, json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I}", "id", a->id, "kind",
+                                       a->kind, "severity", a->severity, "service",
+                                       strempty(a->service), "host", strempty(a->host), "summary",
+                                       a->summary, "raised_at_us", (json_int_t) a->raised_at_us));
+        }
+        return rpc_set_json(x, json_pack("{s:o}", "alerts", arr));
+}
+
+static int audit_entry(int64_t seq, uint64_t at_us, const char *user, const char *verb,
+                       const char *request, const char *outcome, void *userdata) {
+        return json_array_append_new(
+                       userdata,
+                       json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t) seq, "at_us",
+                                 (json_int_t) at_us, "user", strempty(user), "verb", strempty(verb),
+                                 "request", strempty(request), "outcome", strempty(outcome))) < 0
+                       ? -ENOMEM
+                       : 0;
+}
+
+int rpc_verb_audit(RpcContext *x) {
+        Controller *c = x->c;
+        unsigned limit = 50;
+        json_t *arr = json_array();
+        int r;
+
+        if (x->request->args_case == BATON__V1__REQUEST__ARGS_SERVICE &&
+            x->request->service->count > 0)
+                limit = MIN(x->request->service->count, 10000u);
+        if (!arr)
+                return -ENOMEM;
+        r = store_load_audit(c->store, limit, audit_entry, arr);
+        if (r < 0) {
+                json_decref(arr);
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                "cannot read the audit log: %s", store_error(c->store));
+        }
+        return rpc_set_json(x, json_pack("{s:o}", "entries", arr));
+}
+
+static json_t *rollout_json(const Rollout *r) {
+        json_t *items = json_array();
+
+        for (size_t i = 0; items && i < r->n_items; i++)
+                json_array_append_new(
+                        items,
+                        json_pack("{s:i, s:s, s:I, s:i}", "instance", (int) r->items[i].instance,
+                                  "state", rollout_item_state_to_string(r->items[i].state),
+                                  "started_at_us", (json_int_t) r->items[i].started_at, "attempts",
+                                  (int) r->items[i].attempts));
+        return json_pack("{s:s, s:I, s:s, s:s?, s:i, s:o}", "service", r->service, "id",
+                         (json_int_t) r->id, "state", rollout_state_to_string(r->state), "reason",
+                         r->reason, "max_unavailable", (int) r->max_unavailable, "items", items);
+}
+
+int rpc_verb_rollout(RpcContext *x) {
+        Controller *c = x->c;
+        const Baton__V1__RolloutRequest *req = x->request->rollout;
+        const char *action, *svc;
+        json_t *arr;
+        int r = 0;
+
+        if (x->request->args_case != BATON__V1__REQUEST__ARGS_ROLLOUT)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE,
+                                "rollout needs status|pause|resume|abort");
+        action = req->action;
+        svc = req->service;
+        if (!streq(action, "status") && !streq(action, "pause") && !streq(action, "resume") &&
+            !streq(action, "abort"))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "unknown rollout action '%s'",
+                                action);
+        if (asprintf(&x->audit_request, "%s %s", action, strempty(svc)) < 0)
+                x->audit_request = NULL;
+
+        if (!streq(action, "status")) {
+                size_t n = 0;
+
+                for (size_t i = 0; i < c->n_rollouts; i++) {
+                        Rollout *ro = c->rollouts[i];
+                        _cleanup_free_ char *text = NULL;
+
+                        if (!isempty(svc) && !streq(ro->service, svc))
+                                continue;
+                        if (streq(action, "pause"))
+                                r = rollout_pause(ro, "paused by an operator");
+                        else if (streq(action, "resume"))
+                                r = rollout_resume(ro);
+                        else
+                                r = rollout_abort(ro, "aborted by an operator");
+                        if (r == -EBUSY)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        n++;
+                        if (rollout_format(ro, &text) >= 0)
+                                (void) store_put_rollout(c->store, ro->service, ro->id, text);
+                }
+                if (n == 0)
+                        return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                                        "no rollout%s%s can be %s now", isempty(svc) ? "" : " of ",
+                                        strempty(svc),
+                                        streq(action, "pause")    ? "paused"
+                                        : streq(action, "resume") ? "resumed"
+                                                                  : "aborted");
+                rollouts_step(c);
+        }
+
+        arr = json_array();
+        for (size_t i = 0; arr && i < c->n_rollouts; i++)
+                if (isempty(svc) || streq(c->rollouts[i]->service, svc))
+                        json_array_append_new(arr, rollout_json(c->rollouts[i]));
+        return rpc_set_json(x, json_pack("{s:o}", "rollouts", arr));
+}
