@@ -87,7 +87,7 @@ static void record(Apply *x, const char *unit, const char *action, bool ok, cons
                 return;
         if (!o->ok && ok)
                 return;
-        if (o->ok && !ok)
+        if (o->ok && !ok && !streq(action, "refused"))
                 x->n_failed++;
         o->action = action;
         o->ok = ok;

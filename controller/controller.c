@@ -522,6 +522,48 @@ static void handle_unit_event(Controller *c, const Baton__V1__UnitEvent *ev) {
         }
 }
 
+/* An agent's result: refusals and failures are alerted (command-refused, per
+ * host), a clean result resolves that. */
+static void handle_command_result(Controller *c, const Baton__V1__CommandResult *res) {
+        _cleanup_free_ char *what = NULL, *summary = NULL;
+
+        if (res->command_case == BATON__V1__COMMAND_RESULT__COMMAND_RESTART_ID)
+                (void) asprintf(&what, "restart %s", res->restart_id);
+        else
+                (void) asprintf(&what, "placement %" PRIu64 "/%" PRIu64, res->epoch,
+                                res->generation);
+        if (res->ok) {
+                log_debug("%s on %s: ok.", strna(what), res->host);
+                if (asprintf(&summary, "%s applied cleanly on %s", strna(what), res->host) >= 0)
+                        (void) alert_resolve(c, "command-refused", NULL, res->host, summary);
+                return;
+        }
+        log_warning("%s on %s: %s", strna(what), res->host, strna(res->error));
+        /* A superseded or already-applied Placement is not a problem. */
+        if (strstr(strempty(res->error), "superseded") || strstr(strempty(res->error), "older"))
+                return;
+        {
+                _cleanup_free_ char *details = NULL;
+                size_t len = 0, shown = 0;
+                FILE *f = open_memstream(&details, &len);
+
+                /* Name what went wrong, not just how much. */
+                for (size_t i = 0; f && i < res->n_units && shown < 3; i++)
+                        if (!res->units[i]->ok) {
+                                fprintf(f, "; %s %s: %s", res->units[i]->unit,
+                                        res->units[i]->action, res->units[i]->result);
+                                shown++;
+                        }
+                if (f)
+                        fclose(f);
+                if (asprintf(&summary, "%s on %s: %s%s", strna(what), res->host, strna(res->error),
+                             strempty(details)) >= 0)
+                        (void) alert_raise(c, "command-refused",
+                                           BATON__V1__SEVERITY__SEVERITY_WARNING, NULL, res->host,
+                                           summary);
+        }
+}
+
 /* ---- status consumer ----------------------------------------------------- */
 
 void controller_refuse(Controller *c, const BrokerMessage *m, RefuseReason reason,
@@ -608,6 +650,8 @@ static void on_status(Broker *b, const BrokerMessage *m, void *userdata) {
                 handle_heartbeat(c, (Baton__V1__Heartbeat *) d.body);
         else if (d.descriptor == &baton__v1__unit_event__descriptor)
                 handle_unit_event(c, (Baton__V1__UnitEvent *) d.body);
+        else if (d.descriptor == &baton__v1__command_result__descriptor)
+                handle_command_result(c, (Baton__V1__CommandResult *) d.body);
         else
                 log_debug("Received %s from %s.", d.descriptor->name, host);
 

@@ -190,10 +190,25 @@ def drain_moves_instances_off_and_undrain_allows_back(world):
 
 
 @suite.case
+def refused_placement_is_alerted_and_resolved(world):
+    path = spec_file(world, 'other@.service', WEB.replace('Replicas=4', 'Replicas=1'))
+    ctl_json(world, 'apply', path)
+    alert = world.wait_for(lambda: next((a for a in S['alerts'].poll()
+                                         if a.get('kind') == 'command-refused'
+                                         and a.get('resolved') == 'false'), None), 20,
+                           what='command-refused alert')
+    assert 'other@0.service' in alert['summary'] and 'manage_units' in alert['summary'], alert
+    assert any(a['kind'] == 'command-refused' for a in ctl_json(world, 'alerts')['alerts'])
+    assert ctl_json(world, 'delete', 'other')['removed_instances'] == 1
+    world.wait_for(lambda: any(a.get('kind') == 'command-refused' and a.get('resolved') == 'true'
+                               for a in S['alerts'].poll()), 20, what='command-refused resolved')
+
+
+@suite.case
 def audit_records_every_change_with_its_user(world):
     entries = ctl_json(world, 'audit')['entries']
     verbs = [e['verb'] for e in entries]
-    for v in ('apply', 'scale', 'drain', 'undrain'):
+    for v in ('apply', 'scale', 'drain', 'undrain', 'delete'):
         assert v in verbs, verbs
     assert all(e['user'] == 'guest' for e in entries), entries
     refused = [e for e in entries if e['verb'] == 'scale' and e['outcome'] != 'ok']

@@ -173,7 +173,7 @@ def batonctl_usage_and_unreachable_exit_codes(world):
     assert r.returncode == 2 and '--timeout' in r.stderr, r
     r = world.batonctl('ping', 'extra')
     assert r.returncode == 2 and 'unexpected argument' in r.stderr, r
-    r = world.batonctl('apply', 'x.service')
+    r = world.batonctl('backup', 'x.db')
     assert r.returncode == 1 and 'not implemented' in r.stderr, r
     r = world.batonctl('ping', broker=None, env={'BATON_BROKER': ''})
     assert r.returncode == 2 and 'no broker given' in r.stderr, r

@@ -1168,7 +1168,7 @@ static void gen_labels(Gen *g) {
 
                 /* Keys distinct by their index. */
                 random_label_word(k, 12);
-                snprintf(k + strlen(k), 8, "%zu", i);
+                snprintf(k + strlen(k), 8, "%u", (unsigned) (i % 10));
                 random_label_word(v, 16);
                 g->labels[i] = (SpecLabel){ .key = k, .value = v };
                 if (i > 0)
