@@ -92,15 +92,15 @@ static void on_publish_confirm(Broker *b, BrokerOutcome outcome, void *userdata)
 }
 
 int controller_publish(Controller *c, const char *exchange, const char *routing_key,
-                       const ProtobufCMessage *body, const BrokerHeader *headers, size_t n_headers,
-                       bool persistent, unsigned flags, const char *correlation_id) {
+                       const ProtobufCMessage *body, const PublishOptions *o) {
         _cleanup_free_ uint8_t *buf = NULL;
         char message_id[33];
         usec_t now = now_realtime_usec();
         size_t len;
         int r;
 
-        r = codec_encode(body, c->config.id, c->epoch, now, NULL, &buf, &len);
+        r = codec_encode(body, c->config.id, c->epoch, now,
+                         c->have_signing_key ? &c->signing_key : NULL, &buf, &len);
         if (r < 0)
                 return r;
         r = random_id(message_id);
@@ -113,15 +113,16 @@ int controller_publish(Controller *c, const char *exchange, const char *routing_
                 .message_id = message_id,
                 .type = body->descriptor->name,
                 .content_type = CODEC_CONTENT_TYPE,
-                .correlation_id = correlation_id,
+                .correlation_id = o->correlation_id,
+                .expiration = o->expiration,
                 .timestamp = now / USEC_PER_SEC,
-                .persistent = persistent,
-                .headers = headers,
-                .n_headers = n_headers,
+                .persistent = o->persistent,
+                .headers = o->headers,
+                .n_headers = o->n_headers,
                 .body = buf,
                 .body_len = len,
         };
-        return broker_publish(c->broker, &m, flags, on_publish_confirm, c);
+        return broker_publish(c->broker, &m, o->flags, on_publish_confirm, c);
 }
 
 /* ---- alerts -------------------------------------------------------------- */
@@ -165,8 +166,10 @@ static int publish_alert(Controller *c, const char *id, const char *kind, int se
 
         if (asprintf(&key, "alert.%s.%s", severity_name(severity), kind) < 0)
                 return -ENOMEM;
-        return controller_publish(c, TOPOLOGY_EXCHANGE_EVENTS, key, &a.base, headers,
-                                  ELEMENTSOF(headers), true, 0, NULL);
+        return controller_publish(c, TOPOLOGY_EXCHANGE_EVENTS, key, &a.base,
+                                  &(PublishOptions){ .headers = headers,
+                                                     .n_headers = ELEMENTSOF(headers),
+                                                     .persistent = true });
 }
 
 static OpenAlert *find_alert(Controller *c, const char *id) {

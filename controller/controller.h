@@ -145,11 +145,21 @@ void controller_done(Controller *c);
 void controller_refuse(Controller *c, const BrokerMessage *m, RefuseReason reason,
                        const char *detail);
 
-/* Publishes a signed protobuf body to `exchange` with the standard properties.
- * `headers` may be NULL. */
+/* How a message goes out; zeroes are the defaults. */
+typedef struct PublishOptions {
+        const BrokerHeader *headers;
+        size_t n_headers;
+        bool persistent;
+        unsigned flags; /* BROKER_PUBLISH_* */
+        const char *correlation_id;
+        const char *expiration; /* milliseconds as text */
+} PublishOptions;
+
+/* Publishes a protobuf body in an Envelope with the standard properties,
+ * signed when a signing key is configured (every controller-issued message
+ * is). */
 int controller_publish(Controller *c, const char *exchange, const char *routing_key,
-                       const ProtobufCMessage *body, const BrokerHeader *headers, size_t n_headers,
-                       bool persistent, unsigned flags, const char *correlation_id);
+                       const ProtobufCMessage *body, const PublishOptions *o);
 
 /* Alerts (controller.c): raised once, resolved once, persisted while open. */
 int alert_raise(Controller *c, const char *kind, int severity, const char *service,

@@ -214,38 +214,15 @@ static char *digest(const HostUnits *hu) {
 static int publish_placement(Controller *c, const char *host, uint64_t generation,
                              const HostUnits *hu) {
         Baton__V1__Placement p = BATON__V1__PLACEMENT__INIT;
-        _cleanup_free_ uint8_t *buf = NULL;
-        char message_id[33];
-        usec_t now = now_realtime_usec();
-        size_t len;
-        int r;
 
         p.host = (char *) host;
         p.epoch = c->epoch;
         p.generation = generation;
         p.n_units = hu->n;
         p.units = hu->ptrs;
-
-        r = codec_encode(&p.base, c->config.id, c->epoch, now,
-                         c->have_signing_key ? &c->signing_key : NULL, &buf, &len);
-        if (r < 0)
-                return r;
-        r = random_id(message_id);
-        if (r < 0)
-                return r;
-        BrokerMessage m = {
-                .exchange = TOPOLOGY_EXCHANGE_CMD,
-                .routing_key = host,
-                .message_id = message_id,
-                .type = p.base.descriptor->name,
-                .content_type = CODEC_CONTENT_TYPE,
-                .expiration = PLACEMENT_EXPIRATION_MS,
-                .timestamp = now / USEC_PER_SEC,
-                .persistent = true,
-                .body = buf,
-                .body_len = len,
-        };
-        return broker_publish(c->broker, &m, 0, NULL, NULL);
+        return controller_publish(
+                c, TOPOLOGY_EXCHANGE_CMD, host, &p.base,
+                &(PublishOptions){ .persistent = true, .expiration = PLACEMENT_EXPIRATION_MS });
 }
 
 /* Sends `host` its Placement: a new generation if its units changed since
@@ -454,17 +431,14 @@ int fleet_reconcile(Controller *c, const char *why) {
 
 /* A Restart that waited a minute is void: the agent refuses it. */
 #define RESTART_VALID_US (60 * USEC_PER_SEC)
+#define RESTART_EXPIRATION_MS "60000"
 
 int fleet_send_restart(Controller *c, const char *service, uint32_t instance, char *ret_id,
                        const char **ret_host) {
         Baton__V1__Restart rs = BATON__V1__RESTART__INIT;
-        _cleanup_free_ uint8_t *buf = NULL;
         _cleanup_free_ char *unit = NULL;
         const FleetInstance *fi = NULL;
         const ServiceSpec *s = fleet_service(c, service);
-        char message_id[33];
-        uint64_t now = now_realtime_usec();
-        size_t len;
         int r;
 
         for (size_t i = 0; i < c->n_instances; i++)
@@ -475,8 +449,6 @@ int fleet_send_restart(Controller *c, const char *service, uint32_t instance, ch
         r = service_instance_unit(s, instance, &unit);
         if (r >= 0)
                 r = random_id(ret_id);
-        if (r >= 0)
-                r = random_id(message_id);
         if (r < 0)
                 return r;
 
@@ -485,24 +457,11 @@ int fleet_send_restart(Controller *c, const char *service, uint32_t instance, ch
         rs.epoch = c->epoch;
         rs.unit = unit;
         rs.mode = (char *) "restart";
-        rs.not_after_us = now + RESTART_VALID_US;
-        r = codec_encode(&rs.base, c->config.id, c->epoch, now,
-                         c->have_signing_key ? &c->signing_key : NULL, &buf, &len);
-        if (r < 0)
-                return r;
-        BrokerMessage m = {
-                .exchange = TOPOLOGY_EXCHANGE_CMD,
-                .routing_key = fi->host,
-                .message_id = message_id,
-                .type = rs.base.descriptor->name,
-                .content_type = CODEC_CONTENT_TYPE,
-                .expiration = "60000",
-                .timestamp = now / USEC_PER_SEC,
-                .persistent = true,
-                .body = buf,
-                .body_len = len,
-        };
-        r = broker_publish(c->broker, &m, BROKER_PUBLISH_MANDATORY, NULL, NULL);
+        rs.not_after_us = now_realtime_usec() + RESTART_VALID_US;
+        r = controller_publish(c, TOPOLOGY_EXCHANGE_CMD, fi->host, &rs.base,
+                               &(PublishOptions){ .persistent = true,
+                                                  .flags = BROKER_PUBLISH_MANDATORY,
+                                                  .expiration = RESTART_EXPIRATION_MS });
         if (r < 0)
                 return r;
         log_info("Sent restart %s of %s to %s.", ret_id, unit, fi->host);

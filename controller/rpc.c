@@ -260,8 +260,9 @@ static void send_reply(Controller *c, const BrokerMessage *m, const Baton__V1__R
         }
         /* Direct reply-to only lives as long as the requester's connection:
          * never re-send a reply after a reconnect. */
-        r = controller_publish(c, "", m->reply_to, &resp->base, NULL, 0, false,
-                               BROKER_PUBLISH_NO_RETRY, correlation);
+        r = controller_publish(c, "", m->reply_to, &resp->base,
+                               &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
+                                                  .correlation_id = correlation });
         if (r < 0)
                 log_warning_errno(r, "Failed to send reply to %s: %s, ignoring.", m->reply_to,
                                   STRERROR(r));
