@@ -45,6 +45,9 @@ static HostView *host_view_free(HostView *v) {
         if (!v)
                 return NULL;
         observed_units_clear(v);
+        for (size_t i = 0; i < v->n_flaps; i++)
+                free(v->flaps[i].unit);
+        free(v->flaps);
         free(v->sent_digest);
         free(v->boot_id);
         free(v->agent_version);
@@ -291,6 +294,69 @@ static int alert_notice(Controller *c, const char *kind, const char *service, co
                              summary, false, now);
 }
 
+/* ---- flapping ------------------------------------------------------------ */
+
+#define FLAP_WINDOW (60 * USEC_PER_SEC)
+#define FLAP_THRESHOLD 3
+
+static void flap_alert(Controller *c, const char *host, const char *unit, int change) {
+        _cleanup_free_ char *summary = NULL;
+
+        /* The unit stands in the alert's service field: two flapping units
+         * of one service on one host are two alerts. */
+        if (change > 0) {
+                if (asprintf(&summary, "%s on %s restarted %d times within %ds", unit, host,
+                             FLAP_THRESHOLD, (int) (FLAP_WINDOW / USEC_PER_SEC)) >= 0)
+                        (void) alert_raise(c, "unit-flapping",
+                                           BATON__V1__SEVERITY__SEVERITY_WARNING, unit, host,
+                                           summary);
+        } else if (change < 0) {
+                if (asprintf(&summary, "%s on %s is stable again", unit, host) >= 0)
+                        (void) alert_resolve(c, "unit-flapping", unit, host, summary);
+        }
+}
+
+static void observe_flap(Controller *c, const char *host, HostView *v, const char *unit,
+                         uint32_t n_restarts, bool active) {
+        struct FlapEntry *e = NULL, *p;
+
+        for (size_t i = 0; i < v->n_flaps; i++)
+                if (streq(v->flaps[i].unit, unit))
+                        e = &v->flaps[i];
+        if (!e) {
+                p = realloc(v->flaps, (v->n_flaps + 1) * sizeof(*p));
+                if (!p)
+                        return;
+                v->flaps = p;
+                e = &v->flaps[v->n_flaps];
+                *e = (struct FlapEntry){ .unit = strdup(unit) };
+                if (!e->unit)
+                        return;
+                v->n_flaps++;
+        }
+        e->seen = true;
+        flap_alert(c, host, unit,
+                   flap_observe(&e->tracker, n_restarts, active, now_monotonic_usec(), FLAP_WINDOW,
+                                FLAP_THRESHOLD));
+}
+
+/* Units no longer reported (removed from the host) stop flapping there. */
+static void forget_unseen_flaps(Controller *c, const char *host, HostView *v) {
+        size_t keep = 0;
+
+        for (size_t i = 0; i < v->n_flaps; i++) {
+                if (v->flaps[i].seen) {
+                        v->flaps[i].seen = false;
+                        v->flaps[keep++] = v->flaps[i];
+                        continue;
+                }
+                if (v->flaps[i].tracker.flapping)
+                        flap_alert(c, host, v->flaps[i].unit, -1);
+                free(v->flaps[i].unit);
+        }
+        v->n_flaps = keep;
+}
+
 /* ---- hosts --------------------------------------------------------------- */
 
 int controller_persist_host(Controller *c, Host *h) {
@@ -467,6 +533,8 @@ static void handle_heartbeat(Controller *c, const Baton__V1__Heartbeat *hb) {
                 const Baton__V1__UnitState *u = hb->units[i];
                 if (streq(u->active_state, "active"))
                         v->units_active++;
+                observe_flap(c, hb->host, v, u->name, u->n_restarts,
+                             streq(u->active_state, "active"));
                 v->units[v->n_units++] = (struct ObservedUnitState){
                         .name = strdup(u->name),
                         .active_state = strdup(u->active_state),
@@ -476,6 +544,7 @@ static void handle_heartbeat(Controller *c, const Baton__V1__Heartbeat *hb) {
                         .state_change_us = u->state_change_us,
                 };
         }
+        forget_unseen_flaps(c, hb->host, v);
         v->applied_generation = hb->applied_generation;
         v->max_epoch_seen = hb->max_epoch_seen;
         v->dirty = true;
@@ -514,6 +583,7 @@ static void handle_unit_event(Controller *c, const Baton__V1__UnitEvent *ev) {
                         }
                         break;
                 }
+        observe_flap(c, ev->host, v, u->name, u->n_restarts, streq(u->active_state, "active"));
         if (streq(u->active_state, "failed")) {
                 if (asprintf(&summary, "%s failed on %s (%s)", u->name, ev->host,
                              strna(u->result)) >= 0)

@@ -12,6 +12,7 @@
 
 #include "broker.h"
 #include "controller-config.h"
+#include "flap.h"
 #include "hosts.h"
 #include "notify.h"
 #include "sign.h"
@@ -30,6 +31,12 @@ typedef enum RefuseReason {
 const char *refuse_reason_to_string(RefuseReason r) _pure_;
 
 /* What the controller knows of a host beyond liveness (Host.userdata). */
+struct FlapEntry {
+        char *unit;
+        FlapTracker tracker;
+        bool seen; /* in the last heartbeat */
+};
+
 typedef struct HostView {
         char *boot_id;
         char *agent_version;
@@ -60,6 +67,9 @@ typedef struct HostView {
                 uint64_t state_change_us; /* systemd's StateChangeTimestamp */
         } * units;
         size_t n_units;
+        /* Per unit restart history, across heartbeats, for unit-flapping. */
+        struct FlapEntry *flaps;
+        size_t n_flaps;
 
         /* Placement sent: its generation, a digest of its units (to send a
          * new generation only on change), and when it was last (re)sent. */

@@ -62,7 +62,8 @@ def active_web(world):
 
 def start_agent(world, name):
     return world.start_agent(S['hosts'][name], config={
-        'agent': {'manage_units': 'web@*.service', 'heartbeat_interval': '1s'},
+        'agent': {'manage_units': 'web@*.service roll@*.service flap@*.service',
+                  'heartbeat_interval': '1s'},
         'security': {'controller_public_key': S['public']}})
 
 
@@ -204,6 +205,35 @@ def refused_placement_is_alerted_and_resolved(world):
                                for a in S['alerts'].poll()), 20, what='command-refused resolved')
 
 
+FLAP = """[Unit]
+Description=flapping %i
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart=/bin/sh -c 'sleep 0.2; exit 1'
+Restart=always
+RestartSec=100ms
+
+[X-Baton]
+Replicas=1
+"""
+
+
+@suite.case
+def flapping_unit_is_alerted_once_and_resolved_when_removed(world):
+    ctl_json(world, 'apply', spec_file(world, 'flap@.service', FLAP))
+    world.wait_for(lambda: any(a.get('kind') == 'unit-flapping' and a.get('resolved') == 'false'
+                               and 'flap@0.service' in a.get('summary', '')
+                               for a in S['alerts'].poll()), 30, what='unit-flapping alert')
+    time.sleep(3)
+    raised = [a for a in S['alerts'].poll()
+              if a.get('kind') == 'unit-flapping' and a.get('resolved') == 'false']
+    assert len(raised) == 1, f'raised {len(raised)} times: {raised}'
+    ctl_json(world, 'delete', 'flap')
+    world.wait_for(lambda: any(a.get('kind') == 'unit-flapping' and a.get('resolved') == 'true'
+                               for a in S['alerts'].poll()), 30, what='unit-flapping resolved')
+
+
 @suite.case
 def audit_records_every_change_with_its_user(world):
     entries = ctl_json(world, 'audit')['entries']
@@ -257,13 +287,6 @@ def rollout(world):
 @suite.case
 def rolling_restart_one_at_a_time_and_survives_controller_kill(world):
     os.makedirs(os.path.join(world.dir, 'roll'), exist_ok=True)
-    for a in S['agents'].values():
-        a.stop()
-    for n in HOSTS:
-        S['agents'][n] = world.start_agent(S['hosts'][n], config={
-            'agent': {'manage_units': 'web@*.service roll@*.service',
-                      'heartbeat_interval': '1s'},
-            'security': {'controller_public_key': S['public']}})
     ctl_json(world, 'apply', spec_file(world, 'roll@.service',
                                        ROLL.replace('{dir}', os.path.join(world.dir, 'roll'))))
     world.wait_for(lambda: all(v == 1 for v in roll_starts(world).values()), 30,
