@@ -72,25 +72,13 @@ static int print_table(json_t *alerts) {
 }
 
 static int run(Ctl *ctl, int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
         Baton__V1__Request req = BATON__V1__REQUEST__INIT;
         _cleanup_(json_decrefp) json_t *doc = NULL;
-        int c, r;
+        int r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        return ctl_command_help(&ctl_command_alerts);
-                default:
-                        return ctl_option_error(&ctl_command_alerts, c, argv);
-                }
-        if (optind < argc)
-                return ctl_usage_error(&ctl_command_alerts, "unexpected argument '%s'",
-                                       argv[optind]);
+        r = ctl_parse_positional(&ctl_command_alerts, argc, argv, 0, 0, NULL);
+        if (r != CTL_CONTINUE)
+                return r;
 
         req.verb = (char *) "alerts";
         r = ctl_request_json(ctl, &req, &doc);

@@ -8,30 +8,16 @@
 #include "ctl-verbs.h"
 
 static int run(Ctl *ctl, int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
         Baton__V1__Request req;
         Baton__V1__ServiceRequest sr;
         _cleanup_(json_decrefp) json_t *doc = NULL;
         const char *service;
         int64_t removed;
-        int c, r;
+        int r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        return ctl_command_help(&ctl_command_delete);
-                default:
-                        return ctl_option_error(&ctl_command_delete, c, argv);
-                }
-        if (optind >= argc)
-                return ctl_usage_error(&ctl_command_delete, "no service given");
-        if (argc - optind > 1)
-                return ctl_usage_error(&ctl_command_delete, "unexpected argument '%s'",
-                                       argv[optind + 1]);
+        r = ctl_parse_positional(&ctl_command_delete, argc, argv, 1, 1, "no service given");
+        if (r != CTL_CONTINUE)
+                return r;
         if (isempty(argv[optind]))
                 return ctl_usage_error(&ctl_command_delete, "the service name is empty");
 

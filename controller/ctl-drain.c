@@ -9,29 +9,16 @@
 #include "topology.h"
 
 static int run_host_verb(Ctl *ctl, const CtlCommand *cmd, int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
         Baton__V1__Request req = BATON__V1__REQUEST__INIT;
         Baton__V1__HostRequest hr = BATON__V1__HOST_REQUEST__INIT;
         _cleanup_(json_decrefp) json_t *doc = NULL;
         const char *host, *state;
         int64_t moved;
-        int c, r;
+        int r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        return ctl_command_help(cmd);
-                default:
-                        return ctl_option_error(cmd, c, argv);
-                }
-        if (optind >= argc)
-                return ctl_usage_error(cmd, "no host given");
-        if (argc - optind > 1)
-                return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+        r = ctl_parse_positional(cmd, argc, argv, 1, 1, "no host given");
+        if (r != CTL_CONTINUE)
+                return r;
         /* Checked here too so a typo gets a usage error, not a lookup. */
         if (!topology_host_id_is_valid(argv[optind]))
                 return ctl_usage_error(cmd,

@@ -70,30 +70,16 @@ static void print_result(json_t *doc, const char *service, int32_t instance) {
 }
 
 static int run(Ctl *ctl, int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
         Baton__V1__Request req;
         Baton__V1__ServiceRequest sr;
         _cleanup_(json_decrefp) json_t *doc = NULL;
         _cleanup_free_ char *service = NULL;
         int32_t instance = -1;
-        int c, r;
+        int r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        return ctl_command_help(&ctl_command_restart);
-                default:
-                        return ctl_option_error(&ctl_command_restart, c, argv);
-                }
-        if (optind >= argc)
-                return ctl_usage_error(&ctl_command_restart, "no service given");
-        if (argc - optind > 1)
-                return ctl_usage_error(&ctl_command_restart, "unexpected argument '%s'",
-                                       argv[optind + 1]);
+        r = ctl_parse_positional(&ctl_command_restart, argc, argv, 1, 1, "no service given");
+        if (r != CTL_CONTINUE)
+                return r;
         r = parse_target(argv[optind], &service, &instance);
         if (r != CTL_EXIT_OK)
                 return r;

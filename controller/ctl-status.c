@@ -93,28 +93,16 @@ static int print_instances(json_t *services) {
 }
 
 static int run(Ctl *ctl, int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
         Baton__V1__Request req;
         Baton__V1__ServiceRequest sr;
         _cleanup_(json_decrefp) json_t *doc = NULL;
         json_t *services, *s;
         size_t i, n_instances = 0;
-        int c, r;
+        int r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                switch (c) {
-                case 'h':
-                        return ctl_command_help(&ctl_command_status);
-                default:
-                        return ctl_option_error(&ctl_command_status, c, argv);
-                }
-        if (argc - optind > 1)
-                return ctl_usage_error(&ctl_command_status, "unexpected argument '%s'",
-                                       argv[optind + 1]);
+        r = ctl_parse_positional(&ctl_command_status, argc, argv, 0, 1, NULL);
+        if (r != CTL_CONTINUE)
+                return r;
 
         /* "" asks for every service. */
         ctl_service_request_init(&req, &sr, "status", optind < argc ? argv[optind] : "");

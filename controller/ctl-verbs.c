@@ -259,3 +259,26 @@ int ctl_command_help(const CtlCommand *cmd) {
                isempty(cmd->usage) ? "" : " ", strempty(cmd->usage), cmd->summary);
         return CTL_EXIT_OK;
 }
+
+int ctl_parse_positional(const CtlCommand *cmd, int argc, char *argv[], int min, int max,
+                         const char *missing) {
+        static const struct option options[] = {
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        int c;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        return ctl_command_help(cmd);
+                default:
+                        return ctl_option_error(cmd, c, argv);
+                }
+        if (argc - optind < min)
+                return ctl_usage_error(cmd, "%s", missing ? missing : "missing argument");
+        if (argc - optind > max)
+                return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind + max]);
+        return CTL_CONTINUE;
+}

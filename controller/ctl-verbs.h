@@ -72,3 +72,11 @@ int ctl_option_error(const CtlCommand *cmd, int c, char *argv[]);
 
 /* `batonctl VERB --help`: the usage line and summary of cmd; exit 0. */
 int ctl_command_help(const CtlCommand *cmd);
+
+/* For verbs that take only --help and min..max positional arguments:
+ * parses them (leaving optind at the first positional one) and returns
+ * CTL_CONTINUE, or an exit code to return at once (help shown, usage error;
+ * `missing` is the message for too few). */
+#define CTL_CONTINUE (-1)
+int ctl_parse_positional(const CtlCommand *cmd, int argc, char *argv[], int min, int max,
+                         const char *missing);
