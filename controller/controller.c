@@ -405,12 +405,12 @@ static void on_transition(Controller *c, const HostTransition *t) {
         }
         (void) controller_persist_host(c, h);
 
-        /* Where instances may run changed: re-place (a host that comes back is
-         * sent its current Placement, which stops what moved away meanwhile). */
-        if (t->from != t->to)
-                (void) fleet_reconcile(c, t->to == HOST_DOWN ? "host down" : "host up");
-        if (t->to != HOST_DOWN)
-                (void) fleet_send_placement(c, t->id);
+        /* Where instances may run changed: re-place. A host that comes back
+         * is sent its current Placement by that reconcile even if unchanged,
+         * which stops what moved away meanwhile. */
+        if (v && t->to != HOST_DOWN)
+                v->resend = true;
+        (void) fleet_reconcile(c, t->to == HOST_DOWN ? "host down" : "host up");
 
         switch (t->to) {
         case HOST_DOWN: {

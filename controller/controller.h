@@ -76,6 +76,7 @@ typedef struct HostView {
         uint64_t generation;
         char *sent_digest;
         uint64_t sent_at_us;
+        bool resend; /* send the Placement on the next reconcile even if unchanged */
 } HostView;
 
 /* An instance and its host, as decided by the last reconcile. */
@@ -194,8 +195,6 @@ int fleet_compute(Controller *c, struct ServiceSpec *const *services, size_t n_s
                   struct PlacementResult *ret);
 /* Writes a host's record now (drain, transitions). */
 int controller_persist_host(Controller *c, Host *h);
-/* Publishes (again) the current Placement of one host. */
-int fleet_send_placement(Controller *c, const char *host);
 
 /* rollouts.c: rolling restarts driven by controller/core/rollout. */
 int rollouts_load(Controller *c);

@@ -44,11 +44,10 @@ static void finish(Call *call, int exit_code, const char *fmt, ...) {
         call->exit_code = exit_code;
         if (fmt) {
                 va_list ap;
-                fputs("batonctl: ", stderr);
+
                 va_start(ap, fmt);
-                vfprintf(stderr, fmt, ap);
+                ctl_verror(fmt, ap);
                 va_end(ap);
-                fputc('\n', stderr);
         }
         (void) uv_timer_stop(&call->timer);
         if (call->broker)

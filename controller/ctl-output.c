@@ -138,3 +138,9 @@ char *ctl_format_ago(char *buf, size_t len, uint64_t usec, uint64_t now) {
         }
         return buf;
 }
+
+void ctl_verror(const char *fmt, va_list ap) {
+        fputs("batonctl: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+}

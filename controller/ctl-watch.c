@@ -57,11 +57,9 @@ static void finish(Watch *w, int exit_code, const char *fmt, ...) {
         if (fmt) {
                 va_list ap;
 
-                fputs("batonctl: ", stderr);
                 va_start(ap, fmt);
-                vfprintf(stderr, fmt, ap);
+                ctl_verror(fmt, ap);
                 va_end(ap);
-                fputc('\n', stderr);
         }
         uv_close((uv_handle_t *) &w->timer, NULL);
         uv_close((uv_handle_t *) &w->sigint, NULL);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -52,6 +53,9 @@ int ctl_request(Ctl *ctl, Baton__V1__Request *request, Baton__V1__Response__Resu
 
 /* Maps a Response status to an exit code, printing the controller's error. */
 int ctl_exit_for_response(const Baton__V1__Response *resp);
+
+/* "batonctl: <message>" on stderr. */
+void ctl_verror(const char *fmt, va_list ap) _printf_(1, 0);
 
 /* A command called with arguments it does not take. */
 int ctl_usage_error(const CtlCommand *cmd, const char *fmt, ...) _printf_(2, 3);

@@ -264,12 +264,6 @@ static int sync_host(Controller *c, Host *h, bool resend) {
         return 1;
 }
 
-int fleet_send_placement(Controller *c, const char *host) {
-        Host *h = host_table_get(&c->hosts, host);
-
-        return h ? sync_host(c, h, true) : -ENOENT;
-}
-
 void fleet_check_host(Controller *c, Host *h) {
         HostView *v = h->userdata;
         uint64_t now = now_realtime_usec();
@@ -421,8 +415,14 @@ int fleet_reconcile(Controller *c, const char *why) {
                 }
         }
 
-        for (size_t i = 0; i < c->hosts.n_hosts; i++)
-                (void) sync_host(c, c->hosts.hosts[i], false);
+        for (size_t i = 0; i < c->hosts.n_hosts; i++) {
+                Host *h = c->hosts.hosts[i];
+                HostView *v = h->userdata;
+                bool resend = v && v->resend;
+
+                if (sync_host(c, h, resend) >= 0 && v)
+                        v->resend = false;
+        }
 
         log_info("Reconciled (%s): %zu instances placed, %zu moved, %zu unplaced.", why,
                  res.n_assignments, moved, res.n_problems);
