@@ -24,7 +24,7 @@ static const CtlCommand *const commands[] = {
         &ctl_command_apply,   &ctl_command_plan,    &ctl_command_delete, &ctl_command_status,
         &ctl_command_hosts,   &ctl_command_restart, &ctl_command_scale,  &ctl_command_drain,
         &ctl_command_undrain, &ctl_command_rollout, &ctl_command_alerts, &ctl_command_watch,
-        &ctl_command_audit,   &ctl_command_ping,
+        &ctl_command_audit,   &ctl_command_backup,  &ctl_command_ping,
 };
 
 /* Verbs of DESIGN.md §7 that this version does not implement yet. They are
@@ -32,7 +32,6 @@ static const CtlCommand *const commands[] = {
 static const char *const planned[] = {
         "shards",
         "reshard",
-        "backup",
 };
 
 static void help(void) {

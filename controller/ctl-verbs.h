@@ -22,6 +22,7 @@ extern const CtlCommand ctl_command_rollout;
 extern const CtlCommand ctl_command_alerts;
 extern const CtlCommand ctl_command_audit;
 extern const CtlCommand ctl_command_watch;
+extern const CtlCommand ctl_command_backup;
 
 /* A ServiceRequest for `service` with instance -1 (all), as every verb but
  * `restart SERVICE@N` sends; `req` then points to it. */

@@ -40,3 +40,4 @@ int rpc_verb_restart(RpcContext *x);
 int rpc_verb_alerts(RpcContext *x);
 int rpc_verb_audit(RpcContext *x);
 int rpc_verb_rollout(RpcContext *x);
+int rpc_verb_backup(RpcContext *x);

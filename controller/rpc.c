@@ -196,7 +196,7 @@ static const RpcVerb verbs[] = {
         { "drain",   true,  rpc_verb_drain },
         { "undrain", true,  rpc_verb_drain },
         { "rollout", true,  rpc_verb_rollout },
-        { "backup",  true,  NULL },
+        { "backup",  true,  rpc_verb_backup },
 };
 /* clang-format on */
 

@@ -1,0 +1,3 @@
+/* SPDX-License-Identifier: MIT */
+/* Placeholder: being written (see shardplan.h). */
+#include "shardplan.h"
