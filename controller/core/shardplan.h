@@ -126,8 +126,8 @@ typedef struct Reshard {
         uint64_t id;
         ReshardState state;
         uint64_t from_epoch;
-        uint64_t to_epoch; /* from_epoch (same total) or from_epoch + 1 (new total) */
-        uint32_t from_count, to_count;         /* shard totals */
+        uint64_t to_epoch;             /* from_epoch (same total) or from_epoch + 1 (new total) */
+        uint32_t from_count, to_count; /* shard totals */
         uint32_t from_instances, to_instances; /* instance counts */
         uint32_t max_starting;                 /* new copies STARTING at once (MaxUnavailable) */
         usec_t health_timeout;

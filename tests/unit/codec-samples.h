@@ -66,7 +66,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         static Baton__V1__HostInfo hi0, hi1, *his[2];
         static Baton__V1__HostList host_list;
         static Baton__V1__Alert *alerts[1];
-        static Baton__V1__Response rs_pong, rs_hosts, rs_json;
+        static Baton__V1__Response rs_pong, rs_hosts, rs_json, rs_backup;
 
         static CodecSample samples[64];
         static size_t n_samples;
@@ -396,6 +396,10 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         rs_json.status = BATON__V1__STATUS__STATUS_USAGE;
         rs_json.result_case = BATON__V1__RESPONSE__RESULT_JSON;
         rs_json.json = SAMPLE_STR("{\"rollouts\":[]}");
+        baton__v1__response__init(&rs_backup);
+        rs_backup.result_case = BATON__V1__RESPONSE__RESULT_BACKUP;
+        rs_backup.backup.data = (uint8_t *) "SQLite\0\x01";
+        rs_backup.backup.len = 8;
 
         /* The table. `expect` lines are protoc's text format: strings in
          * C escapes with non-ASCII bytes in octal, enums by name. */
@@ -543,6 +547,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
                 { "response-json",
                   &rs_json.base,
                   { "status: STATUS_USAGE", "json: \"{\\\"rollouts\\\":[]}\"" } },
+                { "response-backup", &rs_backup.base, { "backup: \"SQLite\\000\\001\"" } },
         };
 
         _Static_assert(ELEMENTSOF(table) <= ELEMENTSOF(samples), "samples[] too small");
