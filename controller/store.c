@@ -628,3 +628,7 @@ int store_load_rollouts(Store *s, int (*fn)(const char *text, void *userdata), v
         }
         return rc == SQLITE_DONE ? 0 : sqlite_to_errno(rc);
 }
+
+struct sqlite3 *store_db(Store *s) {
+        return s->db;
+}

@@ -102,3 +102,6 @@ int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, co
 
 /* Last SQLite error message, for logs. */
 const char *store_error(Store *s);
+
+/* The database handle, for the backup verb (sqlite3_backup); NULL never. */
+struct sqlite3 *store_db(Store *s);
