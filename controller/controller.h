@@ -114,6 +114,7 @@ typedef struct Controller {
         size_t n_services;
         FleetInstance *instances;
         size_t n_instances;
+        size_t drain_waiting;      /* instances on drained hosts waiting for their turn */
         struct Rollout **rollouts; /* at most one per service */
         size_t n_rollouts;
         uint64_t next_rollout_id;
@@ -185,6 +186,12 @@ void fleet_done(Controller *c);
  * changed a new Placement generation. `why` is logged. Returns the number of
  * instances that moved, or -errno. */
 int fleet_reconcile(Controller *c, const char *why);
+/* Whether an instance is active where it is placed (and, for a sharded one,
+ * every shard it owns is ready). */
+bool fleet_instance_healthy(Controller *c, const FleetInstance *fi);
+/* Moves the next instances off drained hosts when their turn has come (see
+ * fleet.c); cheap when no drain is under way. */
+void fleet_drain_step(Controller *c);
 /* A heartbeat arrived: resend the host's Placement if it lags behind. */
 void fleet_check_host(Controller *c, Host *h);
 struct ServiceSpec *fleet_service(Controller *c, const char *name);

@@ -137,13 +137,61 @@ static char *keep(HostUnits *hu, char *s) {
         return s;
 }
 
-/* The PlacedUnits of one host, in (service, instance) order. */
-static int host_units(Controller *c, const char *host, HostUnits *ret) {
-        HostUnits hu = { 0 };
-        size_t n = 0;
+/* Which instances run on which host: c->instances indices ordered by
+ * (host, index), so each host's share is one run, found by binary search.
+ * Built once per reconcile: scanning every instance for every host would be
+ * O(hosts × instances), 20 million comparisons for 1,000 hosts × 20 units. */
+typedef struct HostIndexEntry {
+        const char *host;
+        size_t i;
+} HostIndexEntry;
 
+typedef struct HostIndex {
+        HostIndexEntry *entries;
+        size_t n;
+} HostIndex;
+
+static int host_index_compare(const void *a, const void *b) {
+        const HostIndexEntry *x = a, *y = b;
+        int k = strcmp(x->host, y->host);
+
+        return k != 0 ? k : (x->i > y->i) - (x->i < y->i);
+}
+
+static int host_index_build(Controller *c, HostIndex *ret) {
+        HostIndexEntry *v = calloc(c->n_instances + 1, sizeof(HostIndexEntry));
+
+        if (!v)
+                return -ENOMEM;
         for (size_t i = 0; i < c->n_instances; i++)
-                n += streq(c->instances[i].host, host);
+                v[i] = (HostIndexEntry){ c->instances[i].host, i };
+        qsort(v, c->n_instances, sizeof(HostIndexEntry), host_index_compare);
+        *ret = (HostIndex){ v, c->n_instances };
+        return 0;
+}
+
+/* The run of `host` in the index: [*ret_first, *ret_first + return value). */
+static size_t host_index_find(const HostIndex *x, const char *host, size_t *ret_first) {
+        size_t lo = 0, hi = x->n, end;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(x->entries[mid].host, host) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        for (end = lo; end < x->n && streq(x->entries[end].host, host); end++)
+                ;
+        *ret_first = lo;
+        return end - lo;
+}
+
+/* The PlacedUnits of one host, in (service, instance) order, from its
+ * `n` entries of the host index. */
+static int host_units(Controller *c, const HostIndexEntry *entries, size_t n, HostUnits *ret) {
+        HostUnits hu = { 0 };
+
         hu.units = calloc(n + 1, sizeof(*hu.units));
         hu.ptrs = calloc(n + 1, sizeof(*hu.ptrs));
         hu.shards = calloc(n + 1, sizeof(*hu.shards));
@@ -152,13 +200,13 @@ static int host_units(Controller *c, const char *host, HostUnits *ret) {
                 host_units_done(&hu);
                 return -ENOMEM;
         }
-        for (size_t i = 0; i < c->n_instances; i++) {
-                const FleetInstance *fi = &c->instances[i];
+        for (size_t k = 0; k < n; k++) {
+                const FleetInstance *fi = &c->instances[entries[k].i];
                 const ServiceSpec *s;
                 Baton__V1__PlacedUnit *u = &hu.units[hu.n];
                 char *name = NULL, *shards = NULL;
 
-                if (!streq(fi->host, host) || !(s = fleet_service(c, fi->service)))
+                if (!(s = fleet_service(c, fi->service)))
                         continue;
                 if (service_instance_unit(s, fi->instance, &name) < 0) {
                         host_units_done(&hu);
@@ -227,16 +275,18 @@ static int publish_placement(Controller *c, const char *host, uint64_t generatio
 
 /* Sends `host` its Placement: a new generation if its units changed since
  * the last one sent, else the same generation again when `resend`. */
-static int sync_host(Controller *c, Host *h, bool resend) {
+static int sync_host(Controller *c, Host *h, const HostIndex *index, bool resend) {
         HostView *v = h->userdata;
         _cleanup_(host_units_done) HostUnits hu = { 0 };
         _cleanup_free_ char *d = NULL;
+        size_t first, n;
         bool changed;
         int r;
 
         if (!v)
                 return 0;
-        r = host_units(c, h->id, &hu);
+        n = host_index_find(index, h->id, &first);
+        r = host_units(c, index->entries + first, n, &hu);
         if (r < 0)
                 return r;
         d = digest(&hu);
@@ -267,6 +317,8 @@ static int sync_host(Controller *c, Host *h, bool resend) {
 void fleet_check_host(Controller *c, Host *h) {
         HostView *v = h->userdata;
         uint64_t now = now_realtime_usec();
+        _cleanup_free_ HostIndexEntry *mine = NULL;
+        size_t n = 0;
 
         /* Nothing placed yet, or the host is at (or past: a restored
          * database) what we sent. */
@@ -274,7 +326,15 @@ void fleet_check_host(Controller *c, Host *h) {
                 return;
         if (now - v->sent_at_us < RESEND_AFTER_US)
                 return;
-        (void) sync_host(c, h, true);
+        mine = calloc(c->n_instances + 1, sizeof(HostIndexEntry));
+        if (!mine)
+                return;
+        /* One host: its entries by a scan, in index order. */
+        for (size_t i = 0; i < c->n_instances; i++)
+                if (streq(c->instances[i].host, h->id)) {
+                        mine[n++] = (HostIndexEntry){ c->instances[i].host, i };
+                }
+        (void) sync_host(c, h, &(HostIndex){ mine, n }, true);
 }
 
 /* ---- reconcile ----------------------------------------------------------- */
@@ -309,6 +369,61 @@ static const char *problem_word(PlacementProblemKind k) {
         return k == PLACEMENT_NO_CAPACITY ? "no capacity" : "no eligible host";
 }
 
+bool fleet_instance_healthy(Controller *c, const FleetInstance *fi) {
+        const ServiceSpec *s = fleet_service(c, fi->service);
+        Host *h = host_table_get(&c->hosts, fi->host);
+        HostView *v = h && h->alive ? h->userdata : NULL;
+        _cleanup_free_ char *unit = NULL;
+
+        if (!s || !v || service_instance_unit(s, fi->instance, &unit) < 0)
+                return false;
+        for (size_t k = 0; k < v->n_units; k++)
+                if (streq(v->units[k].name, unit))
+                        return streq_ptr(v->units[k].active_state, "active");
+        return false;
+}
+
+/* Drains go step by step: a drained host keeps its instances except, per
+ * service, as many as MaxUnavailable allows beyond the instances of that
+ * service that are not healthy now (one just moved and still starting
+ * counts). So a drain never takes more of a service down at once than a
+ * rolling restart would. Marks in *released (per c->instances entry) the
+ * instances that may leave now; returns how many instances wait. */
+static size_t drain_release(Controller *c, bool *released) {
+        size_t waiting = 0;
+
+        for (size_t i = 0; i < c->n_services; i++) {
+                const ServiceSpec *s = c->services[i];
+                uint32_t unhealthy = 0, allowance;
+
+                for (size_t k = 0; k < c->n_instances; k++) {
+                        const FleetInstance *fi = &c->instances[k];
+                        if (streq(fi->service, s->name) && !fleet_instance_healthy(c, fi))
+                                unhealthy++;
+                }
+                allowance = unhealthy < s->max_unavailable ? s->max_unavailable - unhealthy : 0;
+                for (size_t k = 0; k < c->n_instances; k++) {
+                        const FleetInstance *fi = &c->instances[k];
+                        Host *h;
+
+                        if (!streq(fi->service, s->name))
+                                continue;
+                        h = host_table_get(&c->hosts, fi->host);
+                        if (!h || host_state(h) != HOST_DRAINED)
+                                continue;
+                        /* An instance that is down anyway costs nothing to move. */
+                        if (!fleet_instance_healthy(c, fi))
+                                released[k] = true;
+                        else if (allowance > 0) {
+                                released[k] = true;
+                                allowance--;
+                        } else
+                                waiting++;
+                }
+        }
+        return waiting;
+}
+
 int fleet_compute(Controller *c, ServiceSpec *const *services, size_t n_services,
                   PlacementResult *ret) {
         size_t n_hosts = c->hosts.n_hosts;
@@ -316,9 +431,11 @@ int fleet_compute(Controller *c, ServiceSpec *const *services, size_t n_services
         _cleanup_free_ Assignment *current = calloc(c->n_instances + 1, sizeof(Assignment));
         _cleanup_free_ char **bufs = calloc(n_hosts + 1, sizeof(char *));
         _cleanup_free_ SpecLabel **labels = calloc(n_hosts + 1, sizeof(SpecLabel *));
+        _cleanup_free_ bool *released = calloc(c->n_instances + 1, sizeof(bool));
+        size_t n_current = 0;
         int r = 0;
 
-        if (!hosts || !current || !bufs || !labels)
+        if (!hosts || !current || !bufs || !labels || !released)
                 return -ENOMEM;
         for (size_t i = 0; i < n_hosts; i++) {
                 const Host *h = c->hosts.hosts[i];
@@ -326,17 +443,21 @@ int fleet_compute(Controller *c, ServiceSpec *const *services, size_t n_services
 
                 hosts[i].id = h->id;
                 hosts[i].schedulable = host_state(h) == HOST_UP;
+                hosts[i].keeps = host_state(h) == HOST_DRAINED;
                 hosts[i].memory_total = v ? v->memory_total : 0;
                 r = split_labels(v ? v->labels : NULL, &labels[i], &hosts[i].n_labels, &bufs[i]);
                 if (r < 0)
                         goto finish;
                 hosts[i].labels = labels[i];
         }
+        c->drain_waiting = drain_release(c, released);
         for (size_t i = 0; i < c->n_instances; i++)
-                current[i] = (Assignment){ c->instances[i].service, c->instances[i].instance,
-                                           c->instances[i].host };
+                if (!released[i])
+                        current[n_current++] =
+                                (Assignment){ c->instances[i].service, c->instances[i].instance,
+                                              c->instances[i].host };
         r = placement_compute((const ServiceSpec *const *) services, n_services, hosts, n_hosts,
-                              current, c->n_instances, ret);
+                              current, n_current, ret);
 finish:
         for (size_t i = 0; i < n_hosts; i++) {
                 free(labels[i]);
@@ -347,6 +468,7 @@ finish:
 
 int fleet_reconcile(Controller *c, const char *why) {
         _cleanup_(placement_result_done) PlacementResult res = { 0 };
+        HostIndex index;
         FleetInstance *next;
         size_t moved;
         int r;
@@ -415,18 +537,41 @@ int fleet_reconcile(Controller *c, const char *why) {
                 }
         }
 
+        r = host_index_build(c, &index);
+        if (r < 0)
+                return log_error_errno(r, "Failed to index the placement: %s", STRERROR(r));
         for (size_t i = 0; i < c->hosts.n_hosts; i++) {
                 Host *h = c->hosts.hosts[i];
                 HostView *v = h->userdata;
                 bool resend = v && v->resend;
 
-                if (sync_host(c, h, resend) >= 0 && v)
+                if (sync_host(c, h, &index, resend) >= 0 && v)
                         v->resend = false;
         }
+        free(index.entries);
 
         log_info("Reconciled (%s): %zu instances placed, %zu moved, %zu unplaced.", why,
                  res.n_assignments, moved, res.n_problems);
         return (int) MIN(moved, (size_t) INT32_MAX);
+}
+
+void fleet_drain_step(Controller *c) {
+        _cleanup_free_ bool *released = NULL;
+        bool any = false;
+
+        if (c->drain_waiting == 0)
+                return;
+        released = calloc(c->n_instances + 1, sizeof(bool));
+        if (!released)
+                return;
+        (void) drain_release(c, released);
+        for (size_t i = 0; i < c->n_instances && !any; i++) {
+                Host *h = host_table_get(&c->hosts, c->instances[i].host);
+                /* Released and still on the drained host: its turn has come. */
+                any = released[i] && h && host_state(h) == HOST_DRAINED;
+        }
+        if (any)
+                (void) fleet_reconcile(c, "drain step");
 }
 
 /* A Restart that waited a minute is void: the agent refuses it. */

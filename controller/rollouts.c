@@ -75,6 +75,7 @@ static int load_one(const char *text, void *userdata) {
 
 static void on_timer(uv_timer_t *t) {
         rollouts_step(t->data);
+        fleet_drain_step(t->data);
 }
 
 int rollouts_load(Controller *c) {
@@ -145,35 +146,28 @@ int rollouts_start(Controller *c, const char *service, uint64_t *ret_id) {
  * been restarted since the rollout issued its restart when systemd's last
  * state change on it came after that. */
 static void health_of(Controller *c, const Rollout *r, const ServiceSpec *s, uint32_t instance,
-                      InstanceHealth *ret) {
+                      const char *host, InstanceHealth *ret) {
         _cleanup_free_ char *unit = NULL;
         usec_t started = instance < r->n_items ? r->items[instance].started_at : 0;
+        Host *h = host ? host_table_get(&c->hosts, host) : NULL;
+        HostView *v = h && h->alive ? h->userdata : NULL;
 
         *ret = (InstanceHealth){ .instance = instance };
-        if (service_instance_unit(s, instance, &unit) < 0)
+        if (!v || service_instance_unit(s, instance, &unit) < 0)
                 return;
-        for (size_t i = 0; i < c->n_instances; i++) {
-                const FleetInstance *fi = &c->instances[i];
-                Host *h;
-                HostView *v;
-
-                if (!streq(fi->service, s->name) || fi->instance != instance)
-                        continue;
-                h = host_table_get(&c->hosts, fi->host);
-                v = h && h->alive ? h->userdata : NULL;
-                for (size_t k = 0; v && k < v->n_units; k++)
-                        if (streq(v->units[k].name, unit)) {
-                                ret->healthy = streq_ptr(v->units[k].active_state, "active");
-                                ret->restarted_since_issue =
-                                        started > 0 && v->units[k].state_change_us > started;
-                        }
-        }
+        for (size_t k = 0; k < v->n_units; k++)
+                if (streq(v->units[k].name, unit)) {
+                        ret->healthy = streq_ptr(v->units[k].active_state, "active");
+                        ret->restarted_since_issue =
+                                started > 0 && v->units[k].state_change_us > started;
+                }
 }
 
 static void step_one(Controller *c, Rollout *r) {
         const ServiceSpec *s = fleet_service(c, r->service);
         _cleanup_free_ InstanceHealth *health = NULL;
         _cleanup_free_ RolloutAction *actions = NULL;
+        _cleanup_free_ const char **host_of = NULL;
         _cleanup_free_ char *before = NULL, *after = NULL;
         size_t n, max = r->n_items + 2;
 
@@ -184,10 +178,18 @@ static void step_one(Controller *c, Rollout *r) {
         }
         health = calloc(r->n_items + 1, sizeof(InstanceHealth));
         actions = calloc(max, sizeof(RolloutAction));
-        if (!health || !actions)
+        host_of = calloc(r->n_items + 1, sizeof(char *));
+        if (!health || !actions || !host_of)
                 return;
+        /* Where each instance runs, in one pass (items are instances 0…n-1). */
+        for (size_t i = 0; i < c->n_instances; i++)
+                if (streq(c->instances[i].service, s->name) &&
+                    c->instances[i].instance < r->n_items)
+                        host_of[c->instances[i].instance] = c->instances[i].host;
         for (size_t i = 0; i < r->n_items; i++)
-                health_of(c, r, s, r->items[i].instance, &health[i]);
+                health_of(c, r, s, r->items[i].instance,
+                          r->items[i].instance < r->n_items ? host_of[r->items[i].instance] : NULL,
+                          &health[i]);
 
         (void) rollout_format(r, &before);
         n = rollout_step(r, health, r->n_items, now_realtime_usec(), actions, max);

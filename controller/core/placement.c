@@ -29,6 +29,7 @@ typedef struct Node {
         uint32_t n_service; /* of the service being settled */
         size_t group;       /* its Spread= group, for the service being placed */
         bool fits;          /* schedulable and has the service's labels */
+        bool keeps;         /* schedulable or keeps, and has the service's labels */
 } Node;
 
 /* One service, in name order, and where its instances live in the flat
@@ -146,6 +147,12 @@ static bool eligible(const Node *n, const ServiceSpec *s) {
                memory_fits(n, s->memory);
 }
 
+/* Rule 1: as eligible(), on a host that keeps what it has too. */
+static bool keepable(const Node *n, const ServiceSpec *s) {
+        return n->keeps && (s->max_per_host == 0 || n->n_service < s->max_per_host) &&
+               memory_fits(n, s->memory);
+}
+
 static void node_add(Node *n, const ServiceSpec *s) {
         n->memory_used += s->memory;
         n->n_instances++;
@@ -157,8 +164,11 @@ static void nodes_reset_for(Placer *p, const ServiceSpec *s) {
         for (size_t i = 0; i < p->n_nodes; i++) {
                 Node *n = p->nodes + i;
 
-                n->fits = n->host->schedulable &&
-                          placement_labels_match(n->host, s->require_labels, s->n_require_labels);
+                bool labels =
+                        placement_labels_match(n->host, s->require_labels, s->n_require_labels);
+
+                n->fits = n->host->schedulable && labels;
+                n->keeps = (n->host->schedulable || n->host->keeps) && labels;
                 n->n_service = 0;
                 n->group = 0;
         }
@@ -308,7 +318,7 @@ static void placer_keep(Placer *p) {
                         p->had_host[idx] = true;
                         if (p->where[idx] != NONE || cur->node == NONE)
                                 continue;
-                        if (!eligible(p->nodes + cur->node, svc->spec))
+                        if (!keepable(p->nodes + cur->node, svc->spec))
                                 continue;
                         p->where[idx] = cur->node;
                         p->kept[idx] = true;

@@ -14,6 +14,10 @@
 typedef struct PlacementHost {
         const char *id;
         bool schedulable; /* up and not drained */
+        /* Not schedulable but keeps the instances `current` lists on it (a
+         * host being drained step by step: the caller leaves out of `current`
+         * the instances that may move now). */
+        bool keeps;
         const SpecLabel *labels;
         size_t n_labels;
         uint64_t memory_total; /* bytes; 0 = unknown (Memory= then cannot fit) */
@@ -65,7 +69,7 @@ typedef struct PlacementResult {
 
 /* Computes the assignment of every instance 0…count-1 of every service.
  * Rules, in order:
- *  1. A current assignment is kept when its host is schedulable, the service
+ *  1. A current assignment is kept when its host is schedulable (or keeps), the service
  *     still has that instance, and the host still satisfies RequireLabels=,
  *     MaxPerHost= and Memory= (memory counted over everything kept or placed
  *     there). Kept ones are settled first, in (service, instance) order.

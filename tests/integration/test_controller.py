@@ -175,10 +175,28 @@ def lost_host_is_replaced_and_returns_without_duplicates(world):
     assert not set(final[victim]) & set(moved), final
 
 
+def instances_down_at_worst(messages, prefix, instances, placed):
+    """The most instances of a service that had no active copy on any host at
+    one time, replaying the agents' UnitEvents in arrival order from the
+    {host: [active units]} seen before."""
+    state = {(h, u): 'active' for h, units in placed.items() for u in units}
+    worst = 0
+    for m in messages:
+        u = m['body']['unit']
+        if not u['name'].startswith(prefix):
+            continue
+        state[(m['routing_key'].split('.')[0], u['name'])] = u['active_state']
+        up = {name for (_, name), st in state.items() if st == 'active'}
+        worst = max(worst, instances - len(up))
+    return worst, state
+
+
 @suite.case
-def drain_moves_instances_off_and_undrain_allows_back(world):
+def drain_moves_instances_off_one_at_a_time_and_undrain_allows_back(world):
     placed = active_web(world)
     host = max(HOSTS, key=lambda n: len(placed[n]))
+    assert len(placed[host]) == 2, placed
+    status = world.listen('baton.status:*.unit')
     res = ctl_json(world, 'drain', host)
     assert res['state'] == 'drained', res
     world.wait_for(lambda: not active_web(world)[host], 30, what=f'{host} emptied')
@@ -186,6 +204,11 @@ def drain_moves_instances_off_and_undrain_allows_back(world):
                    what='its instances running elsewhere')
     hosts = {h['host']: h['state'] for h in ctl_json(world, 'hosts')['hosts']}
     assert hosts[host] == 'drained', hosts
+    # MaxUnavailable=1 (the default): the two moved one after the other.
+    time.sleep(1)
+    worst, seen = instances_down_at_worst(status.messages(), 'web@', 4, placed)
+    assert len(seen) > 4, 'no unit events seen'
+    assert worst <= 1, f'{worst} web instances were down at once during the drain'
     res = ctl_json(world, 'undrain', host)
     assert res['state'] == 'up', res
 

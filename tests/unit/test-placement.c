@@ -785,6 +785,62 @@ TEST(changing_one_service_moves_no_other) {
         }
 }
 
+/* Drain step by step: a host that keeps (not schedulable) holds on to what
+ * `current` still lists on it, takes nothing new, and only the instances left
+ * out of `current` move. */
+TEST(a_draining_host_releases_only_what_it_is_told) {
+        for (uint64_t k = 0; k < N_FLEETS; k++) {
+                Fleet f;
+                PlacementResult r1 = { 0 }, r2 = { 0 };
+                _cleanup_free_ Assignment *cur = NULL;
+                size_t h, n_cur = 0, released = 0;
+                const char *draining;
+
+                fleet_generate(&f, 23000 + k);
+                ASSERT_OK(fleet_compute(&f, f.current, f.n_current, &r1));
+                if (r1.n_assignments == 0) {
+                        placement_result_done(&r1);
+                        continue;
+                }
+                draining = r1.assignments[rnd_below((uint32_t) r1.n_assignments)].host;
+                for (h = 0; f.hosts[h].id != draining; h++)
+                        ;
+                f.hosts[h].schedulable = false;
+                f.hosts[h].keeps = true;
+                cur = calloc(r1.n_assignments, sizeof(Assignment));
+                ASSERT_TRUE(cur);
+                for (size_t i = 0; i < r1.n_assignments; i++) {
+                        if (streq(r1.assignments[i].host, draining) && chance(40)) {
+                                released++;
+                                continue;
+                        }
+                        cur[n_cur++] = r1.assignments[i];
+                }
+                ASSERT_OK(fleet_compute(&f, cur, n_cur, &r2));
+                /* Everything still listed stays where it was, on the draining
+                 * host too; the released ones are not on it any more. */
+                for (size_t i = 0; i < n_cur; i++) {
+                        const Assignment *b = find_assignment(&r2, cur[i].service, cur[i].instance);
+                        CHECK(b && streq(b->host, cur[i].host));
+                }
+                for (size_t i = 0; i < r2.n_assignments; i++)
+                        if (streq(r2.assignments[i].host, draining))
+                                CHECK(listed(cur, n_cur, r2.assignments[i].service,
+                                             r2.assignments[i].instance, draining));
+                /* A released instance moves unless nothing else takes it
+                 * (then it is a problem); nothing else moves. */
+                for (size_t i = 0; i < r1.n_assignments; i++)
+                        if (!listed(cur, n_cur, r1.assignments[i].service,
+                                    r1.assignments[i].instance, NULL) &&
+                            !find_assignment(&r2, r1.assignments[i].service,
+                                             r1.assignments[i].instance))
+                                released--;
+                CHECK(r2.n_moved == released);
+                placement_result_done(&r1);
+                placement_result_done(&r2);
+        }
+}
+
 TEST(losing_a_host_moves_only_its_instances) {
         size_t evicted = 0;
 
@@ -1501,10 +1557,11 @@ int main(void) {
         return tap_run(TESTS(
                 generated_fleets_follow_the_rules, recomputing_moves_nothing,
                 adding_a_host_moves_nothing, changing_one_service_moves_no_other,
-                losing_a_host_moves_only_its_instances, spread_takes_every_value_before_doubling_up,
-                one_unconstrained_service_is_balanced, problem_kind_strings_round_trip,
-                fnv1a_is_the_standard_one, labels_match, empty_inputs,
-                singleton_has_one_instance_and_zero_count_none,
+                losing_a_host_moves_only_its_instances,
+                a_draining_host_releases_only_what_it_is_told,
+                spread_takes_every_value_before_doubling_up, one_unconstrained_service_is_balanced,
+                problem_kind_strings_round_trip, fnv1a_is_the_standard_one, labels_match,
+                empty_inputs, singleton_has_one_instance_and_zero_count_none,
                 valid_assignment_stays_even_when_unbalanced, unschedulable_host_loses_its_instances,
                 host_without_the_labels_loses_its_instances,
                 lower_max_per_host_moves_the_highest_ordinals, overfull_host_keeps_in_service_order,
