@@ -21,17 +21,11 @@ static const ConfigOption ctl_config_options[] = {
 };
 
 static const CtlCommand *const commands[] = {
-        &ctl_command_apply,   &ctl_command_plan,    &ctl_command_delete, &ctl_command_status,
-        &ctl_command_hosts,   &ctl_command_restart, &ctl_command_scale,  &ctl_command_drain,
-        &ctl_command_undrain, &ctl_command_rollout, &ctl_command_alerts, &ctl_command_watch,
-        &ctl_command_audit,   &ctl_command_backup,  &ctl_command_ping,
-};
-
-/* Verbs of DESIGN.md §7 that this version does not implement yet. They are
- * listed so that `batonctl backup` says so instead of "unknown command". */
-static const char *const planned[] = {
-        "shards",
-        "reshard",
+        &ctl_command_apply,  &ctl_command_plan,   &ctl_command_delete,  &ctl_command_status,
+        &ctl_command_hosts,  &ctl_command_shards, &ctl_command_reshard, &ctl_command_restart,
+        &ctl_command_scale,  &ctl_command_drain,  &ctl_command_undrain, &ctl_command_rollout,
+        &ctl_command_alerts, &ctl_command_watch,  &ctl_command_audit,   &ctl_command_backup,
+        &ctl_command_ping,
 };
 
 static void help(void) {
@@ -56,11 +50,17 @@ static void help(void) {
                         printf("%*s", 30 - n, "");
                 printf("%s\n", commands[i]->summary);
         }
-        printf("\nNot implemented yet:");
-        for (size_t i = 0; i < ELEMENTSOF(planned); i++)
-                printf(" %s", planned[i]);
-        printf("\n\nExit codes: 0 ok, 1 failed, 2 usage, 3 controller unreachable or timeout,\n"
+        printf("\nExit codes: 0 ok, 1 failed, 2 usage, 3 controller unreachable or timeout,\n"
                "4 refused.\n");
+}
+
+/* `batonctl VERB --help` needs no broker: the verb shows its help before it
+ * would use one. */
+static bool asks_for_help(int argc, char *argv[]) {
+        for (int i = 1; i < argc && !streq(argv[i], "--"); i++)
+                if (streq(argv[i], "--help") || streq(argv[i], "-h"))
+                        return true;
+        return false;
 }
 
 /* Fills cfg from --broker, $BATON_BROKER or the config file, in that order.
@@ -179,17 +179,12 @@ int main(int argc, char *argv[]) {
                 if (streq(commands[i]->name, verb))
                         cmd = commands[i];
         if (!cmd) {
-                for (size_t i = 0; i < ELEMENTSOF(planned); i++)
-                        if (streq(planned[i], verb)) {
-                                fprintf(stderr,
-                                        "batonctl: '%s' is not implemented in batonctl %s yet\n",
-                                        verb, BATON_VERSION);
-                                return CTL_EXIT_FAILED;
-                        }
                 fprintf(stderr, "batonctl: unknown command '%s'; see batonctl --help\n", verb);
                 return CTL_EXIT_USAGE;
         }
 
+        if (asks_for_help(argc - optind, argv + optind))
+                return cmd->run(&ctl, argc - optind, argv + optind);
         r = find_broker(&cfg, arg_broker, arg_config);
         if (r == CTL_EXIT_OK) {
                 ctl.broker = cfg.broker;

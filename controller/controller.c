@@ -45,6 +45,7 @@ static HostView *host_view_free(HostView *v) {
         if (!v)
                 return NULL;
         observed_units_clear(v);
+        shard_reports_clear(v);
         for (size_t i = 0; i < v->n_flaps; i++)
                 free(v->flaps[i].unit);
         free(v->flaps);
@@ -130,7 +131,7 @@ int controller_publish(Controller *c, const char *exchange, const char *routing_
 
 /* ---- alerts -------------------------------------------------------------- */
 
-static const char *severity_name(int severity) {
+const char *alert_severity_name(int severity) {
         switch (severity) {
         case BATON__V1__SEVERITY__SEVERITY_CRITICAL:
                 return "critical";
@@ -159,7 +160,7 @@ static int publish_alert(Controller *c, const char *id, const char *kind, int se
         a.resolved_at_us = resolved ? now : 0;
 
         const BrokerHeader headers[] = {
-                { "severity", severity_name(severity) },
+                { "severity", alert_severity_name(severity) },
                 { "kind", kind },
                 { "service", strempty(service) },
                 { "host", strempty(host) },
@@ -167,9 +168,36 @@ static int publish_alert(Controller *c, const char *id, const char *kind, int se
                 { "resolved", resolved ? "true" : "false" },
         };
 
-        if (asprintf(&key, "alert.%s.%s", severity_name(severity), kind) < 0)
+        if (asprintf(&key, "alert.%s.%s", alert_severity_name(severity), kind) < 0)
                 return -ENOMEM;
         return controller_publish(c, TOPOLOGY_EXCHANGE_EVENTS, key, &a.base,
+                                  &(PublishOptions){ .headers = headers,
+                                                     .n_headers = ELEMENTSOF(headers),
+                                                     .persistent = true });
+}
+
+int controller_event(Controller *c, const char *kind, const char *service, const char *host,
+                     const char *summary, const char *detail_json) {
+        _cleanup_free_ char *key = NULL;
+        Baton__V1__Event e = BATON__V1__EVENT__INIT;
+
+        e.kind = (char *) kind;
+        e.service = (char *) strempty(service);
+        e.host = (char *) strempty(host);
+        e.summary = (char *) summary;
+        e.at_us = now_realtime_usec();
+        e.detail_json = (char *) strempty(detail_json);
+
+        const BrokerHeader headers[] = {
+                { "kind", kind },
+                { "service", strempty(service) },
+                { "host", strempty(host) },
+                { "summary", summary },
+        };
+
+        if (asprintf(&key, "event.%s", kind) < 0)
+                return -ENOMEM;
+        return controller_publish(c, TOPOLOGY_EXCHANGE_EVENTS, key, &e.base,
                                   &(PublishOptions){ .headers = headers,
                                                      .n_headers = ELEMENTSOF(headers),
                                                      .persistent = true });
@@ -281,6 +309,21 @@ int alert_resolve(Controller *c, const char *kind, const char *service, const ch
         return publish_alert(c, id, kind, severity, service, host, summary, true, raised);
 }
 
+void alerts_resolve_service(Controller *c, const char *service) {
+        for (size_t i = c->n_alerts; i > 0; i--) {
+                _cleanup_free_ char *kind = NULL, *host = NULL, *summary = NULL;
+                const OpenAlert *a = &c->alerts[i - 1];
+
+                if (!streq_ptr(a->service, service))
+                        continue;
+                kind = strdup(a->kind);
+                host = a->host ? strdup(a->host) : NULL;
+                if (!kind || asprintf(&summary, "%s was deleted", service) < 0)
+                        continue;
+                (void) alert_resolve(c, kind, service, host, summary);
+        }
+}
+
 /* An informational notice that is never open (no resolution follows). */
 static int alert_notice(Controller *c, const char *kind, const char *service, const char *host,
                         const char *summary) {
@@ -335,6 +378,9 @@ static void observe_flap(Controller *c, const char *host, HostView *v, const cha
                 v->n_flaps++;
         }
         e->seen = true;
+        /* Automatic restarts of a sharded copy spend identifies. */
+        if (e->tracker.known && n_restarts > e->tracker.last_restarts)
+                shards_charge_restarts(c, host, unit, n_restarts - e->tracker.last_restarts);
         flap_alert(c, host, unit,
                    flap_observe(&e->tracker, n_restarts, active, now_monotonic_usec(), FLAP_WINDOW,
                                 FLAP_THRESHOLD));
@@ -595,6 +641,14 @@ static void handle_unit_event(Controller *c, const Baton__V1__UnitEvent *ev) {
         }
 }
 
+static void handle_shard_report(Controller *c, const Baton__V1__ShardReport *rep) {
+        Host *h = host_table_get(&c->hosts, rep->host);
+        HostView *v = h ? h->userdata : NULL;
+
+        if (v)
+                shards_handle_report(c, v, rep);
+}
+
 /* An agent's result: refusals and failures are alerted (command-refused, per
  * host), a clean result resolves that. */
 static void handle_command_result(Controller *c, const Baton__V1__CommandResult *res) {
@@ -726,7 +780,7 @@ static void on_status(Broker *b, const BrokerMessage *m, void *userdata) {
         else if (d.descriptor == &baton__v1__command_result__descriptor)
                 handle_command_result(c, (Baton__V1__CommandResult *) d.body);
         else
-                log_debug("Received %s from %s.", d.descriptor->name, host);
+                handle_shard_report(c, (Baton__V1__ShardReport *) d.body);
 
         (void) broker_ack(b, m->delivery_tag);
 }
@@ -873,6 +927,9 @@ int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
         r = fleet_load(c);
         if (r < 0)
                 return r;
+        r = shards_load(c);
+        if (r < 0)
+                return r;
         r = rollouts_load(c);
         if (r < 0)
                 return r;
@@ -950,6 +1007,7 @@ void controller_done(Controller *c) {
                 open_alert_done(&c->alerts[i]);
         free(c->alerts);
         rollouts_done(c);
+        shards_done(c);
         fleet_done(c);
         host_table_done(&c->hosts, host_view_free_void);
         c->store = store_close(c->store);

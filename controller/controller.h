@@ -15,6 +15,7 @@
 #include "flap.h"
 #include "hosts.h"
 #include "notify.h"
+#include "shards.h"
 #include "sign.h"
 #include "store.h"
 
@@ -73,6 +74,10 @@ typedef struct HostView {
 
         /* Placement sent: its generation, a digest of its units (to send a
          * new generation only on change), and when it was last (re)sent. */
+        /* The sharded copies the host reported in its last ShardReport. */
+        ShardCopyReport *shard_reports;
+        size_t n_shard_reports;
+
         uint64_t generation;
         char *sent_digest;
         uint64_t sent_at_us;
@@ -114,7 +119,9 @@ typedef struct Controller {
         size_t n_services;
         FleetInstance *instances;
         size_t n_instances;
-        size_t drain_waiting;      /* instances on drained hosts waiting for their turn */
+        size_t drain_waiting;          /* instances on drained hosts waiting for their turn */
+        ShardService **shard_services; /* one per sharded service */
+        size_t n_shard_services;
         struct Rollout **rollouts; /* at most one per service */
         size_t n_rollouts;
         uint64_t next_rollout_id;
@@ -174,10 +181,19 @@ int controller_publish(Controller *c, const char *exchange, const char *routing_
                        const ProtobufCMessage *body, const PublishOptions *o);
 
 /* Alerts (controller.c): raised once, resolved once, persisted while open. */
+/* "critical", "warning", "info": as in routing keys, headers and --json. */
+const char *alert_severity_name(int severity);
+/* Resolves every open alert about `service` (it was deleted). */
+void alerts_resolve_service(Controller *c, const char *service);
 int alert_raise(Controller *c, const char *kind, int severity, const char *service,
                 const char *host, const char *summary);
 int alert_resolve(Controller *c, const char *kind, const char *service, const char *host,
                   const char *summary);
+
+/* Publishes an event on baton.events with key event.<kind> and readable
+ * headers; detail_json may be NULL. */
+int controller_event(Controller *c, const char *kind, const char *service, const char *host,
+                     const char *summary, const char *detail_json);
 
 /* fleet.c: desired state and the reconciler. */
 int fleet_load(Controller *c);
@@ -192,6 +208,11 @@ bool fleet_instance_healthy(Controller *c, const FleetInstance *fi);
 /* Moves the next instances off drained hosts when their turn has come (see
  * fleet.c); cheap when no drain is under way. */
 void fleet_drain_step(Controller *c);
+/* The unit an instance runs as now: "web@3.service"; for a sharded instance
+ * its live copy ("gateway@3b.service" in slot 1). */
+int fleet_instance_unit(Controller *c, const struct ServiceSpec *s, uint32_t instance, char **ret);
+/* Sends every host whose units changed (without re-placing anything). */
+void fleet_sync(Controller *c);
 /* A heartbeat arrived: resend the host's Placement if it lags behind. */
 void fleet_check_host(Controller *c, Host *h);
 struct ServiceSpec *fleet_service(Controller *c, const char *name);
@@ -209,6 +230,8 @@ void rollouts_done(Controller *c);
 /* Starts a rolling restart of every instance of `service`. -EBUSY if one is
  * running, -ENOENT for an unknown service. */
 int rollouts_start(Controller *c, const char *service, uint64_t *ret_id);
+/* A rolling restart of `service` is running, paused or failed. */
+bool rollouts_active(Controller *c, const char *service);
 /* Advances every rollout now (also called from a timer). */
 void rollouts_step(Controller *c);
 /* Sends a Restart of one instance; *ret_id (33 bytes) gets its id. */

@@ -3,6 +3,7 @@
  * what it changes, or would change: services created or updated, instances
  * added, moved or removed, and instances it cannot place. */
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -160,7 +161,44 @@ static int print_placements(json_t *placements) {
         return CTL_EXIT_OK;
 }
 
-static void print_problems(json_t *problems) {
+/* Is `service` a singleton (unit SERVICE.service, no instance number)? The
+ * document names its kind when the service is in the request; else a
+ * placement of the service shows it by its unit's name. */
+static bool is_singleton(json_t *doc, const char *service) {
+        json_t *x;
+        size_t i;
+
+        json_array_foreach(ctl_json_array(doc, "services"), i, x) {
+                if (streq_ptr(ctl_json_string(x, "service"), service))
+                        return streq_ptr(ctl_json_string(x, "kind"), "singleton");
+        }
+        json_array_foreach(ctl_json_array(doc, "placements"), i, x) {
+                const char *unit = ctl_json_string(x, "unit");
+
+                if (streq_ptr(ctl_json_string(x, "service"), service) && unit)
+                        return !strchr(unit, '@');
+        }
+        return false;
+}
+
+/* A problem names a service and an instance; shown as the unit, as the
+ * placements are. */
+static const char *problem_unit(json_t *doc, json_t *problem, char *buf, size_t len) {
+        const char *service = ctl_json_string(problem, "service");
+        int64_t n;
+
+        if (!isempty(ctl_json_string(problem, "unit")) || isempty(service))
+                return ctl_unit_label(problem, buf, len);
+        if (is_singleton(doc, service))
+                snprintf(buf, len, "%s.service", service);
+        else if (ctl_json_int(problem, "instance", &n) >= 0 && n >= 0)
+                snprintf(buf, len, "%s@%" PRId64 ".service", service, n);
+        else
+                return service;
+        return buf;
+}
+
+static void print_problems(json_t *doc, json_t *problems) {
         json_t *p;
         size_t i;
 
@@ -168,7 +206,7 @@ static void print_problems(json_t *problems) {
         json_array_foreach(problems, i, p) {
                 _cleanup_free_ char *reason = ctl_sanitize(ctl_json_string(p, "reason"));
                 char unit[256];
-                const char *what = ctl_unit_label(p, unit, sizeof(unit));
+                const char *what = problem_unit(doc, p, unit, sizeof(unit));
 
                 if (!json_is_object(p))
                         continue;
@@ -210,7 +248,7 @@ static int print_result(json_t *doc) {
         }
         if (json_array_size(problems) > 0) {
                 printf("\n");
-                print_problems(problems);
+                print_problems(doc, problems);
         }
         if (changes && ctl_json_true(doc, "dry_run"))
                 printf("\nDry run: nothing was changed.\n");

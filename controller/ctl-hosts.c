@@ -3,7 +3,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "ctl.h"
+#include "ctl-verbs.h"
 #include "duration.h"
 #include "util.h"
 
@@ -88,8 +88,9 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         json_t *arr;
         int r;
 
-        if (argc > 1)
-                return ctl_usage_error(&ctl_command_hosts, "unexpected argument '%s'", argv[1]);
+        r = ctl_parse_positional(&ctl_command_hosts, argc, argv, 0, 0, NULL);
+        if (r != CTL_CONTINUE)
+                return r;
 
         req.verb = (char *) "hosts";
         req.args_case = BATON__V1__REQUEST__ARGS_HOSTS;

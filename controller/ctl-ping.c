@@ -3,7 +3,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "ctl.h"
+#include "ctl-verbs.h"
 #include "duration.h"
 #include "util.h"
 
@@ -17,8 +17,9 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         uint64_t uptime;
         int r;
 
-        if (argc > 1)
-                return ctl_usage_error(&ctl_command_ping, "unexpected argument '%s'", argv[1]);
+        r = ctl_parse_positional(&ctl_command_ping, argc, argv, 0, 0, NULL);
+        if (r != CTL_CONTINUE)
+                return r;
 
         req.verb = (char *) "ping";
         req.args_case = BATON__V1__REQUEST__ARGS_PING;

@@ -257,6 +257,8 @@ int ctl_option_error(const CtlCommand *cmd, int c, char *argv[]) {
 int ctl_command_help(const CtlCommand *cmd) {
         printf("Usage: batonctl [OPTIONS] %s%s%s\n\n%s\n", cmd->name,
                isempty(cmd->usage) ? "" : " ", strempty(cmd->usage), cmd->summary);
+        if (!isempty(cmd->help))
+                printf("\n%s", cmd->help);
         return CTL_EXIT_OK;
 }
 

@@ -23,6 +23,8 @@ extern const CtlCommand ctl_command_alerts;
 extern const CtlCommand ctl_command_audit;
 extern const CtlCommand ctl_command_watch;
 extern const CtlCommand ctl_command_backup;
+extern const CtlCommand ctl_command_shards;
+extern const CtlCommand ctl_command_reshard;
 
 /* A ServiceRequest for `service` with instance -1 (all), as every verb but
  * `restart SERVICE@N` sends; `req` then points to it. */

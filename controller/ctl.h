@@ -32,6 +32,8 @@ typedef struct CtlCommand {
         const char *name;
         const char *usage; /* arguments after the verb */
         const char *summary;
+        /* More for `batonctl VERB --help` (options, limits), or NULL. */
+        const char *help;
         /* argv[0] is the verb. Returns an exit code. */
         int (*run)(Ctl *ctl, int argc, char *argv[]);
 } CtlCommand;

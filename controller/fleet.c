@@ -191,11 +191,13 @@ static size_t host_index_find(const HostIndex *x, const char *host, size_t *ret_
  * `n` entries of the host index. */
 static int host_units(Controller *c, const HostIndexEntry *entries, size_t n, HostUnits *ret) {
         HostUnits hu = { 0 };
+        /* A sharded instance has two copies while it is resharded. */
+        size_t max = 2 * n;
 
-        hu.units = calloc(n + 1, sizeof(*hu.units));
-        hu.ptrs = calloc(n + 1, sizeof(*hu.ptrs));
-        hu.shards = calloc(n + 1, sizeof(*hu.shards));
-        hu.strings = calloc(2 * n + 1, sizeof(char *));
+        hu.units = calloc(max + 1, sizeof(*hu.units));
+        hu.ptrs = calloc(max + 1, sizeof(*hu.ptrs));
+        hu.shards = calloc(max + 1, sizeof(*hu.shards));
+        hu.strings = calloc(2 * max + 1, sizeof(char *));
         if (!hu.units || !hu.ptrs || !hu.shards || !hu.strings) {
                 host_units_done(&hu);
                 return -ENOMEM;
@@ -203,36 +205,45 @@ static int host_units(Controller *c, const HostIndexEntry *entries, size_t n, Ho
         for (size_t k = 0; k < n; k++) {
                 const FleetInstance *fi = &c->instances[entries[k].i];
                 const ServiceSpec *s;
-                Baton__V1__PlacedUnit *u = &hu.units[hu.n];
-                char *name = NULL, *shards = NULL;
+                ShardCopy copies[2];
+                size_t n_copies = 0;
 
                 if (!(s = fleet_service(c, fi->service)))
                         continue;
-                if (service_instance_unit(s, fi->instance, &name) < 0) {
-                        host_units_done(&hu);
-                        return -ENOMEM;
-                }
-                baton__v1__placed_unit__init(u);
-                u->name = keep(&hu, name);
-                u->unit_text = s->unit_text;
-                u->template_name = s->is_template ? s->file_name : (char *) "";
-                u->service = s->name;
-                u->instance = fi->instance;
-                u->running = true;
                 if (s->kind == SERVICE_SHARDED) {
-                        if (service_default_shards(s->shards, s->count, fi->instance, &shards) <
-                            0) {
+                        if (shards_copies(c, s, fi->instance, copies, &n_copies) < 0) {
                                 host_units_done(&hu);
                                 return -ENOMEM;
                         }
-                        baton__v1__shard_assignment__init(&hu.shards[hu.n]);
-                        hu.shards[hu.n].shards = keep(&hu, shards);
-                        hu.shards[hu.n].shard_count = s->shards;
-                        hu.shards[hu.n].shard_epoch = 1;
-                        u->shards = &hu.shards[hu.n];
+                } else {
+                        copies[0] = (ShardCopy){ .running = true };
+                        if (service_instance_unit(s, fi->instance, &copies[0].unit) < 0) {
+                                host_units_done(&hu);
+                                return -ENOMEM;
+                        }
+                        n_copies = 1;
                 }
-                hu.ptrs[hu.n] = u;
-                hu.n++;
+                for (size_t j = 0; j < n_copies; j++) {
+                        Baton__V1__PlacedUnit *u = &hu.units[hu.n];
+
+                        baton__v1__placed_unit__init(u);
+                        u->name = keep(&hu, TAKE_PTR(copies[j].unit));
+                        u->unit_text = s->unit_text;
+                        u->template_name = s->is_template ? s->file_name : (char *) "";
+                        u->service = s->name;
+                        u->instance = fi->instance;
+                        u->running = copies[j].running;
+                        if (s->kind == SERVICE_SHARDED) {
+                                baton__v1__shard_assignment__init(&hu.shards[hu.n]);
+                                hu.shards[hu.n].shards = keep(&hu, TAKE_PTR(copies[j].shards));
+                                hu.shards[hu.n].shard_count = copies[j].shard_count;
+                                hu.shards[hu.n].shard_epoch = copies[j].epoch;
+                                u->shards = &hu.shards[hu.n];
+                        }
+                        shard_copy_done(&copies[j]);
+                        hu.ptrs[hu.n] = u;
+                        hu.n++;
+                }
         }
         *ret = hu;
         return 0;
@@ -251,7 +262,8 @@ static char *digest(const HostUnits *hu) {
                 const Baton__V1__PlacedUnit *u = hu->ptrs[i];
                 for (const char *p = u->unit_text; *p; p++)
                         h = (h ^ (uint8_t) *p) * 0x100000001b3ULL;
-                fprintf(f, "%s:%s;", u->name, u->shards ? u->shards->shards : "");
+                fprintf(f, "%s:%s:%" PRIu64 ":%d;", u->name, u->shards ? u->shards->shards : "",
+                        u->shards ? u->shards->shard_epoch : 0, u->running);
         }
         fprintf(f, "#%016" PRIx64, h);
         if (fclose(f) != 0)
@@ -375,8 +387,10 @@ bool fleet_instance_healthy(Controller *c, const FleetInstance *fi) {
         HostView *v = h && h->alive ? h->userdata : NULL;
         _cleanup_free_ char *unit = NULL;
 
-        if (!s || !v || service_instance_unit(s, fi->instance, &unit) < 0)
+        if (!s || !v || fleet_instance_unit(c, s, fi->instance, &unit) < 0)
                 return false;
+        if (s->kind == SERVICE_SHARDED)
+                return shards_instance_ready(c, s, fi->instance, fi->host);
         for (size_t k = 0; k < v->n_units; k++)
                 if (streq(v->units[k].name, unit))
                         return streq_ptr(v->units[k].active_state, "active");
@@ -466,9 +480,72 @@ finish:
         return r;
 }
 
+void fleet_sync(Controller *c) {
+        HostIndex index;
+        int r;
+
+        r = host_index_build(c, &index);
+        if (r < 0) {
+                log_error_errno(r, "Failed to index the placement: %s", STRERROR(r));
+                return;
+        }
+        for (size_t i = 0; i < c->hosts.n_hosts; i++) {
+                Host *h = c->hosts.hosts[i];
+                HostView *v = h->userdata;
+                bool resend = v && v->resend;
+
+                if (sync_host(c, h, &index, resend) >= 0 && v)
+                        v->resend = false;
+        }
+        free(index.entries);
+}
+
+static int instance_cmp(const FleetInstance *x, const Assignment *a) {
+        int k = strcmp(x->service, a->service);
+
+        return k != 0 ? k : (x->instance > a->instance) - (x->instance < a->instance);
+}
+
+int fleet_instance_unit(Controller *c, const ServiceSpec *s, uint32_t instance, char **ret) {
+        ShardCopy copies[2];
+        size_t n = 0;
+        int r;
+
+        if (s->kind != SERVICE_SHARDED)
+                return service_instance_unit(s, instance, ret);
+        r = shards_copies(c, s, instance, copies, &n);
+        if (r < 0)
+                return r;
+        if (n == 0)
+                return service_instance_unit(s, instance, ret);
+        /* The live copy (the first) while a new one starts beside it. */
+        *ret = TAKE_PTR(copies[0].unit);
+        for (size_t i = 0; i < n; i++)
+                shard_copy_done(&copies[i]);
+        return 0;
+}
+
+/* Sharded instances placed anew or moved start through the gate. */
+static void mark_moved_shards(Controller *c, const PlacementResult *res) {
+        size_t k = 0;
+
+        /* Both lists are sorted by (service, instance). */
+        for (size_t i = 0; i < res->n_assignments; i++) {
+                const Assignment *a = &res->assignments[i];
+                const ServiceSpec *s = fleet_service(c, a->service);
+                int cmp = 1;
+
+                if (!s || s->kind != SERVICE_SHARDED)
+                        continue;
+                while (k < c->n_instances && (cmp = instance_cmp(&c->instances[k], a)) < 0)
+                        k++;
+                if (k >= c->n_instances || cmp != 0 || !streq(c->instances[k].host, a->host))
+                        shards_placed(c, s, a->instance);
+        }
+}
+
 int fleet_reconcile(Controller *c, const char *why) {
         _cleanup_(placement_result_done) PlacementResult res = { 0 };
-        HostIndex index;
         FleetInstance *next;
         size_t moved;
         int r;
@@ -506,6 +583,7 @@ int fleet_reconcile(Controller *c, const char *why) {
                 return log_error_errno(r, "Failed to persist the placement: %s",
                                        store_error(c->store));
         }
+        mark_moved_shards(c, &res);
         instances_free(c->instances, c->n_instances);
         c->instances = next;
         c->n_instances = res.n_assignments;
@@ -537,18 +615,7 @@ int fleet_reconcile(Controller *c, const char *why) {
                 }
         }
 
-        r = host_index_build(c, &index);
-        if (r < 0)
-                return log_error_errno(r, "Failed to index the placement: %s", STRERROR(r));
-        for (size_t i = 0; i < c->hosts.n_hosts; i++) {
-                Host *h = c->hosts.hosts[i];
-                HostView *v = h->userdata;
-                bool resend = v && v->resend;
-
-                if (sync_host(c, h, &index, resend) >= 0 && v)
-                        v->resend = false;
-        }
-        free(index.entries);
+        fleet_sync(c);
 
         log_info("Reconciled (%s): %zu instances placed, %zu moved, %zu unplaced.", why,
                  res.n_assignments, moved, res.n_problems);
@@ -591,7 +658,7 @@ int fleet_send_restart(Controller *c, const char *service, uint32_t instance, ch
                         fi = &c->instances[i];
         if (!s || !fi)
                 return -ENOENT;
-        r = service_instance_unit(s, instance, &unit);
+        r = fleet_instance_unit(c, s, instance, &unit);
         if (r >= 0)
                 r = random_id(ret_id);
         if (r < 0)

@@ -74,8 +74,19 @@ static int load_one(const char *text, void *userdata) {
 }
 
 static void on_timer(uv_timer_t *t) {
-        rollouts_step(t->data);
-        fleet_drain_step(t->data);
+        Controller *c = t->data;
+
+        if (c->blind || c->stopping)
+                return;
+        rollouts_step(c);
+        shards_step(c);
+        fleet_drain_step(c);
+}
+
+bool rollouts_active(Controller *c, const char *service) {
+        const Rollout *r = find(c, service, NULL);
+        return r && (r->state == ROLLOUT_RUNNING || r->state == ROLLOUT_PAUSED ||
+                     r->state == ROLLOUT_FAILED);
 }
 
 int rollouts_load(Controller *c) {
@@ -153,14 +164,44 @@ static void health_of(Controller *c, const Rollout *r, const ServiceSpec *s, uin
         HostView *v = h && h->alive ? h->userdata : NULL;
 
         *ret = (InstanceHealth){ .instance = instance };
-        if (!v || service_instance_unit(s, instance, &unit) < 0)
+        if (!v || fleet_instance_unit(c, s, instance, &unit) < 0)
                 return;
         for (size_t k = 0; k < v->n_units; k++)
                 if (streq(v->units[k].name, unit)) {
-                        ret->healthy = streq_ptr(v->units[k].active_state, "active");
+                        /* Sharded: healthy once every shard it owns is ready again. */
+                        ret->healthy = streq_ptr(v->units[k].active_state, "active") &&
+                                       (s->kind != SERVICE_SHARDED ||
+                                        shards_instance_ready(c, s, instance, host));
                         ret->restarted_since_issue =
                                 started > 0 && v->units[k].state_change_us > started;
                 }
+}
+
+/* A sharded service restarts through its start gate, one instance at a time:
+ * the rollout core is shown unhealthy stand-ins outside the rollout (they
+ * use up MaxUnavailable) so that it restarts nothing while the gate is
+ * closed for the next instance, and at most one when it is open. Returns
+ * how many it wrote to ret. */
+static size_t gate_stand_ins(Controller *c, const Rollout *r, const ServiceSpec *s,
+                             InstanceHealth *ret) {
+        uint32_t in_flight = 0, fake;
+        const RolloutItem *next = NULL;
+
+        for (size_t i = 0; i < r->n_items; i++) {
+                in_flight +=
+                        r->items[i].state == ITEM_RESTARTING || r->items[i].state == ITEM_SETTLING;
+                if (!next && r->items[i].state == ITEM_PENDING)
+                        next = &r->items[i];
+        }
+        if (!next)
+                return 0;
+        if (!shards_may_restart(c, (ServiceSpec *) s, next->instance, false))
+                fake = r->max_unavailable;
+        else
+                fake = r->max_unavailable > in_flight + 1 ? r->max_unavailable - in_flight - 1 : 0;
+        for (uint32_t k = 0; k < fake; k++)
+                ret[k] = (InstanceHealth){ .instance = UINT32_MAX - k, .healthy = false };
+        return fake;
 }
 
 static void step_one(Controller *c, Rollout *r) {
@@ -169,14 +210,15 @@ static void step_one(Controller *c, Rollout *r) {
         _cleanup_free_ RolloutAction *actions = NULL;
         _cleanup_free_ const char **host_of = NULL;
         _cleanup_free_ char *before = NULL, *after = NULL;
-        size_t n, max = r->n_items + 2;
+        size_t n, n_health, max = r->n_items + 2;
 
         if (!s) {
                 (void) rollout_abort(r, "the service was deleted");
                 (void) save(c, r);
                 return;
         }
-        health = calloc(r->n_items + 1, sizeof(InstanceHealth));
+        /* Room for the stand-ins of a closed start gate (below). */
+        health = calloc(r->n_items + r->max_unavailable + 1, sizeof(InstanceHealth));
         actions = calloc(max, sizeof(RolloutAction));
         host_of = calloc(r->n_items + 1, sizeof(char *));
         if (!health || !actions || !host_of)
@@ -191,8 +233,12 @@ static void step_one(Controller *c, Rollout *r) {
                           r->items[i].instance < r->n_items ? host_of[r->items[i].instance] : NULL,
                           &health[i]);
 
+        n_health = r->n_items;
+        if (s->kind == SERVICE_SHARDED)
+                n_health += gate_stand_ins(c, r, s, health + r->n_items);
+
         (void) rollout_format(r, &before);
-        n = rollout_step(r, health, r->n_items, now_realtime_usec(), actions, max);
+        n = rollout_step(r, health, n_health, now_realtime_usec(), actions, max);
         (void) rollout_format(r, &after);
         /* Durable before anything goes out: never a restart twice. */
         if (!streq_ptr(before, after) && save(c, r) < 0)
@@ -204,6 +250,8 @@ static void step_one(Controller *c, Rollout *r) {
 
                 switch (actions[i].kind) {
                 case ROLLOUT_ACTION_RESTART:
+                        if (s->kind == SERVICE_SHARDED)
+                                (void) shards_may_restart(c, s, actions[i].instance, true);
                         if (fleet_send_restart(c, r->service, actions[i].instance, id, NULL) < 0)
                                 log_warning("Rollout %" PRIu64 ": could not send the restart of "
                                             "%s@%u; the step will time out.",

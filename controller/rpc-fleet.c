@@ -95,6 +95,36 @@ static void specs_free(ServiceSpec **v, size_t n) {
         free(v);
 }
 
+/* A running sharded service keeps its shard layout: Instances= and Shards=
+ * change only through `batonctl reshard` (re-applying the file as it was
+ * keeps what earlier reshards made of it), and its kind stays. */
+static void check_sharded_change(Controller *c, const char *file, ServiceSpec *s, FILE *ef) {
+        const ServiceSpec *old = fleet_service(c, s->name);
+        _cleanup_(service_spec_freep) ServiceSpec *was = NULL;
+
+        if (!old || (old->kind != SERVICE_SHARDED && s->kind != SERVICE_SHARDED))
+                return;
+        if (old->kind != s->kind) {
+                fprintf(ef, "%s%s: %s is %s and cannot become %s; delete it first",
+                        ftell(ef) > 0 ? "\n" : "", file, s->name, service_kind_to_string(old->kind),
+                        service_kind_to_string(s->kind));
+                return;
+        }
+        /* What the stored file said (old->count is the effective count). */
+        if (spec_parse(old->file_name, old->unit_text, &was, NULL) < 0)
+                return;
+        if (was->count != s->count || was->shards != s->shards) {
+                fprintf(ef,
+                        "%s%s: [X-Baton] Instances=/Shards= of the running sharded service %s "
+                        "change with `batonctl reshard %s --instances N --shards S` (it has %u "
+                        "instances over %u shards now)",
+                        ftell(ef) > 0 ? "\n" : "", file, s->name, s->name, old->count,
+                        shards_summary_total(c, old));
+                return;
+        }
+        s->count = old->count;
+}
+
 int rpc_verb_apply(RpcContext *x) {
         Controller *c = x->c;
         const Baton__V1__ApplyRequest *req = x->request->apply;
@@ -132,6 +162,7 @@ int rpc_verb_apply(RpcContext *x) {
                         if (streq(parsed[k]->name, s->name))
                                 fprintf(ef, "%s%s: service %s is given twice",
                                         ftell(ef) > 0 ? "\n" : "", req->files[i]->name, s->name);
+                check_sharded_change(c, req->files[i]->name, s, ef);
                 parsed[n_parsed++] = s;
         }
         fclose(TAKE_PTR(ef));
@@ -236,7 +267,7 @@ int rpc_verb_delete(RpcContext *x) {
                 if (streq(c->services[i]->name, name))
                         break;
         if (i == c->n_services)
-                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no service '%s'", name);
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "no service '%s'", name);
 
         r = store_delete_service(c->store, name);
         if (r < 0)
@@ -244,6 +275,8 @@ int rpc_verb_delete(RpcContext *x) {
                                 store_error(c->store));
         for (size_t k = 0; k < c->n_instances; k++)
                 removed += streq(c->instances[k].service, name);
+        shards_forget(c, name);
+        alerts_resolve_service(c, name);
         service_spec_free(c->services[i]);
         c->services[i] = c->services[--c->n_services];
         (void) fleet_reconcile(c, "delete");
@@ -270,7 +303,7 @@ int rpc_verb_status(RpcContext *x) {
 
         if (!isempty(only) && !fleet_service(c, only)) {
                 json_decref(arr);
-                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no service '%s'", only);
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "no service '%s'", only);
         }
         for (size_t i = 0; arr && i < c->n_services; i++) {
                 const ServiceSpec *s = c->services[i];
@@ -287,10 +320,12 @@ int rpc_verb_status(RpcContext *x) {
                         const struct ObservedUnitState *o;
                         bool ok;
 
-                        if (service_instance_unit(s, k, &unit) < 0)
+                        if (fleet_instance_unit(c, s, k, &unit) < 0)
                                 continue;
                         o = fi ? observed(c, fi->host, unit) : NULL;
-                        ok = o && streq_ptr(o->active_state, "active");
+                        ok = o && streq_ptr(o->active_state, "active") &&
+                             (s->kind != SERVICE_SHARDED ||
+                              shards_instance_ready(c, s, k, fi->host));
                         healthy += ok;
                         json_array_append_new(
                                 insts,
@@ -302,9 +337,10 @@ int rpc_verb_status(RpcContext *x) {
                                           o ? (int) o->n_restarts : 0, "healthy", ok));
                 }
                 json_array_append_new(
-                        arr, json_pack("{s:s, s:s, s:i, s:i, s:o}", "service", s->name, "kind",
+                        arr, json_pack("{s:s, s:s, s:i, s:i, s:o, s:o}", "service", s->name, "kind",
                                        service_kind_to_string(s->kind), "count", (int) s->count,
-                                       "healthy", healthy, "instances", insts));
+                                       "healthy", healthy, "instances", insts, "shards",
+                                       shards_summary_json(c, s)));
         }
         return rpc_set_json(x, json_pack("{s:o}", "services", arr));
 }
@@ -322,7 +358,7 @@ int rpc_verb_scale(RpcContext *x) {
                 x->audit_request = NULL;
         s = fleet_service(c, req->service);
         if (!s)
-                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no service '%s'",
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "no service '%s'",
                                 req->service);
         if (s->kind == SERVICE_SINGLETON)
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
@@ -376,7 +412,7 @@ int rpc_verb_drain(RpcContext *x) {
         x->audit_request = strdup(host);
         h = host_table_get(&c->hosts, host);
         if (!h)
-                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no host '%s'", host);
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "no host '%s'", host);
         before = instances_on(c, host);
         r = host_table_set_drained(&c->hosts, host, drain, &t);
         if (r > 0) {
@@ -405,8 +441,40 @@ int rpc_verb_restart(RpcContext *x) {
                 x->audit_request = NULL;
         s = fleet_service(c, req->service);
         if (!s)
-                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "no service '%s'",
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "no service '%s'",
                                 req->service);
+        if (s->kind == SERVICE_SHARDED) {
+                BudgetVerdict v;
+                uint64_t cost = 0;
+                _cleanup_free_ char *why = NULL;
+                json_t *doc = shards_map_json(c, s);
+                json_t *copies = doc ? json_object_get(doc, "copies") : NULL;
+                size_t k;
+                json_t *cp;
+
+                json_array_foreach(copies, k, cp) {
+                        _cleanup_(rangelist_done) RangeList set = { 0 };
+                        json_int_t inst = json_integer_value(json_object_get(cp, "instance"));
+                        if ((req->instance < 0 || inst == req->instance) &&
+                            rangelist_parse(&set,
+                                            json_string_value(json_object_get(cp, "shards"))) >= 0)
+                                cost += rangelist_count(&set);
+                }
+                json_decref(doc);
+                if (shards_reshard_of(c, s->name))
+                        return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                                        "%s is being resharded; restart it once the reshard is "
+                                        "done (batonctl shards %s)",
+                                        s->name, s->name);
+                v = shards_budget_check(c, s, cost);
+                if (!v.allowed)
+                        return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                                        "%s: not enough start budget: it would spend %" PRIu64
+                                        " identifies; %" PRIu64 " of the daily %" PRIu64
+                                        " are spent in the last 24 h and %" PRIu64
+                                        " must stay in reserve",
+                                        s->name, v.cost, v.spent, v.limit, v.reserve);
+        }
         if (req->instance < 0) {
                 r = rollouts_start(c, s->name, &rollout);
                 if (r == -EBUSY)
@@ -422,7 +490,7 @@ int rpc_verb_restart(RpcContext *x) {
                                                  "instances", (int) s->count));
         }
         if ((uint32_t) req->instance >= s->count)
-                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "%s has no instance %d",
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "%s has no instance %d",
                                 s->name, req->instance);
         r = fleet_send_restart(c, s->name, (uint32_t) req->instance, id, &host);
         if (r == -ENOENT)
@@ -441,11 +509,12 @@ int rpc_verb_alerts(RpcContext *x) {
 
         for (size_t i = 0; arr && i < c->n_alerts; i++) {
                 const OpenAlert *a = &c->alerts[i];
-                json_array_append_new(
-                        arr, json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:I}", "id", a->id, "kind",
-                                       a->kind, "severity", a->severity, "service",
-                                       strempty(a->service), "host", strempty(a->host), "summary",
-                                       a->summary, "raised_at_us", (json_int_t) a->raised_at_us));
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "id",
+                                                     a->id, "kind", a->kind, "severity",
+                                                     alert_severity_name(a->severity), "service",
+                                                     strempty(a->service), "host",
+                                                     strempty(a->host), "summary", a->summary,
+                                                     "raised_at_us", (json_int_t) a->raised_at_us));
         }
         return rpc_set_json(x, json_pack("{s:o}", "alerts", arr));
 }
@@ -500,7 +569,7 @@ int rpc_verb_rollout(RpcContext *x) {
         Controller *c = x->c;
         const Baton__V1__RolloutRequest *req = x->request->rollout;
         const char *action, *svc;
-        json_t *arr;
+        json_t *arr, *reshards;
         int r = 0;
 
         if (x->request->args_case != BATON__V1__REQUEST__ARGS_ROLLOUT)
@@ -538,6 +607,13 @@ int rpc_verb_rollout(RpcContext *x) {
                         if (rollout_format(ro, &text) >= 0)
                                 (void) store_put_rollout(c->store, ro->service, ro->id, text);
                 }
+                /* A reshard is a rollout of its service too. */
+                for (size_t i = 0; i < c->n_shard_services; i++) {
+                        const char *name = c->shard_services[i]->service;
+                        if ((isempty(svc) || streq(name, svc)) &&
+                            shards_reshard_control(c, name, action) >= 0)
+                                n++;
+                }
                 if (n == 0)
                         return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
                                         "no rollout%s%s can be %s now", isempty(svc) ? "" : " of ",
@@ -552,5 +628,11 @@ int rpc_verb_rollout(RpcContext *x) {
         for (size_t i = 0; arr && i < c->n_rollouts; i++)
                 if (isempty(svc) || streq(c->rollouts[i]->service, svc))
                         json_array_append_new(arr, rollout_json(c->rollouts[i]));
-        return rpc_set_json(x, json_pack("{s:o}", "rollouts", arr));
+        reshards = json_array();
+        for (size_t i = 0; reshards && i < c->n_shard_services; i++) {
+                const Reshard *rs = shards_reshard_of(c, c->shard_services[i]->service);
+                if (rs && (isempty(svc) || streq(rs->service, svc)))
+                        json_array_append_new(reshards, reshard_json(rs));
+        }
+        return rpc_set_json(x, json_pack("{s:o, s:o}", "rollouts", arr, "reshards", reshards));
 }

@@ -41,3 +41,5 @@ int rpc_verb_alerts(RpcContext *x);
 int rpc_verb_audit(RpcContext *x);
 int rpc_verb_rollout(RpcContext *x);
 int rpc_verb_backup(RpcContext *x);
+int rpc_verb_shards(RpcContext *x);
+int rpc_verb_reshard(RpcContext *x);

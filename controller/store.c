@@ -71,6 +71,14 @@ static const char *const migrations[] = {
         "  id INTEGER NOT NULL,"
         "  state_text TEXT NOT NULL"
         ") STRICT;",
+        /* 3: sharded services: the shard layout, a reshard under way, and the
+         * daily start budget spent (controller/core/shardplan.h, budget.h). */
+        "CREATE TABLE shard_state ("
+        "  service TEXT PRIMARY KEY,"
+        "  layout TEXT NOT NULL,"
+        "  reshard TEXT,"
+        "  budget TEXT"
+        ") STRICT;",
 };
 
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "schema version mismatch");
@@ -623,6 +631,54 @@ int store_load_rollouts(Store *s, int (*fn)(const char *text, void *userdata), v
                 return r;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 r = fn((const char *) sqlite3_column_text(st, 0), userdata);
+                if (r < 0)
+                        return r;
+        }
+        return rc == SQLITE_DONE ? 0 : sqlite_to_errno(rc);
+}
+
+int store_put_shard_state(Store *s, const char *service, const char *layout, const char *reshard,
+                          const char *budget) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "INSERT OR REPLACE INTO shard_state (service, layout, reshard, budget) "
+                    "VALUES (?1, ?2, ?3, ?4)",
+                    &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, service);
+        bind_text(st, 2, layout);
+        bind_text(st, 3, reshard);
+        bind_text(st, 4, budget);
+        return step_done(s, st);
+}
+
+int store_delete_shard_state(Store *s, const char *service) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s, "DELETE FROM shard_state WHERE service = ?1", &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, service);
+        return step_done(s, st);
+}
+
+int store_load_shard_states(Store *s, StoreShardStateFn fn, void *userdata) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = prepare(s, "SELECT service, layout, reshard, budget FROM shard_state ORDER BY service",
+                    &st);
+        if (r < 0)
+                return r;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                r = fn((const char *) sqlite3_column_text(st, 0),
+                       (const char *) sqlite3_column_text(st, 1),
+                       (const char *) sqlite3_column_text(st, 2),
+                       (const char *) sqlite3_column_text(st, 3), userdata);
                 if (r < 0)
                         return r;
         }

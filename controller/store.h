@@ -12,7 +12,7 @@
 
 typedef struct Store Store;
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 typedef struct StoreHost {
         const char *id;
@@ -101,6 +101,15 @@ int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, co
                 const char *outcome);
 
 /* Last SQLite error message, for logs. */
+/* Sharded services: layout text, reshard text (NULL: none) and budget
+ * ledger text (NULL: nothing spent), one row per service. */
+int store_put_shard_state(Store *s, const char *service, const char *layout, const char *reshard,
+                          const char *budget);
+int store_delete_shard_state(Store *s, const char *service);
+typedef int (*StoreShardStateFn)(const char *service, const char *layout, const char *reshard,
+                                 const char *budget, void *userdata);
+int store_load_shard_states(Store *s, StoreShardStateFn fn, void *userdata);
+
 const char *store_error(Store *s);
 
 /* The database handle, for the backup verb (sqlite3_backup); NULL never. */

@@ -37,10 +37,16 @@ def up(build, demo_dir):
         json.dump({'world': w.dir, 'url': None, 'build': build}, f)
     print(f'Starting RabbitMQ (about 10 s) in {w.dir} …', flush=True)
     broker = w.start_broker()
-    w.start_controller(config={'controller': {'host_timeout': '10s'}})
+    secret, public = w.keygen()
+    # The broker's demo user (guest) is the operator; commands are signed.
+    w.start_controller(config={'controller': {'host_timeout': '10s'},
+                               'security': {'signing_key': secret, 'operators': 'guest'}})
     for name, labels in HOSTS:
         h = w.add_host(name)
-        w.start_agent(h, config={'agent': {'labels': labels, 'heartbeat_interval': '2s'}})
+        w.start_agent(h, config={
+            'agent': {'labels': labels, 'heartbeat_interval': '2s',
+                      'manage_units': 'core.service gateway@*.service audio@*.service'},
+            'security': {'controller_public_key': public}})
     w.save_state()
     with open(os.path.join(demo_dir, 'demo.json'), 'w') as f:
         json.dump({'world': w.dir, 'url': broker.url, 'build': build}, f)
@@ -53,14 +59,48 @@ def up(build, demo_dir):
         return len(hosts) == len(HOSTS) and all(h['state'] == 'up' for h in hosts)
 
     w.wait_for(hosts_up, 60, interval=0.5, what='three hosts up')
-    print()
-    print(batonctl(build, broker.url, 'ping').stdout)
     print(batonctl(build, broker.url, 'hosts').stdout)
+
+    # The example fleet: packaging/examples with the test workloads.
+    specs = os.path.join(w.dir, 'specs')
+    os.makedirs(specs, exist_ok=True)
+    files = []
+    for name in ('core.service', 'gateway@.service', 'audio@.service'):
+        with open(os.path.join(root, 'packaging', 'examples', name)) as f:
+            text = f.read().replace('@WORKLOADS@', os.path.join(build, 'tests', 'workloads'))
+        files.append(os.path.join(specs, name))
+        with open(files[-1], 'w') as f:
+            f.write(text)
+    r = batonctl(build, broker.url, 'apply', *files)
+    print(r.stdout or r.stderr)
+    if r.returncode != 0:
+        return r.returncode
+    print('Waiting for every instance to be active and every shard ready '
+          '(the gateways identify at the start budget\'s pace) …', flush=True)
+
+    def fleet_ready():
+        r = batonctl(build, broker.url, '--json', 'status')
+        if r.returncode != 0:
+            return False
+        services = json.loads(r.stdout)['services']
+        return len(services) == 3 and all(
+            s['healthy'] == s['count'] and (not s.get('shards') or
+                                            s['shards']['ready'] == s['shards']['total'])
+            for s in services)
+
+    w.wait_for(fleet_ready, 300, interval=1, what='the example fleet ready')
+    print(batonctl(build, broker.url, 'status').stdout)
+    r = batonctl(build, broker.url, 'shards', 'gateway')
+    print('\n'.join(r.stdout.splitlines()[-3:]))
     ctl = os.path.join(build, 'controller', 'batonctl')
+    print()
     print('The demo is running. Try:')
     print(f'  export BATON_BROKER={broker.url}')
-    print(f'  {ctl} hosts')
-    print(f'  {ctl} --json ping')
+    print(f'  {ctl} status')
+    print(f'  {ctl} shards gateway')
+    print(f'  {ctl} reshard gateway --instances 7 --wait   # no shard ever goes unserved')
+    print(f'  {ctl} restart gateway                     # readiness-gated rolling restart')
+    print(f'  {ctl} watch                               # alerts and events as they happen')
     print(f'  kill $(pgrep -f "baton-agent.*host-c")   # host-c goes down after 10 s')
     print('  packaging/demo.sh down                      # stop everything')
     return 0

@@ -7,12 +7,12 @@
 
 #include <assert.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "duration.h"
+#include "textline.h"
 #include "unit-name.h"
 
 #define ROLLOUT_TEXT_VERSION "baton-rollout/1"
@@ -342,240 +342,38 @@ int rollout_restart_id(const Rollout *r, uint32_t instance, char **ret) {
         return 0;
 }
 
-/* A growing string; the first failed allocation sticks, checked once at the end. */
-typedef struct Text {
-        char *s;
-        size_t len, size;
-        bool oom;
-} Text;
-
-static bool text_reserve(Text *t, size_t extra) {
-        size_t want;
-        char *p;
-
-        if (t->oom)
-                return false;
-        if (t->len + extra < t->size)
-                return true;
-        want = MAX(MAX(t->size * 2, t->len + extra + 1), (size_t) 256);
-        p = realloc(t->s, want);
-        if (!p) {
-                t->oom = true;
-                return false;
-        }
-        t->s = p;
-        t->size = want;
-        return true;
-}
-
-_printf_(2, 3) static void text_printf(Text *t, const char *fmt, ...) {
-        va_list ap;
-        int k = 0;
-
-        /* Mostly it fits the first time; otherwise grow and print again. */
-        for (int pass = 0; pass < 2; pass++) {
-                if (!text_reserve(t, pass == 0 ? 0 : (size_t) k))
-                        return;
-                va_start(ap, fmt);
-                k = vsnprintf(t->s + t->len, t->size - t->len, fmt, ap);
-                va_end(ap);
-                if (k < 0) {
-                        t->oom = true;
-                        return;
-                }
-                if ((size_t) k < t->size - t->len) {
-                        t->len += (size_t) k;
-                        return;
-                }
-        }
-}
-
-static void text_put_quoted(Text *t, const char *s) {
-        text_printf(t, "\"");
-        for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-                switch (*p) {
-                case '"':
-                case '\\':
-                        text_printf(t, "\\%c", *p);
-                        break;
-                case '\n':
-                        text_printf(t, "\\n");
-                        break;
-                case '\t':
-                        text_printf(t, "\\t");
-                        break;
-                case '\r':
-                        text_printf(t, "\\r");
-                        break;
-                default:
-                        /* Printable ASCII only, so the line stays one line of
-                         * plain text in any store, log or terminal. */
-                        if (*p >= 0x20 && *p < 0x7f)
-                                text_printf(t, "%c", *p);
-                        else
-                                text_printf(t, "\\x%02x", *p);
-                }
-        text_printf(t, "\"");
-}
-
 int rollout_format(const Rollout *r, char **ret) {
-        Text t = { 0 };
+        TextLine t = { 0 };
 
         assert(r);
         assert(ret);
         assert(r->service);
         assert(r->state >= 0 && r->state < _ROLLOUT_STATE_MAX);
 
-        text_printf(&t,
-                    ROLLOUT_TEXT_VERSION
-                    " service=%s id=%" PRIu64 " state=%s max_unavailable=%" PRIu32
-                    " healthy_for=%" PRIu64 " health_timeout=%" PRIu64 " alert=%d items=%zu",
-                    r->service, r->id, rollout_state_to_string(r->state), r->max_unavailable,
-                    (uint64_t) r->healthy_for, (uint64_t) r->health_timeout,
-                    r->alert_raised ? 1 : 0, r->n_items);
+        textline_printf(&t,
+                        ROLLOUT_TEXT_VERSION
+                        " service=%s id=%" PRIu64 " state=%s max_unavailable=%" PRIu32
+                        " healthy_for=%" PRIu64 " health_timeout=%" PRIu64 " alert=%d items=%zu",
+                        r->service, r->id, rollout_state_to_string(r->state), r->max_unavailable,
+                        (uint64_t) r->healthy_for, (uint64_t) r->health_timeout,
+                        r->alert_raised ? 1 : 0, r->n_items);
         for (size_t k = 0; k < r->n_items; k++) {
                 const RolloutItem *it = r->items + k;
 
                 assert(it->state >= 0 && it->state < _ITEM_STATE_MAX);
-                text_printf(&t, " %" PRIu32 ":%s:%" PRIu64 ":%" PRIu64 ":%" PRIu32, it->instance,
-                            rollout_item_state_to_string(it->state), (uint64_t) it->started_at,
-                            (uint64_t) it->healthy_since, it->attempts);
+                textline_printf(&t, " %" PRIu32 ":%s:%" PRIu64 ":%" PRIu64 ":%" PRIu32,
+                                it->instance, rollout_item_state_to_string(it->state),
+                                (uint64_t) it->started_at, (uint64_t) it->healthy_since,
+                                it->attempts);
         }
-        text_printf(&t, " reason=");
-        if (r->reason)
-                text_put_quoted(&t, r->reason);
-        else
-                text_printf(&t, "-");
+        textline_printf(&t, " ");
+        textline_put_reason(&t, r->reason);
 
         if (t.oom) {
                 free(t.s);
                 return -ENOMEM;
         }
         *ret = t.s;
-        return 0;
-}
-
-typedef struct Parser {
-        const char *text;
-        const char *p;
-        char *error;
-        bool oom;
-} Parser;
-
-/* Records the first error with the column (1-based) where it was found. */
-_printf_(2, 3) static int parser_fail(Parser *ps, const char *fmt, ...) {
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        int k;
-
-        if (ps->error || ps->oom)
-                return -EINVAL;
-        va_start(ap, fmt);
-        k = vasprintf(&msg, fmt, ap);
-        va_end(ap);
-        if (k < 0 ||
-            asprintf(&ps->error, "column %zu: %s", (size_t) (ps->p - ps->text) + 1, msg) < 0) {
-                ps->error = NULL;
-                ps->oom = true;
-                return -ENOMEM;
-        }
-        return -EINVAL;
-}
-
-/* Up to 32 bytes of the input for an error message, with anything that is
- * not printable ASCII shown as '?': junk must not reach a log as is. */
-typedef struct Snippet {
-        char s[33];
-} Snippet;
-
-static Snippet snippet(const char *p, size_t len) {
-        Snippet sn = { { 0 } };
-
-        len = MIN(len, sizeof(sn.s) - 1);
-        for (size_t i = 0; i < len; i++)
-                sn.s[i] = p[i] >= 0x20 && p[i] < 0x7f ? p[i] : '?';
-        return sn;
-}
-
-static int expect(Parser *ps, const char *literal) {
-        size_t n = strlen(literal);
-
-        if (strncmp(ps->p, literal, n) != 0)
-                return parser_fail(ps, "expected \"%s\"", literal);
-        ps->p += n;
-        return 0;
-}
-
-static bool is_digit(char c) {
-        return c >= '0' && c <= '9';
-}
-
-/* A decimal without sign, spaces or leading zeros, at most `limit`. */
-static int parse_uint(Parser *ps, const char *what, uint64_t limit, uint64_t *ret) {
-        uint64_t v = 0;
-
-        if (!is_digit(*ps->p))
-                return parser_fail(ps, "%s: expected a number", what);
-        if (ps->p[0] == '0' && is_digit(ps->p[1]))
-                return parser_fail(ps, "%s: leading zero", what);
-        for (; is_digit(*ps->p); ps->p++) {
-                uint64_t d = (uint64_t) (*ps->p - '0');
-
-                if (v > (limit - d) / 10)
-                        return parser_fail(ps, "%s: out of range (at most %" PRIu64 ")", what,
-                                           limit);
-                v = v * 10 + d;
-        }
-        *ret = v;
-        return 0;
-}
-
-static int parse_u32(Parser *ps, const char *what, uint32_t *ret) {
-        uint64_t v = 0;
-        int k;
-
-        k = parse_uint(ps, what, UINT32_MAX, &v);
-        if (k < 0)
-                return k;
-        *ret = (uint32_t) v;
-        return 0;
-}
-
-/* " key=NUMBER"; *ret_value_pos is where the number starts, for later errors. */
-static int parse_field_u64(Parser *ps, const char *key, uint64_t limit, uint64_t *ret,
-                           const char **ret_value_pos) {
-        char literal[32];
-        int k;
-
-        snprintf(literal, sizeof(literal), " %s=", key);
-        k = expect(ps, literal);
-        if (k < 0)
-                return k;
-        if (ret_value_pos)
-                *ret_value_pos = ps->p;
-        return parse_uint(ps, key, limit, ret);
-}
-
-/* A word of [a-z] (states), looked up in a table. */
-static int parse_state_word(Parser *ps, const char *what, int (*lookup)(const char *), int *ret) {
-        char word[16];
-        size_t n = 0;
-        const char *start = ps->p;
-        int v;
-
-        while (ps->p[n] >= 'a' && ps->p[n] <= 'z' && n < sizeof(word) - 1) {
-                word[n] = ps->p[n];
-                n++;
-        }
-        word[n] = 0;
-        v = n > 0 && !(ps->p[n] >= 'a' && ps->p[n] <= 'z') ? lookup(word) : -EINVAL;
-        if (v < 0) {
-                size_t len = strcspn(start, " :");
-
-                return parser_fail(ps, "%s: unknown state \"%s\"", what, snippet(start, len).s);
-        }
-        ps->p += n;
-        *ret = v;
         return 0;
 }
 
@@ -587,128 +385,34 @@ static int lookup_item_state(const char *s) {
         return rollout_item_state_from_string(s);
 }
 
-/* Lower case only: the parser accepts exactly what rollout_format() writes. */
-static int hex_value(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        return -1;
-}
-
-/* reason=- or reason="…"; the rest of the text, with nothing after it. */
-static int parse_reason(Parser *ps, char **ret) {
-        _cleanup_free_ char *s = NULL;
-        size_t n = 0;
-        int k;
-
-        k = expect(ps, "reason=");
-        if (k < 0)
-                return k;
-        if (ps->p[0] == '-') {
-                ps->p++;
-                *ret = NULL;
-                return 0;
-        }
-        if (ps->p[0] != '"')
-                return parser_fail(ps, "reason: expected \"-\" or a quoted string");
-        ps->p++;
-
-        /* Unescaping only shrinks. */
-        s = malloc(strlen(ps->p) + 1);
-        if (!s) {
-                ps->oom = true;
-                return -ENOMEM;
-        }
-
-        for (;;) {
-                unsigned char c = (unsigned char) *ps->p;
-
-                if (c == 0)
-                        return parser_fail(ps, "reason: missing closing quote");
-                if (c == '"')
-                        break;
-                if (c < 0x20 || c >= 0x7f)
-                        return parser_fail(ps, "reason: unescaped byte 0x%02x", c);
-                if (c != '\\') {
-                        s[n++] = (char) c;
-                        ps->p++;
-                        continue;
-                }
-
-                switch (ps->p[1]) {
-                case '\\':
-                case '"':
-                        s[n++] = ps->p[1];
-                        ps->p += 2;
-                        break;
-                case 'n':
-                        s[n++] = '\n';
-                        ps->p += 2;
-                        break;
-                case 't':
-                        s[n++] = '\t';
-                        ps->p += 2;
-                        break;
-                case 'r':
-                        s[n++] = '\r';
-                        ps->p += 2;
-                        break;
-                case 'x': {
-                        int hi = hex_value(ps->p[2]), lo = hi < 0 ? -1 : hex_value(ps->p[3]), b;
-
-                        if (hi < 0 || lo < 0)
-                                return parser_fail(ps,
-                                                   "reason: \\x needs two lower-case hex digits");
-                        b = hi * 16 + lo;
-                        if (b == 0)
-                                return parser_fail(ps, "reason: NUL byte");
-                        /* One spelling per text: what has a shorter form must use it. */
-                        if ((b >= 0x20 && b < 0x7f) || b == '\n' || b == '\t' || b == '\r')
-                                return parser_fail(ps, "reason: needless escape \\x%02x",
-                                                   (unsigned) b);
-                        s[n++] = (char) b;
-                        ps->p += 4;
-                        break;
-                }
-                case 0:
-                        return parser_fail(ps, "reason: backslash at end of text");
-                default:
-                        return parser_fail(ps, "reason: unknown escape \"\\%c\"",
-                                           ps->p[1] >= 0x20 && ps->p[1] < 0x7f ? ps->p[1] : '?');
-                }
-        }
-        ps->p++; /* closing quote */
-        s[n] = 0;
-        *ret = TAKE_PTR(s);
-        return 0;
-}
-
-static int parse_item(Parser *ps, size_t k, RolloutItem *ret) {
+static int parse_item(TextParser *ps, size_t k, RolloutItem *ret) {
         RolloutItem it = { 0 };
         char what[64];
         uint64_t v = 0;
         int state = 0, e;
 
         snprintf(what, sizeof(what), "item %zu instance", k);
-        e = parse_u32(ps, what, &it.instance);
+        e = textline_parse_u32(ps, what, &it.instance);
         if (e < 0)
                 return e;
         snprintf(what, sizeof(what), "item %zu state", k);
-        if ((e = expect(ps, ":")) < 0 ||
-            (e = parse_state_word(ps, what, lookup_item_state, &state)) < 0)
+        if ((e = textline_expect(ps, ":")) < 0 ||
+            (e = textline_parse_state(ps, what, lookup_item_state, &state)) < 0)
                 return e;
         it.state = state;
         snprintf(what, sizeof(what), "item %zu started_at", k);
-        if ((e = expect(ps, ":")) < 0 || (e = parse_uint(ps, what, UINT64_MAX, &v)) < 0)
+        if ((e = textline_expect(ps, ":")) < 0 ||
+            (e = textline_parse_uint(ps, what, UINT64_MAX, &v)) < 0)
                 return e;
         it.started_at = v;
         snprintf(what, sizeof(what), "item %zu healthy_since", k);
-        if ((e = expect(ps, ":")) < 0 || (e = parse_uint(ps, what, UINT64_MAX, &v)) < 0)
+        if ((e = textline_expect(ps, ":")) < 0 ||
+            (e = textline_parse_uint(ps, what, UINT64_MAX, &v)) < 0)
                 return e;
         it.healthy_since = v;
         snprintf(what, sizeof(what), "item %zu attempts", k);
-        if ((e = expect(ps, ":")) < 0 || (e = parse_u32(ps, what, &it.attempts)) < 0)
+        if ((e = textline_expect(ps, ":")) < 0 ||
+            (e = textline_parse_u32(ps, what, &it.attempts)) < 0)
                 return e;
 
         *ret = it;
@@ -717,7 +421,7 @@ static int parse_item(Parser *ps, size_t k, RolloutItem *ret) {
 
 /* Refuses what no sequence of steps and operator controls can produce, so a
  * corrupted row is reported instead of acted upon. */
-static int rollout_check(Parser *ps, const Rollout *r, const char *const *item_pos) {
+static int rollout_check(TextParser *ps, const Rollout *r, const char *const *item_pos) {
         size_t in_flight = 0, failed = 0, done = 0;
 
         for (size_t k = 0; k < r->n_items; k++) {
@@ -725,18 +429,19 @@ static int rollout_check(Parser *ps, const Rollout *r, const char *const *item_p
 
                 ps->p = item_pos[k];
                 if (k > 0 && it->instance <= r->items[k - 1].instance)
-                        return parser_fail(ps, "item %zu: instance %" PRIu32 " not after %" PRIu32,
-                                           k, it->instance, r->items[k - 1].instance);
+                        return textline_fail(ps,
+                                             "item %zu: instance %" PRIu32 " not after %" PRIu32, k,
+                                             it->instance, r->items[k - 1].instance);
                 if (it->state == ITEM_PENDING && (it->started_at != 0 || it->healthy_since != 0))
-                        return parser_fail(ps, "item %zu: pending but has started_at/healthy_since",
-                                           k);
+                        return textline_fail(
+                                ps, "item %zu: pending but has started_at/healthy_since", k);
                 if (it->state != ITEM_PENDING && it->attempts == 0)
-                        return parser_fail(ps, "item %zu: %s but never restarted (attempts 0)", k,
-                                           rollout_item_state_to_string(it->state));
+                        return textline_fail(ps, "item %zu: %s but never restarted (attempts 0)", k,
+                                             rollout_item_state_to_string(it->state));
                 if ((it->state == ITEM_RESTARTING || it->state == ITEM_FAILED) &&
                     it->healthy_since != 0)
-                        return parser_fail(ps, "item %zu: %s but healthy_since is set", k,
-                                           rollout_item_state_to_string(it->state));
+                        return textline_fail(ps, "item %zu: %s but healthy_since is set", k,
+                                             rollout_item_state_to_string(it->state));
                 in_flight += item_in_flight(it);
                 failed += it->state == ITEM_FAILED;
                 done += it->state == ITEM_DONE;
@@ -744,20 +449,20 @@ static int rollout_check(Parser *ps, const Rollout *r, const char *const *item_p
 
         ps->p = item_pos[r->n_items];
         if (in_flight > r->max_unavailable)
-                return parser_fail(ps, "%zu items in flight, more than max_unavailable %" PRIu32,
-                                   in_flight, r->max_unavailable);
+                return textline_fail(ps, "%zu items in flight, more than max_unavailable %" PRIu32,
+                                     in_flight, r->max_unavailable);
         if (r->state == ROLLOUT_DONE && done != r->n_items)
-                return parser_fail(ps, "state done but %zu of %zu items are not", r->n_items - done,
-                                   r->n_items);
+                return textline_fail(ps, "state done but %zu of %zu items are not",
+                                     r->n_items - done, r->n_items);
         if ((r->state == ROLLOUT_RUNNING || r->state == ROLLOUT_PAUSED) && failed > 0)
-                return parser_fail(ps, "state %s with %zu failed items",
-                                   rollout_state_to_string(r->state), failed);
+                return textline_fail(ps, "state %s with %zu failed items",
+                                     rollout_state_to_string(r->state), failed);
         if (r->state == ROLLOUT_FAILED && failed == 0)
-                return parser_fail(ps, "state failed without a failed item");
+                return textline_fail(ps, "state failed without a failed item");
         return 0;
 }
 
-static int parse_rollout(Parser *ps, Rollout **ret) {
+static int parse_rollout(TextParser *ps, Rollout **ret) {
         _cleanup_(rollout_freep) Rollout *r = NULL;
         _cleanup_free_ const char **item_pos = NULL;
         const char *start;
@@ -775,9 +480,10 @@ static int parse_rollout(Parser *ps, Rollout **ret) {
         len = strcspn(ps->p, " ");
         if (strncmp(ps->p, "baton-rollout/", strlen("baton-rollout/")) == 0 &&
             (len != strlen(ROLLOUT_TEXT_VERSION) || strncmp(ps->p, ROLLOUT_TEXT_VERSION, len) != 0))
-                return parser_fail(ps, "unsupported version \"%s\" (this is %s)",
-                                   snippet(ps->p, len).s, ROLLOUT_TEXT_VERSION);
-        if ((k = expect(ps, ROLLOUT_TEXT_VERSION)) < 0 || (k = expect(ps, " service=")) < 0)
+                return textline_fail(ps, "unsupported version \"%s\" (this is %s)",
+                                     textline_snippet(ps->p, len).s, ROLLOUT_TEXT_VERSION);
+        if ((k = textline_expect(ps, ROLLOUT_TEXT_VERSION)) < 0 ||
+            (k = textline_expect(ps, " service=")) < 0)
                 return k;
 
         start = ps->p;
@@ -788,55 +494,55 @@ static int parse_rollout(Parser *ps, Rollout **ret) {
                 return -ENOMEM;
         }
         if (!service_name_is_valid(r->service))
-                return parser_fail(ps, "service: invalid service name \"%s\"",
-                                   snippet(start, len).s);
+                return textline_fail(ps, "service: invalid service name \"%s\"",
+                                     textline_snippet(start, len).s);
         ps->p += len;
-        if ((k = parse_field_u64(ps, "id", UINT64_MAX, &v, NULL)) < 0)
+        if ((k = textline_parse_field(ps, "id", UINT64_MAX, &v, NULL)) < 0)
                 return k;
         r->id = v;
 
-        if ((k = expect(ps, " state=")) < 0 ||
-            (k = parse_state_word(ps, "state", lookup_rollout_state, &state)) < 0)
+        if ((k = textline_expect(ps, " state=")) < 0 ||
+            (k = textline_parse_state(ps, "state", lookup_rollout_state, &state)) < 0)
                 return k;
         r->state = state;
 
-        if ((k = parse_field_u64(ps, "max_unavailable", UINT32_MAX, &v, &start)) < 0)
+        if ((k = textline_parse_field(ps, "max_unavailable", UINT32_MAX, &v, &start)) < 0)
                 return k;
         if (v == 0) {
                 ps->p = start;
-                return parser_fail(ps, "max_unavailable must be at least 1");
+                return textline_fail(ps, "max_unavailable must be at least 1");
         }
         r->max_unavailable = (uint32_t) v;
 
-        if ((k = parse_field_u64(ps, "healthy_for", UINT64_MAX, &v, NULL)) < 0)
+        if ((k = textline_parse_field(ps, "healthy_for", UINT64_MAX, &v, NULL)) < 0)
                 return k;
         r->healthy_for = v;
-        if ((k = parse_field_u64(ps, "health_timeout", UINT64_MAX, &v, &start)) < 0)
+        if ((k = textline_parse_field(ps, "health_timeout", UINT64_MAX, &v, &start)) < 0)
                 return k;
         r->health_timeout = v;
         if (!timing_is_valid(r->healthy_for, r->health_timeout)) {
                 ps->p = start;
-                return parser_fail(ps, "health_timeout must be longer than healthy_for");
+                return textline_fail(ps, "health_timeout must be longer than healthy_for");
         }
 
-        if ((k = expect(ps, " alert=")) < 0)
+        if ((k = textline_expect(ps, " alert=")) < 0)
                 return k;
         if (ps->p[0] != '0' && ps->p[0] != '1')
-                return parser_fail(ps, "alert: expected 0 or 1");
+                return textline_fail(ps, "alert: expected 0 or 1");
         r->alert_raised = *ps->p++ == '1';
 
-        if ((k = parse_field_u64(ps, "items", UINT64_MAX, &v, &start)) < 0)
+        if ((k = textline_parse_field(ps, "items", UINT64_MAX, &v, &start)) < 0)
                 return k;
         if (v == 0 || v > ROLLOUT_ITEMS_MAX) {
                 ps->p = start;
-                return parser_fail(ps, "items: %" PRIu64 " is not within 1..%u", v,
-                                   ROLLOUT_ITEMS_MAX);
+                return textline_fail(ps, "items: %" PRIu64 " is not within 1..%u", v,
+                                     ROLLOUT_ITEMS_MAX);
         }
         /* Each item takes at least 13 bytes of text: refuse a count the rest
          * cannot hold before allocating for it. */
         if (strlen(ps->p) / 13 < v) {
                 ps->p = start;
-                return parser_fail(ps, "items: text too short for %" PRIu64 " items", v);
+                return textline_fail(ps, "items: text too short for %" PRIu64 " items", v);
         }
 
         r->items = calloc(v, sizeof(RolloutItem));
@@ -846,7 +552,7 @@ static int parse_rollout(Parser *ps, Rollout **ret) {
                 return -ENOMEM;
         }
         for (size_t i = 0; i < v; i++) {
-                if ((k = expect(ps, " ")) < 0)
+                if ((k = textline_expect(ps, " ")) < 0)
                         return k;
                 item_pos[i] = ps->p;
                 if ((k = parse_item(ps, i, r->items + i)) < 0)
@@ -855,10 +561,10 @@ static int parse_rollout(Parser *ps, Rollout **ret) {
         }
         item_pos[v] = ps->p;
 
-        if ((k = expect(ps, " ")) < 0 || (k = parse_reason(ps, &r->reason)) < 0)
+        if ((k = textline_expect(ps, " ")) < 0 || (k = textline_parse_reason(ps, &r->reason)) < 0)
                 return k;
         if (*ps->p != 0)
-                return parser_fail(ps, "unexpected text after the reason");
+                return textline_fail(ps, "unexpected text after the reason");
 
         k = rollout_check(ps, r, item_pos);
         if (k < 0)
@@ -869,7 +575,7 @@ static int parse_rollout(Parser *ps, Rollout **ret) {
 }
 
 int rollout_parse(const char *text, Rollout **ret, char **ret_error) {
-        Parser ps = { .text = text, .p = text };
+        TextParser ps = { .text = text, .p = text };
         Rollout *r = NULL;
         int k;
 

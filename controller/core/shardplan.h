@@ -42,6 +42,8 @@ typedef struct ShardLayout {
 } ShardLayout;
 
 void shard_layout_done(ShardLayout *l);
+/* A deep copy into *dst, which is overwritten, not freed first (like a ret
+ * parameter: untouched on -ENOMEM). */
 int shard_layout_copy(ShardLayout *dst, const ShardLayout *src);
 
 /* The initial layout: epoch 1, every slot 0, instance i owns the contiguous

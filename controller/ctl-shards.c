@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* batonctl shards SERVICE: the shard map of a sharded service — which copy
+ * owns which shards on which host in which epoch, and how many are ready —
+ * with a reshard under way and the start budget. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "ctl-verbs.h"
+
+static int print_copies(json_t *doc) {
+        static const char *const headers[] = { "INSTANCE", "UNIT",   "HOST",  "ROLE",
+                                               "EPOCH",    "SHARDS", "READY", "STATE" };
+        _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
+        json_t *cp;
+        size_t i;
+
+        if (!t)
+                return CTL_EXIT_FAILED;
+        json_array_foreach(ctl_json_array(doc, "copies"), i, cp) {
+                char inst[32], epoch[32];
+                const char *state = ctl_json_string(cp, "active_state");
+
+                if (!json_is_object(cp))
+                        continue;
+                if (!ctl_json_true(cp, "running"))
+                        state = "waiting for the start gate";
+                const char *row[] = {
+                        ctl_json_text(cp, "instance", inst, sizeof(inst)),
+                        ctl_json_string(cp, "unit"),
+                        ctl_json_nonempty(cp, "host"),
+                        ctl_json_string(cp, "role"),
+                        ctl_json_text(cp, "epoch", epoch, sizeof(epoch)),
+                        ctl_json_nonempty(cp, "shards"),
+                        ctl_json_nonempty(cp, "ready"),
+                        state,
+                };
+                if (ctl_table_add(t, row) < 0)
+                        return CTL_EXIT_FAILED;
+        }
+        ctl_table_print(t, stdout);
+        return CTL_EXIT_OK;
+}
+
+static int run(Ctl *ctl, int argc, char *argv[]) {
+        Baton__V1__Request req;
+        Baton__V1__ServiceRequest sr;
+        _cleanup_(json_decrefp) json_t *doc = NULL;
+        json_t *rs, *budget;
+        int64_t ready = 0, total = 0, epoch = 0;
+        int r;
+
+        r = ctl_parse_positional(&ctl_command_shards, argc, argv, 1, 1, "no service given");
+        if (r != CTL_CONTINUE)
+                return r;
+        if (isempty(argv[optind]))
+                return ctl_usage_error(&ctl_command_shards, "the service name is empty");
+
+        ctl_service_request_init(&req, &sr, "shards", argv[optind]);
+        r = ctl_request_json(ctl, &req, &doc);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (ctl->json)
+                return ctl_print_document(doc);
+
+        r = print_copies(doc);
+        if (r != CTL_EXIT_OK)
+                return r;
+        (void) ctl_json_int(doc, "ready", &ready);
+        (void) ctl_json_int(doc, "shard_count", &total);
+        (void) ctl_json_int(doc, "epoch", &epoch);
+        printf("\n%s: %" PRId64 "/%" PRId64 " shards ready in epoch %" PRId64 ".\n",
+               strna(ctl_json_string(doc, "service")), ready, total, epoch);
+        if (ctl_json_nonempty(doc, "unowned"))
+                printf("Without a ready owner: %s\n", ctl_json_string(doc, "unowned"));
+        if (ctl_json_nonempty(doc, "owned_twice"))
+                printf("Owned twice (a handoff while resharding): %s\n",
+                       ctl_json_string(doc, "owned_twice"));
+        if (ctl_json_nonempty(doc, "failed"))
+                printf("Identify failed: %s\n", ctl_json_string(doc, "failed"));
+        rs = json_object_get(doc, "reshard");
+        if (json_is_object(rs)) {
+                int64_t done = 0, n = 0, fi = 0, ti = 0, fs = 0, ts = 0;
+                (void) ctl_json_int(rs, "done", &done);
+                (void) ctl_json_int(rs, "total", &n);
+                (void) ctl_json_int(rs, "from_instances", &fi);
+                (void) ctl_json_int(rs, "to_instances", &ti);
+                (void) ctl_json_int(rs, "from_shards", &fs);
+                (void) ctl_json_int(rs, "to_shards", &ts);
+                printf("Reshard %s: %" PRId64 "→%" PRId64 " instances, %" PRId64 "→%" PRId64
+                       " shards, %" PRId64 "/%" PRId64 " steps done.\n",
+                       strna(ctl_json_string(rs, "state")), fi, ti, fs, ts, done, n);
+        }
+        budget = json_object_get(doc, "budget");
+        if (json_is_object(budget)) {
+                int64_t limit = 0, spent = 0;
+                (void) ctl_json_int(budget, "daily_limit", &limit);
+                (void) ctl_json_int(budget, "spent_24h", &spent);
+                if (limit > 0)
+                        printf("Start budget: %" PRId64 " of %" PRId64
+                               " identifies spent in the last 24 h.\n",
+                               spent, limit);
+        }
+        return CTL_EXIT_OK;
+}
+
+const CtlCommand ctl_command_shards = {
+        .name = "shards",
+        .usage = "SERVICE",
+        .summary = "the shard map of a sharded service",
+        .run = run,
+};

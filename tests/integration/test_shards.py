@@ -1,0 +1,251 @@
+# SPDX-License-Identifier: MIT
+"""Sharded services end to end on three real hosts: a gateway fleet of 6
+instances × 96 shards (baton-test-gateway, IdentifyConcurrency=1) starts
+through the start gate; a reshard to 7 instances and a reshard to 128 shards
+keep every shard served throughout (the shard map sampled all along) and
+never exceed the identify rate (the gateways' own identify logs); a rolling
+restart waits for every shard of an instance to be ready before the next;
+`batonctl shards`/`reshard` answer and refuse as documented."""
+
+import json
+import os
+import re
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from tap import Suite  # noqa: E402
+from world import build_path  # noqa: E402
+
+HOSTS = ['alpha', 'bravo', 'charlie']
+INTERVAL_MS = 60
+suite = Suite('shards')
+S = {}
+LOG_LINE = re.compile(r'^(\d+) (\S+)@(\S+) shard=(\d+) bucket=(\d+) epoch=(\d+) host=(\S+)$')
+
+
+def unit_escape(s):
+    return s.replace('%', '%%').replace('$', '$$')
+
+
+def gateway_spec(log):
+    return '\n'.join([
+        '[Unit]',
+        'Description=test gateway %i',
+        '[Service]',
+        'Type=notify',
+        f'ExecStart="{unit_escape(build_path("tests", "workloads", "baton-test-gateway"))}"',
+        f'Environment="GATEWAY_IDENTIFY_INTERVAL_MS={INTERVAL_MS}" '
+        f'"GATEWAY_IDENTIFY_CONCURRENCY=1" "GATEWAY_IDENTIFY_MS=5" '
+        f'"GATEWAY_IDENTIFY_LOG={unit_escape(log)}"',
+        '[X-Baton]',
+        'Kind=sharded',
+        'Instances=6',
+        'Shards=96',
+        'MinReplicas=1',
+        'MaxReplicas=12',
+        'MaxPerHost=3',
+        'MaxUnavailable=1',
+        'HealthyFor=300ms',
+        'HealthTimeout=60s',
+        'IdentifyConcurrency=1',
+        f'IdentifyInterval={INTERVAL_MS}ms',
+        'DailyStartBudget=2000',
+        '',
+    ])
+
+
+def spec_file(world, name, text):
+    path = os.path.join(world.dir, 'specs', name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def ctl_json(world, *args, timeout=20):
+    r = world.batonctl('--json', *args, timeout=timeout)
+    assert r.returncode == 0, f'batonctl {" ".join(args)}: {r.returncode}\n{r.stderr}'
+    return json.loads(r.stdout)
+
+
+def identifies(world):
+    try:
+        with open(S['log']) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        m = LOG_LINE.match(line)
+        assert m, f'malformed identify log line: {line!r}'
+        out.append({'usec': int(m[1]), 'instance': m[3], 'shard': int(m[4]),
+                    'epoch': int(m[6]), 'host': m[7]})
+    return out
+
+
+def check_rate(lines, what):
+    """IdentifyConcurrency=1: one bucket, so one identify per interval fleet-wide."""
+    lines = sorted(lines, key=lambda e: e['usec'])
+    for a, b in zip(lines, lines[1:]):
+        gap = b['usec'] - a['usec']
+        assert gap >= INTERVAL_MS * 1000, \
+            f'{what}: shard {b["shard"]} ({b["instance"]}) identified {gap} µs after shard ' \
+            f'{a["shard"]} ({a["instance"]}); the interval is {INTERVAL_MS} ms'
+
+
+def all_ready(world, total):
+    m = ctl_json(world, 'shards', 'gw')
+    return m['ready'] == total and m['shard_count'] == total and m['reshard'] is None and m
+
+
+class Sampler:
+    """Samples the shard map in the background; records every sample in
+    which a shard of the serving epoch had no ready owner."""
+
+    def __init__(self, world):
+        self.world, self.samples, self.gaps, self.stop = world, 0, [], False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            r = self.world.batonctl('--json', 'shards', 'gw', timeout=10)
+            if r.returncode == 0:
+                m = json.loads(r.stdout)
+                self.samples += 1
+                if m['unowned'] or m['ready'] != m['shard_count']:
+                    self.gaps.append((m['epoch'], m['ready'], m['shard_count'], m['unowned']))
+            time.sleep(0.1)
+
+    def finish(self):
+        self.stop = True
+        self.thread.join(15)
+        return self.samples, self.gaps
+
+
+@suite.setup
+def setup(world):
+    world.start_broker()
+    secret, public = world.keygen()
+    S['controller'] = world.start_controller(config={
+        'controller': {'host_timeout': '5s'},
+        'security': {'signing_key': secret, 'operators': 'guest'}})
+    world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
+                   what='controller answering')
+    S['hosts'] = {n: world.add_host(n) for n in HOSTS}
+    S['agents'] = {n: world.start_agent(S['hosts'][n], config={
+        'agent': {'manage_units': 'gw@*.service', 'heartbeat_interval': '1s'},
+        'security': {'controller_public_key': public}}) for n in HOSTS}
+    world.wait_for(lambda: len([h for h in ctl_json(world, 'hosts')['hosts']
+                                if h['state'] == 'up']) == 3, 20, what='three hosts up')
+    S['log'] = os.path.join(world.dir, 'identify.log')
+
+
+@suite.case
+def gateway_fleet_starts_through_the_gate(world):
+    ctl_json(world, 'apply', spec_file(world, 'gw@.service', gateway_spec(S['log'])))
+    m = world.wait_for(lambda: all_ready(world, 96), 90, interval=0.5,
+                       what='96 shards ready')
+    assert m['epoch'] == 1 and m['instances'] == 6, m
+    assert len(m['copies']) == 6 and all(c['role'] == 'live' for c in m['copies']), m
+    assert len(m['shards']) == 96 and all(s['state'] == 'ready' for s in m['shards']), m
+    log = identifies(world)
+    assert sorted(e['shard'] for e in log) == list(range(96)), 'each shard identified once'
+    check_rate(log, 'initial start')
+    st = ctl_json(world, 'status', 'gw')['services'][0]
+    assert st['healthy'] == 6 and st['shards']['ready'] == 96, st
+    r = world.batonctl('shards', 'gw')
+    assert r.returncode == 0 and '96/96 shards ready in epoch 1' in r.stdout, r.stdout
+
+
+@suite.case
+def shards_and_reshard_refuse_bad_requests(world):
+    r = world.batonctl('--json', 'shards', 'nosuch')
+    assert r.returncode == 4 and 'nosuch' in r.stderr, r
+    r = world.batonctl('reshard', 'gw', '--instances', '0')
+    assert r.returncode == 2, r
+    r = world.batonctl('reshard', 'gw')
+    assert r.returncode == 2, r
+    r = world.batonctl('reshard', 'gw', '--instances', '13')
+    assert r.returncode == 4 and 'MaxReplicas' in r.stderr, r
+    r = world.batonctl('reshard', 'gw', '--instances', '6')
+    assert r.returncode == 4 and 'already' in r.stderr, r
+    plan = ctl_json(world, 'reshard', 'gw', '--instances', '7', '--dry-run')
+    assert plan['dry_run'] and plan['to']['instances'] == 7 and plan['shards_moving'] == 13, plan
+    assert plan['identifies'] == 96 and plan['estimated_duration_us'] > 0, plan
+    assert ctl_json(world, 'shards', 'gw')['instances'] == 6, 'a dry run changes nothing'
+    # Over budget: the plan's numbers are in the refusal.
+    small = gateway_spec(S['log']).replace('Description=test gateway',
+                                           'Description=small gateway')
+    small = small.replace('DailyStartBudget=2000', 'DailyStartBudget=150').replace(
+        'Instances=6', 'Instances=2').replace('Shards=96', 'Shards=8')
+    ctl_json(world, 'apply', spec_file(world, 'gw2@.service', small))
+    r = world.batonctl('reshard', 'gw2', '--shards', '145')
+    assert r.returncode == 4 and 'budget' in r.stderr and '150' in r.stderr \
+        and '145' in r.stderr, r
+    ctl_json(world, 'delete', 'gw2')
+
+
+@suite.case
+def reshard_to_seven_instances_keeps_every_shard_served(world):
+    before = len(identifies(world))
+    sampler = Sampler(world)
+    r = world.batonctl('reshard', 'gw', '--instances', '7', '--wait', timeout=240)
+    samples, gaps = sampler.finish()
+    assert r.returncode == 0, f'{r.returncode}\n{r.stdout}\n{r.stderr}'
+    m = all_ready(world, 96)
+    assert m and m['instances'] == 7 and m['epoch'] == 1, m
+    assert samples >= 10, f'only {samples} samples of the map'
+    assert not gaps, f'shards without a ready owner during the reshard: {gaps[:5]}'
+    log = identifies(world)
+    check_rate(log, 'reshard to 7 instances')
+    assert len(log) - before == 96, f'{len(log) - before} identifies, planned 96'
+    owners = {}
+    for c in m['copies']:
+        assert c['role'] == 'live', c
+        owners[c['instance']] = c['shards']
+    assert len(owners) == 7, owners
+
+
+@suite.case
+def reshard_to_128_shards_brings_the_new_set_up_first(world):
+    before = len(identifies(world))
+    sampler = Sampler(world)
+    r = world.batonctl('reshard', 'gw', '--shards', '128', '--wait', timeout=300)
+    samples, gaps = sampler.finish()
+    assert r.returncode == 0, f'{r.returncode}\n{r.stdout}\n{r.stderr}'
+    m = all_ready(world, 128)
+    assert m and m['epoch'] == 2 and m['instances'] == 7, m
+    assert not gaps, f'shards without a ready owner during the reshard: {gaps[:5]}'
+    new = identifies(world)[before:]
+    check_rate(identifies(world), 'reshard to 128 shards')
+    assert sorted(e['shard'] for e in new) == list(range(128)), 'the new set identified once'
+    assert all(e['epoch'] == 2 for e in new), 'new copies run under epoch 2'
+
+
+@suite.case
+def rolling_restart_waits_for_every_shard(world):
+    before = len(identifies(world))
+    res = ctl_json(world, 'restart', 'gw')
+    assert res['instances'] == 7, res
+    world.wait_for(lambda: ctl_json(world, 'rollout', 'status', 'gw')['rollouts'][0]['state']
+                   == 'done', 240, interval=0.5, what='rolling restart done')
+    new = identifies(world)[before:]
+    assert len(new) == 128, f'{len(new)} identifies'
+    check_rate(identifies(world), 'rolling restart')
+    # One instance at a time: each instance's identifies end before the next one's begin.
+    spans = {}
+    for e in new:
+        lo, hi = spans.get(e['instance'], (e['usec'], e['usec']))
+        spans[e['instance']] = (min(lo, e['usec']), max(hi, e['usec']))
+    ordered = sorted(spans.values())
+    for (a_lo, a_hi), (b_lo, b_hi) in zip(ordered, ordered[1:]):
+        assert b_lo > a_hi, f'two instances identified at once: {ordered}'
+    assert all_ready(world, 128)
+
+
+if __name__ == '__main__':
+    suite.run()
