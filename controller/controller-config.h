@@ -11,6 +11,7 @@ typedef struct ControllerConfig {
         char *database;
         usec_t host_timeout;
         usec_t flush_interval;
+        usec_t shard_unowned_after;
         char *metrics_listen;
         char *signing_key;
         char *operators;

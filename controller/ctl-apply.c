@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "ctl-verbs.h"
+#include "duration.h"
 #include "util.h"
 
 /* A unit file is a few KiB; this only stops a mistaken argument (a log, an
@@ -109,7 +110,8 @@ static bool is_service_change(json_t *service) {
 }
 
 static int print_services(json_t *services) {
-        static const char *const headers[] = { "SERVICE", "ACTION", "KIND", "COUNT" };
+        static const char *const headers[] = { "SERVICE", "ACTION",     "KIND",
+                                               "COUNT",   "IDENTIFIES", "START TIME" };
         _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
         json_t *s;
         size_t i;
@@ -117,12 +119,18 @@ static int print_services(json_t *services) {
         if (!t)
                 return CTL_EXIT_FAILED;
         json_array_foreach(services, i, s) {
-                char count[32];
+                char count[32], ids[32], took[64] = "-";
+                int64_t us;
+
+                if (ctl_json_int(s, "estimated_duration_us", &us) >= 0 && us >= 0)
+                        (void) duration_format(took, sizeof(took), (usec_t) us);
                 const char *row[] = {
                         ctl_json_string(s, "service"),
                         ctl_json_string(s, "action"),
                         ctl_json_string(s, "kind"),
                         ctl_json_text(s, "count", count, sizeof(count)),
+                        ctl_json_text(s, "identifies", ids, sizeof(ids)),
+                        took,
                 };
 
                 if (!json_is_object(s))

@@ -8,7 +8,7 @@
 #include "ctl-verbs.h"
 
 static int print_services(json_t *services) {
-        static const char *const headers[] = { "SERVICE", "KIND", "INSTANCES" };
+        static const char *const headers[] = { "SERVICE", "KIND", "INSTANCES", "SHARDS" };
         _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
         json_t *s, *in;
         size_t i, j;
@@ -29,8 +29,16 @@ static int print_services(json_t *services) {
                 if (ctl_json_int(s, "count", &count) < 0)
                         count = (int64_t) json_array_size(instances);
                 snprintf(n, sizeof(n), "%zu/%" PRId64, healthy, count);
-                const char *row[] = { ctl_json_string(s, "service"), ctl_json_string(s, "kind"),
-                                      n };
+                /* Sharded: shards ready over the total of the serving epoch. */
+                json_t *sh = json_object_get(s, "shards");
+                int64_t ready, total;
+                char shards[96] = "-";
+                if (json_is_object(sh) && ctl_json_int(sh, "ready", &ready) >= 0 &&
+                    ctl_json_int(sh, "total", &total) >= 0)
+                        snprintf(shards, sizeof(shards), "%" PRId64 "/%" PRId64 " ready%s", ready,
+                                 total, ctl_json_true(sh, "resharding") ? ", resharding" : "");
+                const char *row[] = { ctl_json_string(s, "service"), ctl_json_string(s, "kind"), n,
+                                      shards };
                 if (ctl_table_add(t, row) < 0)
                         return CTL_EXIT_FAILED;
         }

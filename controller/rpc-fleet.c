@@ -125,6 +125,45 @@ static void check_sharded_change(Controller *c, const char *file, ServiceSpec *s
         s->count = old->count;
 }
 
+/* A plan's entry for one service. A sharded service that starts (created)
+ * or restarts everywhere (its unit changed) also shows the identifies it
+ * spends and how long its starts take through the start gate. */
+static json_t *service_change_json(Controller *c, const ServiceSpec *s, const char *action) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "service", s->name, "action", action, "kind",
+                              service_kind_to_string(s->kind), "count", (int) s->count);
+        _cleanup_free_ const RangeList **sets = NULL;
+        _cleanup_free_ RangeList *owned = NULL;
+        usec_t duration = 0;
+        uint64_t identifies = 0;
+        BudgetVerdict v;
+
+        if (!o || s->kind != SERVICE_SHARDED || streq(action, "unchanged"))
+                return o;
+        sets = calloc(s->count + 1, sizeof(RangeList *));
+        owned = calloc(s->count + 1, sizeof(RangeList));
+        if (!sets || !owned)
+                return o;
+        for (uint32_t i = 0; i < s->count; i++) {
+                _cleanup_free_ char *text = NULL;
+
+                rangelist_init(&owned[i]);
+                if (service_default_shards(s->shards, s->count, i, &text) >= 0)
+                        (void) rangelist_parse(&owned[i], text);
+                sets[i] = &owned[i];
+        }
+        if (start_gate_estimate(s->identify_concurrency, s->identify_interval, sets, s->count,
+                                &duration, &identifies) >= 0) {
+                v = shards_budget_check(c, s, identifies);
+                json_object_set_new(o, "identifies", json_integer((json_int_t) identifies));
+                json_object_set_new(o, "estimated_duration_us",
+                                    json_integer((json_int_t) duration));
+                json_object_set_new(o, "budget_allowed", json_boolean(v.allowed));
+        }
+        for (uint32_t i = 0; i < s->count; i++)
+                rangelist_done(&owned[i]);
+        return o;
+}
+
 int rpc_verb_apply(RpcContext *x) {
         Controller *c = x->c;
         const Baton__V1__ApplyRequest *req = x->request->apply;
@@ -197,10 +236,7 @@ int rpc_verb_apply(RpcContext *x) {
                                                      old->count == parsed[k]->count
                                              ? "unchanged"
                                              : "update";
-                json_array_append_new(services, json_pack("{s:s, s:s, s:s, s:i}", "service",
-                                                          parsed[k]->name, "action", action, "kind",
-                                                          service_kind_to_string(parsed[k]->kind),
-                                                          "count", (int) parsed[k]->count));
+                json_array_append_new(services, service_change_json(c, parsed[k], action));
                 next[n_next++] = parsed[k];
                 parsed[k] = NULL;
         }

@@ -17,10 +17,6 @@
 #include "spec.h"
 #include "util.h"
 
-/* A shard of a running fleet without a ready owner for this long is alerted
- * (shards whose owner is starting through the gate are not counted). */
-#define SHARD_UNOWNED_AFTER_US (30 * USEC_PER_SEC)
-
 static ShardService *find(Controller *c, const char *service, size_t *ret_i) {
         for (size_t i = 0; i < c->n_shard_services; i++)
                 if (streq(c->shard_services[i]->service, service)) {
@@ -336,15 +332,20 @@ static bool covers(const RangeList *have, const RangeList *want) {
         return ok;
 }
 
-static bool copy_ready(Controller *c, const char *host, const ShardCopy *cp) {
-        _cleanup_(rangelist_done) RangeList want = { 0 };
+/* Every shard of the copy ready; or, `settled`, ready or failed: done
+ * identifying (what the start gate waits for). */
+static bool copy_ready(Controller *c, const char *host, const ShardCopy *cp, bool settled) {
+        _cleanup_(rangelist_done) RangeList want = { 0 }, done = { 0 };
         const ShardCopyReport *rep = report_of(c, host, cp->unit);
 
         if (!rep || !rep->active || rep->epoch != cp->epoch)
                 return false;
         if (rangelist_parse(&want, cp->shards) < 0 || !rangelist_equal(&want, &rep->assigned))
                 return false;
-        return covers(&rep->ready, &want);
+        if (rangelist_copy(&done, &rep->ready) < 0 ||
+            (settled && rangelist_union(&done, &rep->failed) < 0))
+                return false;
+        return covers(&done, &want);
 }
 
 static const char *host_of(Controller *c, const char *service, uint32_t instance) {
@@ -354,10 +355,10 @@ static const char *host_of(Controller *c, const char *service, uint32_t instance
         return NULL;
 }
 
-/* The copy of `instance` that serves once everything under way is done:
- * the new one if there is one, else the live one. */
+/* Whether the live (or, want_new, the new) copy of `instance` is ready (or
+ * settled: see copy_ready()). An instance with one copy has just that one. */
 static bool serving_ready(Controller *c, const ServiceSpec *s, uint32_t instance, const char *host,
-                          bool want_new) {
+                          bool want_new, bool settled) {
         ShardCopy copies[2];
         size_t n = 0;
         bool ready = false;
@@ -367,7 +368,7 @@ static bool serving_ready(Controller *c, const ServiceSpec *s, uint32_t instance
         for (size_t i = 0; i < n; i++) {
                 bool is_new = n == 2 ? i == 1 : false;
                 if (is_new == want_new || n == 1)
-                        ready = copy_ready(c, host, &copies[i]);
+                        ready = copy_ready(c, host, &copies[i], settled);
         }
         for (size_t i = 0; i < n; i++)
                 shard_copy_done(&copies[i]);
@@ -376,7 +377,7 @@ static bool serving_ready(Controller *c, const ServiceSpec *s, uint32_t instance
 
 bool shards_instance_ready(Controller *c, const ServiceSpec *s, uint32_t instance,
                            const char *host) {
-        return serving_ready(c, s, instance, host, false);
+        return serving_ready(c, s, instance, host, false, false);
 }
 
 bool shards_may_restart(Controller *c, const ServiceSpec *s, uint32_t instance, bool take) {
@@ -921,7 +922,7 @@ static void release_ready(Controller *c, ShardService *ss, const ServiceSpec *s,
                 const ShardHold *hd = &ss->holds[i];
                 const char *host = host_of(c, s->name, hd->instance);
 
-                if (!host || serving_ready(c, s, hd->instance, host, hd->new_copy) ||
+                if (!host || serving_ready(c, s, hd->instance, host, hd->new_copy, true) ||
                     now - hd->since > s->health_timeout)
                         hold_release(ss, i, now);
                 else
@@ -971,7 +972,7 @@ static bool step_reshard(Controller *c, ShardService *ss, ServiceSpec *s, usec_t
                 obs[i] = (ReshardObserved){
                         .instance = r->items[i].instance,
                         .new_ready = host && r->items[i].state == RITEM_STARTING &&
-                                     serving_ready(c, s, r->items[i].instance, host, true),
+                                     serving_ready(c, s, r->items[i].instance, host, true, false),
                 };
         }
         (void) reshard_format(r, &before);
@@ -1091,7 +1092,7 @@ static void check_alerts(Controller *c, ShardService *ss, const ServiceSpec *s, 
                      (uint64_t) (ss->unowned_since ? (now - ss->unowned_since) / USEC_PER_SEC : 0),
                      strempty(text)) >= 0 &&
             asprintf(&b, "every shard of %s has a ready owner", s->name) >= 0) {
-                if (ss->unowned_since && now - ss->unowned_since >= SHARD_UNOWNED_AFTER_US)
+                if (ss->unowned_since && now - ss->unowned_since >= c->config.shard_unowned_after)
                         alert_level(c, "shard-unowned", BATON__V1__SEVERITY__SEVERITY_CRITICAL,
                                     s->name, true, a, b);
                 else if (!ss->unowned_since)

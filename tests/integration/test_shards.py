@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tap import Suite  # noqa: E402
 from world import build_path  # noqa: E402
+from events import Alerts  # noqa: E402
 
 HOSTS = ['alpha', 'bravo', 'charlie']
 INTERVAL_MS = 60
@@ -128,16 +129,18 @@ class Sampler:
 
 @suite.setup
 def setup(world):
-    world.start_broker()
+    broker = world.start_broker()
     secret, public = world.keygen()
     S['controller'] = world.start_controller(config={
-        'controller': {'host_timeout': '5s'},
+        'controller': {'host_timeout': '5s', 'shard_unowned_after': '2s'},
         'security': {'signing_key': secret, 'operators': 'guest'}})
     world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
                    what='controller answering')
+    S['alerts'] = Alerts(broker)
+    S['events'] = world.listen('baton.events:event.#')
     S['hosts'] = {n: world.add_host(n) for n in HOSTS}
     S['agents'] = {n: world.start_agent(S['hosts'][n], config={
-        'agent': {'manage_units': 'gw@*.service', 'heartbeat_interval': '1s'},
+        'agent': {'manage_units': 'gw@*.service gw4@*.service', 'heartbeat_interval': '1s'},
         'security': {'controller_public_key': public}}) for n in HOSTS}
     world.wait_for(lambda: len([h for h in ctl_json(world, 'hosts')['hosts']
                                 if h['state'] == 'up']) == 3, 20, what='three hosts up')
@@ -146,7 +149,15 @@ def setup(world):
 
 @suite.case
 def gateway_fleet_starts_through_the_gate(world):
-    ctl_json(world, 'apply', spec_file(world, 'gw@.service', gateway_spec(S['log'])))
+    path = spec_file(world, 'gw@.service', gateway_spec(S['log']))
+    plan = ctl_json(world, 'plan', path)['services'][0]
+    # 6 instances one after another, 16 shards each in one bucket: 16 intervals
+    # each, and one interval between an instance ready and the next start.
+    assert plan['identifies'] == 96, plan
+    assert plan['estimated_duration_us'] == (96 + 5) * INTERVAL_MS * 1000, plan
+    r = world.batonctl('plan', path)
+    assert r.returncode == 0 and 'IDENTIFIES' in r.stdout and '96' in r.stdout, r.stdout
+    ctl_json(world, 'apply', path)
     m = world.wait_for(lambda: all_ready(world, 96), 90, interval=0.5,
                        what='96 shards ready')
     assert m['epoch'] == 1 and m['instances'] == 6, m
@@ -157,6 +168,8 @@ def gateway_fleet_starts_through_the_gate(world):
     check_rate(log, 'initial start')
     st = ctl_json(world, 'status', 'gw')['services'][0]
     assert st['healthy'] == 6 and st['shards']['ready'] == 96, st
+    r = world.batonctl('status')
+    assert r.returncode == 0 and '96/96 ready' in r.stdout, r.stdout
     r = world.batonctl('shards', 'gw')
     assert r.returncode == 0 and '96/96 shards ready in epoch 1' in r.stdout, r.stdout
 
@@ -245,6 +258,36 @@ def rolling_restart_waits_for_every_shard(world):
     for (a_lo, a_hi), (b_lo, b_hi) in zip(ordered, ordered[1:]):
         assert b_lo > a_hi, f'two instances identified at once: {ordered}'
     assert all_ready(world, 128)
+
+
+def alert(kind, resolved):
+    return next((a for a in S['alerts'].poll() if a.get('kind') == kind and
+                 a.get('service') == 'gw4' and a.get('resolved') == resolved), None)
+
+
+@suite.case
+def shard_alerts_and_map_events(world):
+    events = [m for m in S['events'].messages() if m['headers'].get('kind') == 'shard-map']
+    assert events and events[-1]['headers']['service'] == 'gw', 'no shard-map event for gw'
+    detail = json.loads(events[-1]['body']['detail_json'])
+    assert detail['service'] == 'gw' and detail['copies'], detail
+    # A small fleet: shard 3 fails to identify; 16 of 20 identifies a day is low.
+    text = gateway_spec(S['log']).replace('Instances=6', 'Instances=2').replace(
+        'Shards=96', 'Shards=8').replace('DailyStartBudget=2000', 'DailyStartBudget=20').replace(
+        '"GATEWAY_IDENTIFY_MS=5"', '"GATEWAY_IDENTIFY_MS=5" "GATEWAY_FAIL_SHARDS=3"')
+    ctl_json(world, 'apply', spec_file(world, 'gw4@.service', text))
+    a = world.wait_for(lambda: alert('shard-failed', 'false'), 30, what='shard-failed alert')
+    assert a['summary'].endswith(': 3'), a
+    a = world.wait_for(lambda: alert('budget-low', 'false'), 30, what='budget-low alert')
+    assert '20' in a['summary'], a
+    # Shard 3 has no ready owner: after shard_unowned_after (2 s) it is alerted.
+    a = world.wait_for(lambda: alert('shard-unowned', 'false'), 30, what='shard-unowned alert')
+    assert a['summary'].endswith(': 3'), a
+    kinds = {x['kind'] for x in ctl_json(world, 'alerts')['alerts'] if x['service'] == 'gw4'}
+    assert {'shard-failed', 'budget-low', 'shard-unowned'} <= kinds, kinds
+    ctl_json(world, 'delete', 'gw4')
+    for kind in ('shard-failed', 'budget-low', 'shard-unowned'):
+        world.wait_for(lambda: alert(kind, 'true'), 20, what=f'{kind} resolved')
 
 
 if __name__ == '__main__':
