@@ -68,6 +68,9 @@ const ConfigOption agent_config_options[] = {
           USEC_PER_SEC / 10, 3600 * USEC_PER_SEC, 0, NULL, "how often to send a heartbeat"),
         O("agent", "state_dir", CONFIG_STRING, state_dir, "/var/lib/baton-agent", 0, 0,
           CONFIG_REQUIRED, NULL, "persistent state (epoch, applied placement)"),
+        O("agent", "declare_topology", CONFIG_BOOL, declare_topology, "yes", 0, 0, 0, NULL,
+          "declare exchanges, the host's queue and its binding; no: only check that they exist "
+          "(a broker user limited by baton-broker-setup may not declare them)"),
         O("security", "controller_public_key", CONFIG_STRING, controller_public_key, NULL, 0, 0, 0,
           NULL, "the controller's Ed25519 public key (file or base64)"),
 };

@@ -17,7 +17,8 @@ typedef struct AgentConfig {
         usec_t heartbeat_interval;
         char *state_dir;
         char *controller_public_key;
-        BusScope bus_scope; /* parsed from scope */
+        bool declare_topology; /* no: only check the queue the set-up script made */
+        BusScope bus_scope;    /* parsed from scope */
 } AgentConfig;
 
 extern const ConfigOption agent_config_options[];

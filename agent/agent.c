@@ -431,9 +431,11 @@ int agent_start(Agent *a, uv_loop_t *loop, AgentConfig *config) {
         r = broker_new(loop, &bc, on_broker_state, a, &a->broker);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the broker client: %s", STRERROR(r));
-        r = topology_add_common(a->broker);
+        /* With declare_topology=no the broker user may declare nothing. */
+        r = a->config.declare_topology ? topology_add_common(a->broker) : 0;
         if (r >= 0)
-                r = topology_add_agent(a->broker, a->config.host, on_command, a);
+                r = topology_add_agent(a->broker, a->config.host, a->config.declare_topology,
+                                       on_command, a);
         if (r < 0)
                 return log_error_errno(r, "Failed to declare the topology: %s", STRERROR(r));
         r = broker_start(a->broker);

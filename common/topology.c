@@ -56,7 +56,8 @@ int topology_add_controller(Broker *b, BrokerDeliverFn on_status, BrokerDeliverF
         return broker_add_consumer(b, TOPOLOGY_QUEUE_RPC, 0, on_rpc, userdata);
 }
 
-int topology_add_agent(Broker *b, const char *host, BrokerDeliverFn on_command, void *userdata) {
+int topology_add_agent(Broker *b, const char *host, bool declare, BrokerDeliverFn on_command,
+                       void *userdata) {
         _cleanup_free_ char *queue = NULL;
         int r;
 
@@ -65,10 +66,19 @@ int topology_add_agent(Broker *b, const char *host, BrokerDeliverFn on_command, 
         if (asprintf(&queue, TOPOLOGY_QUEUE_AGENT_PREFIX "%s", host) < 0)
                 return -ENOMEM;
 
-        r = broker_add_queue(b, queue, BROKER_DURABLE, &dead_lettered);
-        if (r < 0)
-                return r;
-        r = broker_add_binding(b, queue, TOPOLOGY_EXCHANGE_CMD, host);
+        if (declare) {
+                r = broker_add_queue(b, queue, BROKER_DURABLE, &dead_lettered);
+                if (r >= 0)
+                        r = broker_add_binding(b, queue, TOPOLOGY_EXCHANGE_CMD, host);
+        } else {
+                /* Passive declarations need no permission and fail with
+                 * NOT_FOUND, naming what the set-up script has not created
+                 * yet, instead of the first publish failing later. */
+                r = broker_add_exchange(b, TOPOLOGY_EXCHANGE_STATUS, "topic",
+                                        BROKER_DURABLE | BROKER_PASSIVE);
+                if (r >= 0)
+                        r = broker_add_queue(b, queue, BROKER_DURABLE | BROKER_PASSIVE, NULL);
+        }
         if (r < 0)
                 return r;
         return broker_add_consumer(b, queue, 0, on_command, userdata);

@@ -29,8 +29,13 @@ int topology_add_common(Broker *b);
 /* The controller's queues (status and RPC) and their bindings and consumers. */
 int topology_add_controller(Broker *b, BrokerDeliverFn on_status, BrokerDeliverFn on_rpc,
                             void *userdata);
-/* One agent's command queue, bound to baton.cmd with its host id. */
-int topology_add_agent(Broker *b, const char *host, BrokerDeliverFn on_command, void *userdata);
+/* One agent's command queue, bound to baton.cmd with its host id. With
+ * `declare` false the agent only checks (passively) that baton.status and its
+ * queue exist and binds nothing: an administrator declared them, so the
+ * agent's broker user needs neither configure permission nor read on
+ * baton.cmd (which would let it bind its queue to any host's commands). */
+int topology_add_agent(Broker *b, const char *host, bool declare, BrokerDeliverFn on_command,
+                       void *userdata);
 
 /* A host id usable in queue names and routing keys: 1–64 of [A-Za-z0-9_-],
  * first character alphanumeric. (No '.', which separates routing key words.) */

@@ -208,6 +208,9 @@ bool fleet_instance_healthy(Controller *c, const FleetInstance *fi);
 /* Moves the next instances off drained hosts when their turn has come (see
  * fleet.c); cheap when no drain is under way. */
 void fleet_drain_step(Controller *c);
+/* Where an instance is placed (c->instances is sorted by (service,
+ * instance): a binary search), or NULL. */
+const FleetInstance *fleet_find_instance(Controller *c, const char *service, uint32_t instance);
 /* The unit an instance runs as now: "web@3.service"; for a sharded instance
  * its live copy ("gateway@3b.service" in slot 1). */
 int fleet_instance_unit(Controller *c, const struct ServiceSpec *s, uint32_t instance, char **ret);

@@ -506,6 +506,26 @@ static int instance_cmp(const FleetInstance *x, const Assignment *a) {
         return k != 0 ? k : (x->instance > a->instance) - (x->instance < a->instance);
 }
 
+const FleetInstance *fleet_find_instance(Controller *c, const char *service, uint32_t instance) {
+        size_t lo = 0, hi = c->n_instances;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const FleetInstance *fi = &c->instances[mid];
+                int k = strcmp(fi->service, service);
+
+                if (k == 0)
+                        k = (fi->instance > instance) - (fi->instance < instance);
+                if (k == 0)
+                        return fi;
+                if (k < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
 int fleet_instance_unit(Controller *c, const ServiceSpec *s, uint32_t instance, char **ret) {
         ShardCopy copies[2];
         size_t n = 0;
@@ -653,9 +673,7 @@ int fleet_send_restart(Controller *c, const char *service, uint32_t instance, ch
         const ServiceSpec *s = fleet_service(c, service);
         int r;
 
-        for (size_t i = 0; i < c->n_instances; i++)
-                if (streq(c->instances[i].service, service) && c->instances[i].instance == instance)
-                        fi = &c->instances[i];
+        fi = fleet_find_instance(c, service, instance);
         if (!s || !fi)
                 return -ENOENT;
         r = fleet_instance_unit(c, s, instance, &unit);

@@ -19,17 +19,27 @@
 
 static const FleetInstance *current_instance(Controller *c, const char *service,
                                              uint32_t instance) {
-        for (size_t i = 0; i < c->n_instances; i++)
-                if (streq(c->instances[i].service, service) && c->instances[i].instance == instance)
-                        return &c->instances[i];
-        return NULL;
+        return fleet_find_instance(c, service, instance);
 }
 
+/* Assignments are sorted by (service, instance): a binary search. */
 static bool assigned(const PlacementResult *r, const char *service, uint32_t instance) {
-        for (size_t i = 0; i < r->n_assignments; i++)
-                if (streq(r->assignments[i].service, service) &&
-                    r->assignments[i].instance == instance)
+        size_t lo = 0, hi = r->n_assignments;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                const Assignment *a = &r->assignments[mid];
+                int k = strcmp(a->service, service);
+
+                if (k == 0)
+                        k = (a->instance > instance) - (a->instance < instance);
+                if (k == 0)
                         return true;
+                if (k < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
         return false;
 }
 

@@ -263,6 +263,28 @@ static void send_reply(Controller *c, const BrokerMessage *m, const Baton__V1__R
         r = controller_publish(c, "", m->reply_to, &resp->base,
                                &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
                                                   .correlation_id = correlation });
+        if (r == -EMSGSIZE) {
+                /* Say so rather than leave batonctl waiting for its timeout;
+                 * what the request changed stays changed. */
+                Baton__V1__Response small = BATON__V1__RESPONSE__INIT;
+                _cleanup_free_ char *why = NULL;
+
+                if (asprintf(&why,
+                             "the answer (%zu bytes) is larger than a message may be (%zu "
+                             "bytes)%s; ask for less, e.g. `batonctl status SERVICE`",
+                             protobuf_c_message_get_packed_size(&resp->base),
+                             (size_t) CODEC_MAX_MESSAGE_SIZE,
+                             resp->status == BATON__V1__STATUS__STATUS_OK
+                                     ? " though the request itself succeeded"
+                                     : "") < 0)
+                        why = NULL;
+                small.status = BATON__V1__STATUS__STATUS_FAILED;
+                small.error = why ? why : (char *) "the answer is too large for a message";
+                log_warning("Reply to %s too large; answering with an error instead.", m->reply_to);
+                r = controller_publish(c, "", m->reply_to, &small.base,
+                                       &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
+                                                          .correlation_id = correlation });
+        }
         if (r < 0)
                 log_warning_errno(r, "Failed to send reply to %s: %s, ignoring.", m->reply_to,
                                   STRERROR(r));

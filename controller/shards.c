@@ -349,10 +349,8 @@ static bool copy_ready(Controller *c, const char *host, const ShardCopy *cp, boo
 }
 
 static const char *host_of(Controller *c, const char *service, uint32_t instance) {
-        for (size_t i = 0; i < c->n_instances; i++)
-                if (c->instances[i].instance == instance && streq(c->instances[i].service, service))
-                        return c->instances[i].host;
-        return NULL;
+        const FleetInstance *fi = fleet_find_instance(c, service, instance);
+        return fi ? fi->host : NULL;
 }
 
 /* Whether the live (or, want_new, the new) copy of `instance` is ready (or

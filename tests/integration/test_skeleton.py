@@ -173,8 +173,8 @@ def batonctl_usage_and_unreachable_exit_codes(world):
     assert r.returncode == 2 and '--timeout' in r.stderr, r
     r = world.batonctl('ping', 'extra')
     assert r.returncode == 2 and 'unexpected argument' in r.stderr, r
-    r = world.batonctl('backup', 'x.db')
-    assert r.returncode == 1 and 'not implemented' in r.stderr, r
+    r = world.batonctl('backup')
+    assert r.returncode == 2 and 'FILE' in r.stderr, r
     r = world.batonctl('ping', broker=None, env={'BATON_BROKER': ''})
     assert r.returncode == 2 and 'no broker given' in r.stderr, r
     r = world.batonctl('ping', broker='amqp://guest:guest@127.0.0.1:1/%2Fbaton')

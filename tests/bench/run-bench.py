@@ -1,0 +1,551 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""The controller scale benchmark: the real baton-controller and batonctl against a simulated
+fleet (baton-bench-agents: one process, a few AMQP connections, agents that apply a Placement at
+once) on an isolated rabbitmq-server on loopback.
+
+For each fleet size (a small point and the full one, so per-host slopes can be given) it starts
+a fresh controller on a vhost of its own, then measures: idle RSS; hosts up; `batonctl apply` of
+UNITS template services with Replicas=HOSTS and MaxPerHost=2, so every host runs UNITS units;
+the time until every simulated agent applied its Placement and until `batonctl status` shows
+every instance healthy; controller CPU and memory over a steady window; `batonctl` round trips;
+and the time to re-place the units of one host that is stopped.
+
+Every figure is also given as a ratio against the floor measured in the same run: a persistent
+message with publisher confirms through the same broker, and `batonctl ping` against the idle
+controller. The benchmark never fails for being slow: it exits 1 only when the fleet does not
+converge at all within generous limits, or a process fails.
+
+usage: run-bench.py [--hosts N] [--units N] [--duration S] [--small N] [--connections N]
+                    [--heartbeat-interval D] [--host-timeout D] [--json FILE]
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'integration'))
+
+import world as worldmod  # noqa: E402
+from world import World  # noqa: E402
+
+CLK_TCK = os.sysconf('SC_CLK_TCK')
+# Limits for things that must happen at all; generous so that a slow machine is only slow.
+UP_TIMEOUT = 300.0
+CONVERGE_TIMEOUT = 900.0
+RPC_TIMEOUT = 120.0
+RPC_REPEAT = 5
+
+SPEC = """[Unit]
+Description=baton benchmark service {i} instance %i
+
+[Service]
+ExecStart=/bin/sleep infinity
+
+[X-Baton]
+Replicas={replicas}
+MaxPerHost=2
+"""
+
+
+class BenchError(Exception):
+    pass
+
+
+def duration_seconds(text: str) -> float:
+    """'5s', '500ms', '2min' → seconds (the subset of systemd's syntax the options need)."""
+    units = [('ms', 0.001), ('min', 60.0), ('s', 1.0), ('h', 3600.0)]
+    t = text.strip()
+    for suffix, mult in units:
+        if t.endswith(suffix):
+            try:
+                return float(t[:-len(suffix)]) * mult
+            except ValueError:
+                break
+    raise argparse.ArgumentTypeError(f'not a duration: {text!r} (use e.g. 500ms, 5s, 2min)')
+
+
+def duration_arg(text: str) -> str:
+    if duration_seconds(text) <= 0:
+        raise argparse.ArgumentTypeError(f'must be positive: {text!r}')
+    return text
+
+
+# -- /proc -----------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of pid, in seconds."""
+    with open(f'/proc/{pid}/stat') as f:
+        data = f.read()
+    fields = data[data.rfind(')') + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            key, _, value = line.partition(':')
+            if key in ('VmRSS', 'VmHWM'):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, world: World, args):
+        self.w = world
+        self.args = args
+        self.hb_s = duration_seconds(args.heartbeat_interval)
+        self.sim = world._need_binary(worldmod.build_path('tests', 'bench', 'baton-bench-agents'))
+        self.controller_bin = world._need_binary(
+            worldmod.build_path('controller', 'baton-controller'))
+        self.secret, self.public = world.keygen()
+        self.broker = world.start_broker()
+        self.floor = None
+
+    def log(self, msg: str) -> None:
+        print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def ctl(self, url: str, *args: str, timeout: float = RPC_TIMEOUT) -> tuple[dict, float]:
+        """batonctl --json ARGS against url: (answer, wall seconds). Raises on failure."""
+        t0 = time.monotonic()
+        r = self.w.batonctl('--json', '--timeout', f'{int(timeout)}s', *args, broker=url,
+                            timeout=timeout + 10)
+        dt = time.monotonic() - t0
+        what = ' '.join(os.path.basename(x) for x in args)
+        if r.returncode != 0:
+            raise BenchError(f'batonctl {what} exited {r.returncode}: '
+                             f'{r.stderr.strip()[-2000:]}')
+        try:
+            return json.loads(r.stdout), dt
+        except ValueError as e:
+            raise BenchError(f'batonctl {what}: not JSON ({e}): {r.stdout[:200]!r}') from None
+
+    def wait(self, what: str, predicate, timeout: float, interval: float = 0.5,
+             procs: list = ()):
+        """Poll predicate until it returns something true; BenchError after timeout or when
+        one of procs died meanwhile."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            try:
+                v = predicate()
+            except BenchError as e:
+                v, last = None, e
+            if v:
+                return v
+            for p in procs:
+                if not p.alive():
+                    raise BenchError(f'{p.name} exited while waiting for {what}:\n'
+                                     f'{p.log_tail()}')
+            if time.monotonic() >= deadline:
+                raise BenchError(f'no {what} within {timeout:g}s' +
+                                 (f' (last error: {last})' if last else ''))
+            time.sleep(interval)
+
+    @staticmethod
+    def stats(path: str) -> dict:
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    # -- the floor ---------------------------------------------------------------------------
+
+    def measure_floor(self) -> dict:
+        self.log('floor: broker round trip of a persistent message with publisher confirms')
+        p = self.w.spawn('floor', [self.sim, 'floor', '--broker', self.broker.url,
+                                   '--count', str(self.args.floor_count)])
+        rc = p.wait(300)
+        if rc != 0:
+            raise BenchError(f'baton-bench-agents floor exited {rc}:\n{p.log_tail()}')
+        lines = [line for line in p.log().splitlines() if line.startswith('{')]
+        if not lines:
+            raise BenchError(f'baton-bench-agents floor printed no result:\n{p.log_tail()}')
+        self.floor = json.loads(lines[-1])
+        self.log(f'floor: p50 {self.floor["rtt_p50_us"]} µs, p99 {self.floor["rtt_p99_us"]} µs')
+        return self.floor
+
+    # -- one fleet size ------------------------------------------------------------------------
+
+    def run_point(self, n: int) -> dict:
+        a = self.args
+        units = a.units
+        res = {'hosts': n, 'units_per_host': units, 'instances': n * units}
+        vhost = f'/bench-{n}'
+        self.broker.add_vhost(vhost)
+        url = worldmod.url_for(self.broker.port, vhost)
+        dir = os.path.join(self.w.dir, f'point-{n}')
+        os.makedirs(os.path.join(dir, 'specs'), exist_ok=True)
+        conf = os.path.join(dir, 'controller.conf')
+        worldmod.write_ini(conf, {
+            'broker': {'url': url},
+            'controller': {'id': 'bench', 'database': os.path.join(dir, 'controller.db'),
+                           'host_timeout': a.host_timeout},
+            'security': {'signing_key': self.secret, 'operators': 'guest'},
+        }, None)
+
+        # The production log level: debug lines per message would be measured too.
+        ctl = self.w.spawn(f'controller-{n}', [self.controller_bin, '--config', conf],
+                           env={'BATON_LOG_LEVEL': 'info'}, kind='controller')
+        self.wait('controller answering', lambda: self.ctl(url, 'ping', timeout=10)[0], 60,
+                  procs=[ctl])
+        time.sleep(2)
+        res['idle'] = memory_kb(ctl.pid)
+        pings = [self.ctl(url, 'ping')[1] for _ in range(RPC_REPEAT * 2)]
+        res['ping_idle_s'] = p50(pings)
+        self.log(f'{n} hosts: controller idle RSS {res["idle"]["VmRSS"]} kB, '
+                 f'batonctl ping {res["ping_idle_s"] * 1000:.1f} ms')
+
+        # The fleet: all hosts but the last in one process, the last alone, so that stopping
+        # it is stopping one host.
+        common = ['--broker', url, '--heartbeat-interval', a.heartbeat_interval,
+                  '--controller-public-key', self.public]
+        stat_paths = [os.path.join(dir, 'agents.json')]
+        sims = [self.w.spawn(f'agents-{n}', [
+            self.sim, *common, '--hosts', str(n - 1), '--connections', str(a.connections),
+            '--stats', stat_paths[-1]])]
+        stat_paths.append(os.path.join(dir, 'victim.json'))
+        victim_proc = self.w.spawn(f'victim-{n}', [
+            self.sim, *common, '--hosts', '1', '--first', str(n - 1), '--connections', '1',
+            '--stats', stat_paths[-1]])
+        sims.append(victim_proc)
+        victim = f'sim-{n - 1:04d}'
+        procs = [ctl, *sims]
+
+        t0 = time.monotonic()
+        self.wait(f'{n} hosts up', lambda: self.ctl(url, 'ping')[0]['hosts_up'] == n,
+                  UP_TIMEOUT, interval=1.0, procs=procs)
+        res['hosts_up_s'] = time.monotonic() - t0
+        time.sleep(2)
+        res['up'] = memory_kb(ctl.pid)
+        self.log(f'{n} hosts: all up after {res["hosts_up_s"]:.1f}s, '
+                 f'RSS {res["up"]["VmRSS"]} kB')
+
+        # Apply UNITS services, one instance of each per host.
+        specs = []
+        for i in range(units):
+            path = os.path.join(dir, 'specs', f'bench{i:02d}@.service')
+            with open(path, 'w') as f:
+                f.write(SPEC.format(i=i, replicas=n))
+            specs.append(path)
+        cpu0 = cpu_seconds(ctl.pid)
+        t_apply = time.monotonic()
+        t_apply_rt = time.time()
+        applied, res['apply_s'] = self.ctl(url, 'apply', *specs)
+        if not applied.get('applied') or applied.get('problems'):
+            raise BenchError(f'apply did not place everything: {str(applied)[:2000]}')
+
+        def agents_done():
+            st = [self.stats(p) for p in stat_paths]
+            return (sum(s.get('hosts_applied', 0) for s in st) == n and
+                    sum(s.get('units_active', 0) for s in st) == n * units)
+
+        self.wait('every simulated agent running its units', agents_done, CONVERGE_TIMEOUT,
+                  interval=0.2, procs=procs)
+        # The agents' own clock (the same machine's) says when the last one applied: no
+        # polling delay in the figure.
+        res['converge_agents_s'] = max(
+            self.stats(p)['last_apply_us'] for p in stat_paths) / 1e6 - t_apply_rt
+
+        # The controller has caught up once it has received every report the agents sent
+        # so far (heartbeats, unit events, results): its CPU until then is the cost of the
+        # change, before any `batonctl status` below adds its own.
+        sent = sum(st.get('heartbeats_sent', 0) + st.get('unit_events_sent', 0) +
+                   st.get('results_sent', 0) for st in map(self.stats, stat_paths))
+        self.wait('the controller caught up with the reports',
+                  lambda: self.ctl(url, 'ping')[0]['counters']['status_received'] >= sent,
+                  CONVERGE_TIMEOUT, interval=0.2, procs=procs)
+        res['converge_controller_s'] = time.monotonic() - t_apply
+        res['converge_cpu_s'] = cpu_seconds(ctl.pid) - cpu0
+
+        def all_healthy(exclude: str | None = None):
+            st, _ = self.ctl(url, 'status')
+            svcs = st.get('services', [])
+            if len(svcs) != units:
+                return False
+            for s in svcs:
+                if s['count'] != n or s['healthy'] != n:
+                    return False
+                if exclude and any(i['host'] == exclude for i in s['instances']):
+                    return False
+            return True
+
+        self.wait('every instance healthy in batonctl status', all_healthy, CONVERGE_TIMEOUT,
+                  interval=1.0, procs=procs)
+        res['converge_status_s'] = time.monotonic() - t_apply
+        self.log(f'{n} hosts: converged: agents {res["converge_agents_s"]:.1f}s, '
+                 f'status {res["converge_status_s"]:.1f}s after apply')
+
+        # Steady state: only heartbeats, after every host has sent a few with its units.
+        time.sleep(max(2 * self.hb_s, 5.0))
+        sim_pids = [p.pid for p in sims]
+        beam = self.broker.pid
+        c0, s0 = cpu_seconds(ctl.pid), sum(cpu_seconds(p) for p in sim_pids)
+        b0 = cpu_seconds(beam) if beam else None
+        hb0 = self.ctl(url, 'ping')[0]['counters']['heartbeats']
+        t0 = time.monotonic()
+        peak_rss = 0
+        while time.monotonic() - t0 < a.duration:
+            peak_rss = max(peak_rss, memory_kb(ctl.pid)['VmRSS'])
+            for p in procs:
+                if not p.alive():
+                    raise BenchError(f'{p.name} exited during the steady window:\n'
+                                     f'{p.log_tail()}')
+            time.sleep(min(1.0, max(0.0, a.duration - (time.monotonic() - t0))))
+        c1, s1 = cpu_seconds(ctl.pid), sum(cpu_seconds(p) for p in sim_pids)
+        b1 = cpu_seconds(beam) if beam else None
+        window = time.monotonic() - t0
+        hb1 = self.ctl(url, 'ping')[0]['counters']['heartbeats']
+        heartbeats = hb1 - hb0
+        res['window_s'] = window
+        res['heartbeats'] = heartbeats
+        res['heartbeats_per_s'] = heartbeats / window
+        res['cpu_pct'] = 100.0 * (c1 - c0) / window
+        res['cpu_us_per_heartbeat'] = (c1 - c0) * 1e6 / heartbeats if heartbeats else None
+        res['sim_cpu_pct'] = 100.0 * (s1 - s0) / window
+        res['broker_cpu_pct'] = 100.0 * (b1 - b0) / window if beam else None
+        mem = memory_kb(ctl.pid)
+        res['steady'] = {'VmRSS': mem['VmRSS'], 'VmHWM': mem['VmHWM'],
+                         'peak_VmRSS': max(peak_rss, mem['VmRSS'])}
+        res['kb_per_host'] = (mem['VmRSS'] - res['idle']['VmRSS']) / n
+        self.log(f'{n} hosts: steady: CPU {res["cpu_pct"]:.2f}% of a core, '
+                 f'{res["heartbeats_per_s"]:.0f} heartbeats/s, '
+                 f'{res["cpu_us_per_heartbeat"] or 0:.0f} µs CPU per heartbeat, '
+                 f'RSS {mem["VmRSS"]} kB (peak {mem["VmHWM"]} kB)')
+
+        # batonctl round trips, after the window so they do not count in its CPU.
+        rpc = {}
+        for name, args in [('ping', ['ping']), ('hosts', ['hosts']),
+                           ('status SERVICE', ['status', 'bench00']), ('status', ['status']),
+                           ('plan', ['plan', *specs])]:
+            times, size = [], 0
+            for _ in range(RPC_REPEAT):
+                answer, dt = self.ctl(url, *args)
+                times.append(dt)
+                size = len(json.dumps(answer))
+            if name == 'hosts' and len(answer.get('hosts', [])) != n:
+                raise BenchError(f'batonctl hosts lists {len(answer.get("hosts", []))} hosts, '
+                                 f'expected {n}')
+            rpc[name] = {'p50_s': p50(times), 'max_s': max(times), 'json_bytes': size}
+        res['rpc'] = rpc
+
+        # One host stops: its units must run elsewhere. Down after host_timeout, then
+        # re-placed; the time after detection is what the controller adds.
+        # Times come from the controller's state_since_us and the agents' last apply (the
+        # same machine's clock), not from when this script happened to poll.
+        t_stop_rt = time.time()
+        self.stop(victim_proc)
+
+        def victim_down():
+            hosts = self.ctl(url, 'hosts')[0]['hosts']
+            return next((h['state_since_us'] / 1e6 for h in hosts
+                         if h['host'] == victim and h['state'] == 'down'), None)
+
+        down_rt = self.wait(f'{victim} down', victim_down, CONVERGE_TIMEOUT, interval=0.5,
+                            procs=[ctl])
+        main_stats = stat_paths[0]
+        self.wait(f'the units of {victim} running on other hosts',
+                  lambda: self.stats(main_stats).get('units_active', 0) == n * units,
+                  CONVERGE_TIMEOUT, interval=0.2, procs=[ctl, sims[0]])
+        moved_rt = self.stats(main_stats)['last_apply_us'] / 1e6
+        self.wait(f'batonctl status healthy without {victim}',
+                  lambda: all_healthy(exclude=victim), CONVERGE_TIMEOUT, interval=0.5,
+                  procs=[ctl, sims[0]])
+        healthy_rt = time.time()
+        res['replace'] = {'down_s': down_rt - t_stop_rt, 'moved_after_down_s': moved_rt - down_rt,
+                          'healthy_after_down_polled_s': healthy_rt - down_rt}
+        self.log(f'{n} hosts: {victim} down {down_rt - t_stop_rt:.1f}s after it stopped, its '
+                 f'units running elsewhere {moved_rt - down_rt:.3f}s later, status seen healthy '
+                 f'{healthy_rt - down_rt:.2f}s later')
+        res['final'] = memory_kb(ctl.pid)
+        res['sim_stats'] = [self.stats(p) for p in stat_paths]
+        refused = sum(st.get('refused', 0) for st in res['sim_stats'])
+        if refused:
+            raise BenchError(f'the simulated agents refused {refused} commands (bad signature, '
+                             f'host or epoch): see {sims[0].log_path}')
+
+        for p in reversed(procs):
+            self.stop(p)
+        return res
+
+    @staticmethod
+    def stop(p) -> None:
+        """Stop p (SIGTERM); a crash or sanitizer abort on the way out is a failure."""
+        rc = p.stop()
+        if rc not in (0, None):
+            raise BenchError(f'{p.name} exited {rc} when stopped:\n{p.log_tail()}')
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def fmt_s(s: float | None) -> str:
+    if s is None:
+        return '-'
+    return f'{s * 1000:.1f} ms' if s < 1 else f'{s:.2f} s'
+
+
+def fmt_bytes(n: int) -> str:
+    return f'{n} B' if n < 1024 else f'{n / 1024:.0f} kB' if n < 1024 * 1024 else \
+        f'{n / 1024 / 1024:.1f} MB'
+
+
+def ratios(s: float, floor_s: float, ping_s: float) -> str:
+    return f'{s / floor_s:.0f}× / {s / ping_s:.1f}×'
+
+
+def report(args, floor: dict, points: list[dict]) -> str:
+    f50 = floor['rtt_p50_us'] / 1e6
+    lines = []
+    add = lines.append
+    add('')
+    add(f'baton controller benchmark: {args.units} units per host, heartbeat every '
+        f'{args.heartbeat_interval}, host_timeout {args.host_timeout}, steady window '
+        f'{args.duration:g}s, {os.cpu_count()} cores')
+    add(f'floor: broker round trip (persistent {floor["body_bytes"]} B, publisher confirms, '
+        f'publish → confirmed and delivered): p50 {floor["rtt_p50_us"]} µs, '
+        f'p99 {floor["rtt_p99_us"]} µs ({floor["count"]} round trips)')
+    add('')
+    cols = [f'{p["hosts"]} hosts' for p in points]
+    width = max(18, *(len(c) + 2 for c in cols))
+    add(f'{"":44}' + ''.join(f'{c:>{width}}' for c in cols))
+
+    def row(label, values):
+        add(f'{label:44}' + ''.join(f'{v:>{width}}' for v in values))
+
+    row('instances', [str(p['instances']) for p in points])
+    row('controller RSS idle', [f'{p["idle"]["VmRSS"] / 1024:.1f} MB' for p in points])
+    row('controller RSS steady', [f'{p["steady"]["VmRSS"] / 1024:.1f} MB' for p in points])
+    row('controller RSS peak (VmHWM)', [f'{p["steady"]["VmHWM"] / 1024:.1f} MB' for p in points])
+    row('  per host (steady - idle)', [f'{p["kb_per_host"]:.1f} kB' for p in points])
+    row('controller CPU, steady (% of one core)', [f'{p["cpu_pct"]:.2f} %' for p in points])
+    row('heartbeats handled per second', [f'{p["heartbeats_per_s"]:.0f}' for p in points])
+    row('controller CPU per heartbeat',
+        [f'{p["cpu_us_per_heartbeat"]:.0f} µs' if p['cpu_us_per_heartbeat'] else '-'
+         for p in points])
+    row('  ÷ floor p50',
+        [f'{p["cpu_us_per_heartbeat"] / floor["rtt_p50_us"]:.2f}×'
+         if p['cpu_us_per_heartbeat'] else '-' for p in points])
+    row('hosts one core could serve (heartbeat load)',
+        [f'{args_hb(args) * 1e6 / p["cpu_us_per_heartbeat"]:,.0f}'
+         if p['cpu_us_per_heartbeat'] else '-' for p in points])
+    row('agents: heartbeats dropped / publish failed',
+        [f'{sum(st.get("heartbeats_dropped", 0) for st in p["sim_stats"])} / '
+         f'{sum(st.get("publish_failed", 0) for st in p["sim_stats"])}' for p in points])
+    row('simulator CPU / broker CPU (% of a core)',
+        [f'{p["sim_cpu_pct"]:.0f} / {p["broker_cpu_pct"] or 0:.0f} %' for p in points])
+    row('all hosts up after start', [fmt_s(p['hosts_up_s']) for p in points])
+    row(f'batonctl apply ({args.units} specs) round trip', [fmt_s(p['apply_s']) for p in points])
+    row('converged: every agent running its units', [fmt_s(p['converge_agents_s'])
+                                                     for p in points])
+    row('  per host ÷ floor p50',
+        [f'{p["converge_agents_s"] / p["hosts"] / f50:.1f}×' for p in points])
+    row('converged: controller got every report',
+        [fmt_s(p['converge_controller_s']) for p in points])
+    row('  controller CPU until then', [fmt_s(p['converge_cpu_s']) for p in points])
+    row('converged: status all healthy (polled)', [fmt_s(p['converge_status_s'])
+                                                    for p in points])
+    for name in ('ping', 'hosts', 'status SERVICE', 'status', 'plan'):
+        label = f'plan of the {args.units} applied specs' if name == 'plan' else name
+        row(f'batonctl {label} (p50 of {RPC_REPEAT})',
+            [fmt_s(p['rpc'][name]['p50_s']) for p in points])
+        row('  ÷ floor p50 / ÷ idle ping', [ratios(p['rpc'][name]['p50_s'], f50, p['ping_idle_s'])
+                                             for p in points])
+        row('  answer size (JSON)', [fmt_bytes(p['rpc'][name]['json_bytes']) for p in points])
+    row('stopped host marked down after', [fmt_s(p.get('replace', {}).get('down_s'))
+                                           for p in points])
+    row('  its units running elsewhere, after down',
+        [fmt_s(p.get('replace', {}).get('moved_after_down_s')) for p in points])
+    row('  ÷ floor p50', [f'{p["replace"]["moved_after_down_s"] / f50:.0f}×'
+                          if 'replace' in p else '-' for p in points])
+    row('  status all healthy, after down (polled)',
+        [fmt_s(p.get('replace', {}).get('healthy_after_down_polled_s')) for p in points])
+
+    if len(points) >= 2:
+        a, b = points[0], points[-1]
+        dn = b['hosts'] - a['hosts']
+        add('')
+        add(f'slopes between {a["hosts"]} and {b["hosts"]} hosts:')
+        add(f'  RSS    {(b["steady"]["VmRSS"] - a["steady"]["VmRSS"]) / dn:.1f} kB per host '
+            f'({(b["steady"]["VmRSS"] - a["steady"]["VmRSS"]) / dn / args.units:.2f} kB per '
+            'instance)')
+        add(f'  CPU    {(b["cpu_pct"] - a["cpu_pct"]) / dn * 1000:.2f} % of a core per 1,000 '
+            'hosts')
+        add(f'  converge {(b["converge_agents_s"] - a["converge_agents_s"]) / dn * 1000:.1f} ms '
+            'per host')
+    add('')
+    return '\n'.join(lines)
+
+
+def args_hb(args) -> float:
+    return duration_seconds(args.heartbeat_interval)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--hosts', type=int, default=1000, help='simulated hosts (default 1000)')
+    ap.add_argument('--units', type=int, default=20,
+                    help='services, each with one instance per host (default 20)')
+    ap.add_argument('--duration', type=float, default=60.0,
+                    help='steady window in seconds (default 60)')
+    ap.add_argument('--small', type=int, default=100,
+                    help='also measure this many hosts first, for per-host slopes (default 100; '
+                    '0: no)')
+    ap.add_argument('--connections', type=int, default=4,
+                    help='AMQP connections of the simulated fleet (default 4)')
+    ap.add_argument('--heartbeat-interval', type=duration_arg, default='5s',
+                    help="the agents' heartbeat_interval (default 5s, the agent's default)")
+    ap.add_argument('--host-timeout', type=duration_arg, default='30s',
+                    help="the controller's host_timeout (default 30s, its default)")
+    ap.add_argument('--floor-count', type=int, default=1000,
+                    help='broker round trips in the floor measurement (default 1000)')
+    ap.add_argument('--json', metavar='FILE', help='also write every figure as JSON to FILE')
+    args = ap.parse_args()
+    if args.hosts < 2:
+        ap.error('--hosts: at least 2 (one of them is stopped)')
+    if not 1 <= args.units <= 99:
+        ap.error('--units: 1..99')
+    if args.duration <= 0:
+        ap.error('--duration: must be positive')
+    if args.connections < 1:
+        ap.error('--connections: at least 1')
+    if args.floor_count < 1:
+        ap.error('--floor-count: at least 1')
+    sizes = [n for n in (args.small, args.hosts) if n >= 2]
+    sizes = sorted(set(sizes))
+
+    with World('bench') as w:
+        b = Bench(w, args)
+        try:
+            floor = b.measure_floor()
+            points = [b.run_point(n) for n in sizes]
+        except BenchError as e:
+            print(f'benchmark failed: {e}', file=sys.stderr)
+            return 1
+    text = report(args, floor, points)
+    print(text)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'args': vars(args), 'floor': floor, 'points': points}, f, indent=2)
+            f.write('\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
