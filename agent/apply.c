@@ -561,7 +561,11 @@ static int build_desired(Apply *x, char **ret_error) {
                         if (r < 0)
                                 return r;
                 }
-                r = config_hash(u->unit_text, x->dropins[i], x->hashes[i]);
+                /* The controller's hash says what of the unit text matters
+                 * (not its [X-Baton] section); the drop-in always does. */
+                r = config_hash(config_hash_is_valid(u->config_hash) ? u->config_hash
+                                                                     : u->unit_text,
+                                x->dropins[i], x->hashes[i]);
                 if (r < 0)
                         return r;
                 x->desired[i] = (DesiredUnit){
@@ -573,6 +577,7 @@ static int build_desired(Apply *x, char **ret_error) {
                         .dropin_text = x->dropins[i],
                         .config_hash = x->hashes[i],
                         .running = u->running,
+                        .defer_restart = u->defer_restart,
                 };
         }
         return 0;

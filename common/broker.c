@@ -243,6 +243,7 @@ typedef struct Assembly {
 
 struct Broker {
         uv_loop_t *loop;
+        char last_close[256]; /* "403 ACCESS_REFUSED - …" of the last channel.close */
         BrokerConfig config;
         char *ca_file;
         char *connection_name;
@@ -1133,6 +1134,8 @@ static void handle_channel_close(Broker *b, Conn *c, const amqp_channel_close_t 
         int r, saved;
 
         b->stats.channel_closes++;
+        snprintf(b->last_close, sizeof(b->last_close), "%u %.*s", m->reply_code,
+                 (int) MIN(m->reply_text.len, (size_t) 200), (const char *) m->reply_text.bytes);
         /* rabbitmq-c never answers a channel.close itself. */
         errno = 0;
         r = amqp_send_method(c->amqp, CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
@@ -2534,4 +2537,8 @@ const char *broker_get_server_named_queue(const Broker *b, size_t n) {
         if (b->state != BROKER_CONNECTED || !b->conn || n >= b->conn->n_sn)
                 return NULL;
         return b->conn->sn_names[n];
+}
+
+const char *broker_last_channel_close(const Broker *b) {
+        return b->last_close[0] ? b->last_close : NULL;
 }

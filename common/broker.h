@@ -198,6 +198,9 @@ BrokerState broker_get_state(const Broker *b);
  * -EACCES for a refused login, -ETIMEDOUT), 0 before any. */
 int broker_get_error(const Broker *b);
 void broker_get_stats(const Broker *b, BrokerStats *ret);
+/* Why the broker last closed the channel ("403 ACCESS_REFUSED - …"), or
+ * NULL if it never did. */
+const char *broker_last_channel_close(const Broker *b);
 const char *broker_get_user(const Broker *b); /* login user from the URL */
 const char *broker_get_vhost(const Broker *b);
 /* Name of the n-th server-named queue as the broker named it on the current

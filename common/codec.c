@@ -102,20 +102,34 @@ static Budget *budget_new(size_t limit) {
         return b;
 }
 
-static size_t path_push(Path *p, const char *format, ...) _printf_(2, 3);
-static size_t path_push(Path *p, const char *format, ...) {
+static void path_append(Path *p, const char *s, size_t n) {
+        size_t room = sizeof(p->buf) - 1 - p->len;
+
+        n = MIN(n, room);
+        memcpy(p->buf + p->len, s, n);
+        p->len += n;
+        p->buf[p->len] = '\0';
+}
+
+/* ".name" or ".name[k]". Every field of every message walked gets one, so
+ * this is plain copying rather than printf (it was a third of the decoding
+ * time of a heartbeat). Returns the length to pop back to. */
+static size_t path_push(Path *p, const char *name, bool indexed, size_t k) {
         size_t old = p->len;
-        va_list ap;
-        int n;
+        char digits[24];
+        size_t n = sizeof(digits);
 
-        if (p->len + 1 >= sizeof(p->buf))
-                return old;
-
-        va_start(ap, format);
-        n = vsnprintf(p->buf + p->len, sizeof(p->buf) - p->len, format, ap);
-        va_end(ap);
-        if (n > 0)
-                p->len = MIN(p->len + (size_t) n, sizeof(p->buf) - 1);
+        path_append(p, ".", 1);
+        path_append(p, name, strlen(name));
+        if (indexed) {
+                do {
+                        digits[--n] = (char) ('0' + k % 10);
+                        k /= 10;
+                } while (k > 0);
+                path_append(p, "[", 1);
+                path_append(p, digits + n, sizeof(digits) - n);
+                path_append(p, "]", 1);
+        }
         return old;
 }
 
@@ -127,7 +141,7 @@ static void path_pop(Path *p, size_t old) {
 static void path_init(Path *p, const char *root) {
         p->len = 0;
         p->buf[0] = '\0';
-        (void) path_push(p, "%s", root);
+        path_append(p, root, strlen(root));
 }
 
 bool codec_utf8_is_valid(const char *s, size_t len) {
@@ -339,7 +353,7 @@ static int validate_message(const ProtobufCMessage *m, Path *path, unsigned dept
                                                  "%s.%s: %zu elements without an array", path->buf,
                                                  f->name, n);
                         for (size_t k = 0; k < n; k++) {
-                                old = path_push(path, ".%s[%zu]", f->name, k);
+                                old = path_push(path, f->name, true, k);
                                 r = validate_value(f, a + k * sz, path, depth, ret_error);
                                 if (r < 0)
                                         return r;
@@ -357,7 +371,7 @@ static int validate_message(const ProtobufCMessage *m, Path *path, unsigned dept
                                 continue;
                 }
 
-                old = path_push(path, ".%s", f->name);
+                old = path_push(path, f->name, false, 0);
                 r = validate_value(f, (const uint8_t *) m + f->offset, path, depth, ret_error);
                 if (r < 0)
                         return r;
@@ -459,8 +473,8 @@ static int scan_wire(const ProtobufCMessageDescriptor *d, const uint8_t *data, s
                     (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)) {
                         size_t k = counts[f - d->fields]++;
                         size_t old = f->label == PROTOBUF_C_LABEL_REPEATED
-                                             ? path_push(path, ".%s[%zu]", f->name, k)
-                                             : path_push(path, ".%s", f->name);
+                                             ? path_push(path, f->name, true, k)
+                                             : path_push(path, f->name, false, 0);
 
                         if (f->type == PROTOBUF_C_TYPE_STRING && memchr(p, 0, (size_t) v))
                                 return error_set(ret_error, -EBADMSG, "%s: NUL byte in string",

@@ -91,8 +91,17 @@ static void on_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
                        TOPOLOGY_QUEUE_RPC, strna(broker_get_vhost(b)));
                 break;
         default:
-                finish(call, CTL_EXIT_UNREACHABLE, "the broker did not accept the request (%s)",
-                       broker_outcome_to_string(outcome));
+                /* A permission refusal closes the channel: say what the broker said. */
+                if (outcome == BROKER_DROPPED && broker_last_channel_close(b) &&
+                    strncmp(broker_last_channel_close(b), "403 ", 4) == 0)
+                        finish(call, CTL_EXIT_REFUSED, "the broker refused the request: %s",
+                               broker_last_channel_close(b));
+                else
+                        finish(call, CTL_EXIT_UNREACHABLE,
+                               "the broker did not accept the request (%s%s%s)",
+                               broker_outcome_to_string(outcome),
+                               broker_last_channel_close(b) ? ": " : "",
+                               strempty(broker_last_channel_close(b)));
                 break;
         }
 }

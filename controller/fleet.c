@@ -187,6 +187,24 @@ static size_t host_index_find(const HostIndex *x, const char *host, size_t *ret_
         return end - lo;
 }
 
+/* What decides whether the agent restarts a unit on a new Placement: what
+ * systemd reads of its file (not [X-Baton]: changing Replicas= restarts
+ * nothing) and its shard assignment. NULL on OOM (the agent then hashes
+ * the text itself). */
+static char *unit_config_hash(const ServiceSpec *s, const ShardCopy *copy) {
+        uint64_t h = spec_systemd_hash(s->unit_text);
+        char extra[64], *ret = NULL;
+
+        snprintf(extra, sizeof(extra), "|%" PRIu32 "|%" PRIu64 "|", copy->shard_count, copy->epoch);
+        for (const char *p = extra; *p; p++)
+                h = (h ^ (uint8_t) *p) * 0x100000001b3ULL;
+        for (const char *p = strempty(copy->shards); *p; p++)
+                h = (h ^ (uint8_t) *p) * 0x100000001b3ULL;
+        if (asprintf(&ret, "%016" PRIx64, h) < 0)
+                return NULL;
+        return ret;
+}
+
 /* The PlacedUnits of one host, in (service, instance) order, from its
  * `n` entries of the host index. */
 static int host_units(Controller *c, const HostIndexEntry *entries, size_t n, HostUnits *ret) {
@@ -197,7 +215,7 @@ static int host_units(Controller *c, const HostIndexEntry *entries, size_t n, Ho
         hu.units = calloc(max + 1, sizeof(*hu.units));
         hu.ptrs = calloc(max + 1, sizeof(*hu.ptrs));
         hu.shards = calloc(max + 1, sizeof(*hu.shards));
-        hu.strings = calloc(2 * max + 1, sizeof(char *));
+        hu.strings = calloc(3 * max + 1, sizeof(char *));
         if (!hu.units || !hu.ptrs || !hu.shards || !hu.strings) {
                 host_units_done(&hu);
                 return -ENOMEM;
@@ -233,6 +251,9 @@ static int host_units(Controller *c, const HostIndexEntry *entries, size_t n, Ho
                         u->service = s->name;
                         u->instance = fi->instance;
                         u->running = copies[j].running;
+                        /* A changed unit rolls out (rpc-fleet.c's rolling_update()). */
+                        u->defer_restart = true;
+                        u->config_hash = keep(&hu, unit_config_hash(s, &copies[j]));
                         if (s->kind == SERVICE_SHARDED) {
                                 baton__v1__shard_assignment__init(&hu.shards[hu.n]);
                                 hu.shards[hu.n].shards = keep(&hu, TAKE_PTR(copies[j].shards));

@@ -60,12 +60,16 @@ static json_t *placements_json(Controller *c, ServiceSpec *const *services, size
         for (size_t i = 0; arr && i < r->n_assignments; i++) {
                 const Assignment *a = &r->assignments[i];
                 const FleetInstance *cur = current_instance(c, a->service, a->instance);
-                const ServiceSpec *s = NULL;
+                const ServiceSpec *s = NULL, *old = fleet_service(c, a->service);
                 const char *change = !cur ? "add" : !streq(cur->host, a->host) ? "move" : "keep";
 
                 for (size_t k = 0; k < n; k++)
                         if (streq(services[k]->name, a->service))
                                 s = services[k];
+                /* A changed unit file restarts the instances that stay. */
+                if (streq(change, "keep") && s && old &&
+                    spec_systemd_hash(s->unit_text) != spec_systemd_hash(old->unit_text))
+                        change = "restart";
                 json_array_append_new(arr, json_pack("{s:s, s:i, s:o, s:s, s:s, s:o}", "service",
                                                      a->service, "instance", (int) a->instance,
                                                      "unit", unit_json(s, a->instance), "host",
@@ -174,12 +178,49 @@ static json_t *service_change_json(Controller *c, const ServiceSpec *s, const ch
         return o;
 }
 
+/* A changed unit reaches the hosts with defer_restart: the agents write it
+ * and keep the old process; this rollout restarts the instances with the
+ * service's policy (for a sharded one, through the start gate, each ready
+ * again before the next). Its id, or why there is none, goes in the plan's
+ * entry for the service. */
+static void rolling_update(Controller *c, const char *service, json_t *services) {
+        json_t *entry = NULL, *e;
+        uint64_t id;
+        size_t i;
+        int r;
+
+        json_array_foreach(services, i, e) {
+                if (streq_ptr(json_string_value(json_object_get(e, "service")), service))
+                        entry = e;
+        }
+        if (shards_reshard_of(c, service))
+                r = -EBUSY;
+        else
+                r = rollouts_start(c, service, &id);
+        if (r >= 0) {
+                log_info("Unit of %s changed: rolling update %" PRIu64 ".", service, id);
+                if (entry)
+                        json_object_set_new(entry, "rollout", json_integer((json_int_t) id));
+                return;
+        }
+        log_warning("Unit of %s changed, but no rolling update could start (%s); its instances "
+                    "run the old unit until restarted.",
+                    service, r == -EBUSY ? "a rollout or reshard is under way" : STRERROR(r));
+        if (entry)
+                json_object_set_new(
+                        entry, "rollout_error",
+                        json_string(r == -EBUSY ? "a rollout or reshard is under way: restart "
+                                                  "the service once it is done"
+                                                : STRERROR(r)));
+}
+
 int rpc_verb_apply(RpcContext *x) {
         Controller *c = x->c;
         const Baton__V1__ApplyRequest *req = x->request->apply;
         _cleanup_(placement_result_done) PlacementResult res = { 0 };
         _cleanup_free_ char *errors = NULL, *names = NULL;
         ServiceSpec **parsed = NULL, **next = NULL;
+        _cleanup_free_ bool *updated = NULL;
         size_t n_parsed = 0, n_next = 0, errlen = 0, nameslen = 0;
         json_t *services = NULL;
         FILE *ef = NULL, *nf = NULL;
@@ -225,8 +266,9 @@ int rpc_verb_apply(RpcContext *x) {
 
         /* The fleet as it would be: current services, replaced or added. */
         next = calloc(c->n_services + n_parsed + 1, sizeof(ServiceSpec *));
+        updated = calloc(c->n_services + n_parsed + 1, sizeof(bool));
         services = json_array();
-        if (!next || !services)
+        if (!next || !services || !updated)
                 goto finish;
         for (size_t i = 0; i < c->n_services; i++) {
                 bool replaced = false;
@@ -279,11 +321,21 @@ int rpc_verb_apply(RpcContext *x) {
                                      "cannot store the services: %s", store_error(c->store));
                         goto finish;
                 }
+                /* Services whose unit changed for systemd (not just [X-Baton])
+                 * and that run already: a rolling update, below. */
+                for (size_t k = 0; k < n_next; k++) {
+                        const ServiceSpec *old = fleet_service(c, next[k]->name);
+                        updated[k] = old && spec_systemd_hash(old->unit_text) !=
+                                                    spec_systemd_hash(next[k]->unit_text);
+                }
                 specs_free(c->services, c->n_services);
                 c->services = TAKE_PTR(next);
                 c->n_services = n_next;
-                n_next = 0;
                 (void) fleet_reconcile(c, "apply");
+                for (size_t k = 0; k < n_next; k++)
+                        if (updated[k])
+                                rolling_update(c, c->services[k]->name, services);
+                n_next = 0;
         }
         r = rpc_set_json(x, doc);
 
@@ -538,6 +590,12 @@ int rpc_verb_restart(RpcContext *x) {
         if ((uint32_t) req->instance >= s->count)
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "%s has no instance %d",
                                 s->name, req->instance);
+        /* One instance of a sharded service restarts through the start gate too. */
+        if (s->kind == SERVICE_SHARDED && !shards_may_restart(c, s, (uint32_t) req->instance, true))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                                "%s@%d cannot start now: another start of %s is identifying in "
+                                "its buckets (the start gate is closed); try again shortly",
+                                s->name, req->instance, s->name);
         r = fleet_send_restart(c, s->name, (uint32_t) req->instance, id, &host);
         if (r == -ENOENT)
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,

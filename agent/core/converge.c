@@ -567,6 +567,10 @@ static int emit_for_desired(Builder *b, const Entry *e, unsigned flags) {
                 r = emit(b, ACTION_ENABLE, e->name, NULL, NULL, "%s", why);
                 if (r < 0)
                         return r;
+                /* A rolling update: the controller restarts it when its turn
+                 * comes; it keeps running the old config meanwhile. */
+                if (d->defer_restart && m && up && !same)
+                        return 0;
                 /* A new unit that systemd already runs (from another directory,
                  * or installed before the agent lost its state) must restart to
                  * pick up the files just written; START would be a no-op. */

@@ -29,6 +29,9 @@ typedef struct DesiredUnit {
         const char
                 *config_hash; /* a change means restart; NULL or "": config_hash() of the texts */
         bool running;
+        /* On a config change of a unit that is up: write the files, leave
+         * the restart to a later Restart command (a rolling update). */
+        bool defer_restart;
 } DesiredUnit;
 
 /* From AgentState: what this agent installed. file_name is the unit file it

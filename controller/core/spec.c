@@ -901,3 +901,26 @@ int service_default_shards(uint32_t shards, uint32_t n, uint32_t i, char **ret) 
         *ret = text;
         return 0;
 }
+
+uint64_t spec_systemd_hash(const char *unit_text) {
+        uint64_t h = 0xcbf29ce484222325ULL;
+        bool skip = false;
+
+        for (const char *p = strempty(unit_text); *p;) {
+                size_t n = strcspn(p, "\n");
+                const char *q = p;
+
+                /* A section header starts a line, after optional white space. */
+                while (q < p + n && (*q == ' ' || *q == '\t'))
+                        q++;
+                if (*q == '[')
+                        skip = strncmp(q, "[X-", 3) == 0;
+                if (!skip)
+                        for (size_t i = 0; i <= n && p[i]; i++) {
+                                h ^= (uint8_t) p[i];
+                                h *= 0x100000001b3ULL;
+                        }
+                p += n + (p[n] == '\n');
+        }
+        return h;
+}

@@ -111,6 +111,11 @@ ServiceSpec *service_spec_free(ServiceSpec *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ServiceSpec *, service_spec_free)
 int service_spec_copy(const ServiceSpec *s, ServiceSpec **ret);
 
+/* A 64-bit FNV-1a hash of what systemd reads of a unit file: every line
+ * outside [X-…] sections (so changing Replicas= or any [X-Baton] key does
+ * not count as a change of the unit that would restart it). */
+uint64_t spec_systemd_hash(const char *unit_text);
+
 /* "gateway" + 3 → "gateway@3.service"; a non-template → "core.service"
  * (instance ignored). */
 int service_instance_unit(const ServiceSpec *s, uint32_t instance, char **ret);

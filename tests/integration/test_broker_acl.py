@@ -335,8 +335,8 @@ def viewer_watches_events_but_cannot_send(world):
     refused(world, v, lambda ch: ch.basic_consume('baton.dead', lambda *x: None))
     # batonctl as a viewer: the broker refuses the request...
     r = ctl(world, v, 'ping')
-    assert r.returncode == 3, (r.returncode, r.stderr)
-    assert 'the broker did not accept the request' in r.stderr, r.stderr
+    assert r.returncode == 4, (r.returncode, r.stderr)
+    assert 'the broker refused the request: 403 ACCESS_REFUSED' in r.stderr, r.stderr
     # ...while watch works and shows a real alert: stop bravo's agent.
     argv = [worldmod.build_path('controller', 'batonctl'), '--broker', url(world, v),
             'watch', 'alert.#', '--count', '1', '--for', '60s']

@@ -141,6 +141,27 @@ def scale_respects_bounds(world):
                    what='back to four')
 
 
+def web_pids(world):
+    out = {}
+    for name, h in S['hosts'].items():
+        for unit in active_web(world).get(name, []):
+            out[unit] = h.unit_property(unit, 'MainPID')
+    return out
+
+
+@suite.case
+def changing_only_x_baton_restarts_nothing(world):
+    before = web_pids(world)
+    assert len(before) == 4, before
+    doc = ctl_json(world, 'apply', spec_file(world, 'web@.service',
+                                             WEB.replace('MaxReplicas=6', 'MaxReplicas=7')))
+    assert doc['services'][0]['action'] == 'update' and 'rollout' not in doc['services'][0], doc
+    assert all(p['change'] == 'keep' for p in doc['placements']), doc['placements']
+    time.sleep(3)
+    assert web_pids(world) == before, 'a change of [X-Baton] alone restarted units'
+    ctl_json(world, 'apply', spec_file(world, 'web@.service', WEB))
+
+
 @suite.case
 def lost_host_is_replaced_and_returns_without_duplicates(world):
     placed = active_web(world)

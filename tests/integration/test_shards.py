@@ -97,6 +97,17 @@ def check_rate(lines, what):
             f'{a["shard"]} ({a["instance"]}); the interval is {INTERVAL_MS} ms'
 
 
+def check_one_at_a_time(lines, what):
+    """Each instance's identifies end before the next instance's begin."""
+    spans = {}
+    for e in lines:
+        lo, hi = spans.get(e['instance'], (e['usec'], e['usec']))
+        spans[e['instance']] = (min(lo, e['usec']), max(hi, e['usec']))
+    ordered = sorted(spans.values())
+    for (a_lo, a_hi), (b_lo, b_hi) in zip(ordered, ordered[1:]):
+        assert b_lo > a_hi, f'{what}: two instances identified at once: {ordered}'
+
+
 def all_ready(world, total):
     m = ctl_json(world, 'shards', 'gw')
     return m['ready'] == total and m['shard_count'] == total and m['reshard'] is None and m
@@ -249,15 +260,40 @@ def rolling_restart_waits_for_every_shard(world):
     new = identifies(world)[before:]
     assert len(new) == 128, f'{len(new)} identifies'
     check_rate(identifies(world), 'rolling restart')
-    # One instance at a time: each instance's identifies end before the next one's begin.
-    spans = {}
-    for e in new:
-        lo, hi = spans.get(e['instance'], (e['usec'], e['usec']))
-        spans[e['instance']] = (min(lo, e['usec']), max(hi, e['usec']))
-    ordered = sorted(spans.values())
-    for (a_lo, a_hi), (b_lo, b_hi) in zip(ordered, ordered[1:]):
-        assert b_lo > a_hi, f'two instances identified at once: {ordered}'
+    check_one_at_a_time(new, 'rolling restart')
     assert all_ready(world, 128)
+
+
+@suite.case
+def changed_unit_rolls_out_one_ready_instance_at_a_time(world):
+    before = len(identifies(world))
+    text = gateway_spec(S['log']).replace('"GATEWAY_IDENTIFY_MS=5"', '"GATEWAY_IDENTIFY_MS=6"')
+    doc = ctl_json(world, 'apply', spec_file(world, 'gw@.service', text))
+    svc = doc['services'][0]
+    assert svc['action'] == 'update' and svc['rollout'], svc
+    assert all(p['change'] == 'restart' for p in doc['placements']), doc['placements']
+    world.wait_for(lambda: (r := ctl_json(world, 'rollout', 'status', 'gw')['rollouts'][0])
+                   ['state'] == 'done' and r['id'] == svc['rollout'], 240, interval=0.5,
+                   what='rolling update done')
+    new = identifies(world)[before:]
+    assert len(new) == 128, f'{len(new)} identifies: the agents must not restart by themselves'
+    check_rate(identifies(world), 'rolling update')
+    check_one_at_a_time(new, 'rolling update')
+    assert all_ready(world, 128)
+
+
+@suite.case
+def one_instance_restart_goes_through_the_gate(world):
+    before = len(identifies(world))
+    owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards'] if x['instance'] == 0)
+    res = ctl_json(world, 'restart', 'gw@0')
+    assert res['restart_id'] and res['instances'] == 1, res
+    # gw@0 identifies its shards now: the gate is closed for everyone else.
+    r = world.batonctl('restart', 'gw@1')
+    assert r.returncode == 4 and 'start gate' in r.stderr, r
+    world.wait_for(lambda: len(identifies(world)) - before == owned and all_ready(world, 128), 60,
+                   interval=0.3, what='gw@0 identified again and ready')
+    check_rate(identifies(world), 'one instance restart')
 
 
 def alert(kind, resolved):

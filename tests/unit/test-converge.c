@@ -201,6 +201,27 @@ TEST(changed_unit_text_restarts) {
         ASSERT_TRUE(plan.actions[0].content == T2);
 }
 
+TEST(deferred_restart_writes_but_leaves_a_running_unit_alone) {
+        /* A rolling update: the files change, the controller restarts later.
+         * A stopped unit starts with its new files at once, as always. */
+        DesiredUnit d[] = { PLAIN("up.service", T2, D1, true),
+                            PLAIN("down.service", T2, D1, true) };
+        ManagedUnit m[] = { MANAGED("up.service", "up.service", T1, D1),
+                            MANAGED("down.service", "down.service", T1, D1) };
+        ObservedUnit o[] = { { "up.service", "loaded", "active" },
+                             { "down.service", "loaded", "inactive" } };
+
+        d[0].defer_restart = d[1].defer_restart = true;
+        assert_plan(RUN(d, m, o, no_foreign, "*", 0), "write-file down.service\n"
+                                                      "write-file up.service\n"
+                                                      "write-dropin down.service.d/50-baton.conf\n"
+                                                      "write-dropin up.service.d/50-baton.conf\n"
+                                                      "daemon-reload\n"
+                                                      "enable down.service\n"
+                                                      "enable up.service\n"
+                                                      "restart down.service\n");
+}
+
 TEST(dropin_dropped_is_removed) {
         DesiredUnit d[] = { PLAIN("core.service", T1, NULL, true) };
         ManagedUnit m[] = { MANAGED("core.service", "core.service", T1, D1) };
@@ -1489,6 +1510,7 @@ int main(void) {
         r = tap_run(TESTS(new_plain_unit, new_unit_without_dropin,
                           new_instances_write_the_template_once, unchanged_is_empty,
                           changed_env_restarts_only_that_unit, changed_unit_text_restarts,
+                          deferred_restart_writes_but_leaves_a_running_unit_alone,
                           dropin_dropped_is_removed, same_hash_but_dropin_appeared_counts_as_change,
                           removed_unit_is_stopped_disabled_and_deleted,
                           template_removed_only_with_its_last_instance,

@@ -191,7 +191,8 @@ TEST(placement_shape) {
                      "old.service");
         /* Nothing but the .proto's fields. */
         ASSERT_EQ_UINT(json_object_size(j), 5u);
-        ASSERT_EQ_UINT(json_object_size(u0), 9u);
+        ASSERT_EQ_UINT(json_object_size(u0), 10u);
+        ASSERT_TRUE(json_is_true(json_object_get(u0, "defer_restart")));
 }
 
 TEST(heartbeat_shape) {

@@ -1404,6 +1404,27 @@ static void check_generated(Gen *g, const char *text) {
         service_spec_free(s);
 }
 
+TEST(systemd_hash_ignores_x_sections) {
+        const char *a = "[Unit]\nDescription=gw\n[Service]\nExecStart=/bin/gw\n"
+                        "[X-Baton]\nKind=sharded\nInstances=6\nShards=96\n";
+        const char *b = "[Unit]\nDescription=gw\n[Service]\nExecStart=/bin/gw\n"
+                        "[X-Baton]\nKind=sharded\nInstances=7\nShards=96\nMaxPerHost=2\n";
+        const char *c = "[Unit]\nDescription=gw\n[Service]\nExecStart=/bin/gw2\n"
+                        "[X-Baton]\nKind=sharded\nInstances=6\nShards=96\n";
+        const char *d = "[Unit]\nDescription=gw\n[X-Baton]\nKind=sharded\n"
+                        "[Service]\nExecStart=/bin/gw\n[X-Other]\nA=1\n";
+        const char *e = "[Unit]\nDescription=gw\n[X-Baton]\nKind=stateless\n"
+                        "  [Service]\nExecStart=/bin/gw\n";
+
+        ASSERT_TRUE(spec_systemd_hash(a) == spec_systemd_hash(b));
+        ASSERT_TRUE(spec_systemd_hash(a) != spec_systemd_hash(c));
+        /* X- sections anywhere, and what follows them counts again. */
+        ASSERT_TRUE(spec_systemd_hash(a) == spec_systemd_hash(d));
+        ASSERT_TRUE(spec_systemd_hash(d) != spec_systemd_hash(e));
+        ASSERT_TRUE(spec_systemd_hash("") == spec_systemd_hash(NULL));
+        ASSERT_TRUE(spec_systemd_hash("[Service]\nA=1") != spec_systemd_hash("[Service]\nA=2"));
+}
+
 TEST(random_round_trip) {
         rng_state = 1;
         for (unsigned iter = 0; iter < 20000; iter++) {
@@ -1602,6 +1623,7 @@ int main(void) {
         return tap_run(TESTS(kind_table, design_example, defaults_per_kind, every_key_value,
                              labels_and_spread, systemd_sections_untouched, continuation_lines,
                              error_messages, file_names, line_endings_and_bom, limits, copy_is_deep,
-                             instance_unit_names, default_shards_partition, random_round_trip,
+                             instance_unit_names, default_shards_partition,
+                             systemd_hash_ignores_x_sections, random_round_trip,
                              random_errors_name_their_line, random_mutations));
 }
