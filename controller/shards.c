@@ -149,11 +149,34 @@ static int load_one(const char *service, const char *layout, const char *reshard
         return 0;
 }
 
+static int hold_add(ShardService *ss, uint32_t instance, bool new_copy, const RangeList *set,
+                    usec_t now);
+
+/* After a restart nothing says which copies were still identifying: the gate
+ * is held for every copy until its host reports it ready (or settled), its
+ * host is down, or HealthTimeout passes, so no start can overlap one that
+ * was under way. */
+static void hold_everything(ShardService *ss) {
+        usec_t now = now_realtime_usec();
+
+        for (uint32_t i = 0; i < ss->layout.n_instances; i++)
+                if (hold_add(ss, i, false, &ss->layout.sets[i], now) >= 0)
+                        start_gate_take(&ss->gate, &ss->layout.sets[i]);
+        for (size_t i = 0; reshard_active(ss) && i < ss->reshard->n_items; i++) {
+                const ReshardItem *it = &ss->reshard->items[i];
+                if (it->state == RITEM_STARTING &&
+                    hold_add(ss, it->instance, true, &it->to, now) >= 0)
+                        start_gate_take(&ss->gate, &it->to);
+        }
+}
+
 int shards_load(Controller *c) {
         int r = store_load_shard_states(c->store, load_one, c);
 
         if (r < 0)
                 return log_error_errno(r, "Failed to load shard states: %s", store_error(c->store));
+        for (size_t i = 0; i < c->n_shard_services; i++)
+                hold_everything(c->shard_services[i]);
         return 0;
 }
 
@@ -266,6 +289,10 @@ static void hold_release(ShardService *ss, size_t i, usec_t now) {
         start_gate_release(&ss->gate, &ss->holds[i].shards, now);
         rangelist_done(&ss->holds[i].shards);
         ss->holds[i] = ss->holds[--ss->n_holds];
+        /* A bucket stays held while any other hold covers it (after a
+         * restart every copy holds the gate at once). */
+        for (size_t k = 0; k < ss->n_holds; k++)
+                start_gate_take(&ss->gate, &ss->holds[k].shards);
 }
 
 static int hold_add(ShardService *ss, uint32_t instance, bool new_copy, const RangeList *set,
@@ -919,8 +946,11 @@ static void release_ready(Controller *c, ShardService *ss, const ServiceSpec *s,
         for (size_t i = 0; i < ss->n_holds;) {
                 const ShardHold *hd = &ss->holds[i];
                 const char *host = host_of(c, s->name, hd->instance);
+                Host *h = host ? host_table_get(&c->hosts, host) : NULL;
 
-                if (!host || serving_ready(c, s, hd->instance, host, hd->new_copy, true) ||
+                /* Nothing identifies for us on a host that is down. */
+                if (!h || !h->alive ||
+                    serving_ready(c, s, hd->instance, host, hd->new_copy, true) ||
                     now - hd->since > s->health_timeout)
                         hold_release(ss, i, now);
                 else

@@ -142,9 +142,9 @@ class Sampler:
 def setup(world):
     broker = world.start_broker()
     secret, public = world.keygen()
-    S['controller'] = world.start_controller(config={
-        'controller': {'host_timeout': '5s', 'shard_unowned_after': '2s'},
-        'security': {'signing_key': secret, 'operators': 'guest'}})
+    S['config'] = {'controller': {'host_timeout': '5s', 'shard_unowned_after': '2s'},
+                   'security': {'signing_key': secret, 'operators': 'guest'}}
+    S['controller'] = world.start_controller(config=S['config'])
     world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
                    what='controller answering')
     S['alerts'] = Alerts(broker)
@@ -294,6 +294,31 @@ def one_instance_restart_goes_through_the_gate(world):
     world.wait_for(lambda: len(identifies(world)) - before == owned and all_ready(world, 128), 60,
                    interval=0.3, what='gw@0 identified again and ready')
     check_rate(identifies(world), 'one instance restart')
+
+
+@suite.case
+def a_restarted_controller_keeps_the_gate_closed_until_ready(world):
+    before = len(identifies(world))
+    owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards'] if x['instance'] == 1)
+    ctl_json(world, 'restart', 'gw@1')
+    # kill -9 while gw@1 identifies: the new controller cannot know how far it got.
+    world.wait_for(lambda: len(identifies(world)) > before, 10, interval=0.02,
+                   what='gw@1 identifying')
+    S['controller'].kill()
+    S['controller'] = world.start_controller(config=S['config'])
+    world.wait_for(lambda: world.batonctl('ping', timeout=5).returncode == 0, 30,
+                   what='controller back')
+    if len(identifies(world)) - before < owned:
+        r = world.batonctl('restart', 'gw@2')
+        assert r.returncode == 4 and 'start gate' in r.stderr, r
+    world.wait_for(lambda: len(identifies(world)) - before == owned and all_ready(world, 128),
+                   60, interval=0.3, what='gw@1 ready again')
+    ctl_json(world, 'restart', 'gw@2')
+    world.wait_for(lambda: all_ready(world, 128) and
+                   len(identifies(world)) - before > owned + 10, 60, interval=0.3,
+                   what='gw@2 restarted')
+    world.wait_for(lambda: all_ready(world, 128), 60, interval=0.3, what='all ready')
+    check_rate(identifies(world), 'across a controller restart')
 
 
 def alert(kind, resolved):
