@@ -108,6 +108,17 @@ def check_one_at_a_time(lines, what):
         assert b_lo > a_hi, f'{what}: two instances identified at once: {ordered}'
 
 
+def restart_through_the_gate(world, unit):
+    """`batonctl restart gateway@N`, retried while the start gate is still
+    closed (it opens one interval after the last start was seen ready)."""
+    def attempt():
+        r = world.batonctl('--json', 'restart', unit)
+        assert r.returncode in (0, 4), r
+        assert r.returncode == 0 or 'start gate' in r.stderr, r
+        return r.returncode == 0 and json.loads(r.stdout)
+    return world.wait_for(attempt, 30, interval=0.1, what=f'{unit} restarted')
+
+
 def all_ready(world, total):
     m = ctl_json(world, 'shards', 'gw')
     return m['ready'] == total and m['shard_count'] == total and m['reshard'] is None and m
@@ -286,7 +297,7 @@ def changed_unit_rolls_out_one_ready_instance_at_a_time(world):
 def one_instance_restart_goes_through_the_gate(world):
     before = len(identifies(world))
     owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards'] if x['instance'] == 0)
-    res = ctl_json(world, 'restart', 'gw@0')
+    res = restart_through_the_gate(world, 'gw@0')
     assert res['restart_id'] and res['instances'] == 1, res
     # gw@0 identifies its shards now: the gate is closed for everyone else.
     r = world.batonctl('restart', 'gw@1')
@@ -300,7 +311,7 @@ def one_instance_restart_goes_through_the_gate(world):
 def a_restarted_controller_keeps_the_gate_closed_until_ready(world):
     before = len(identifies(world))
     owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards'] if x['instance'] == 1)
-    ctl_json(world, 'restart', 'gw@1')
+    restart_through_the_gate(world, 'gw@1')
     # kill -9 while gw@1 identifies: the new controller cannot know how far it got.
     world.wait_for(lambda: len(identifies(world)) > before, 10, interval=0.02,
                    what='gw@1 identifying')
@@ -313,7 +324,7 @@ def a_restarted_controller_keeps_the_gate_closed_until_ready(world):
         assert r.returncode == 4 and 'start gate' in r.stderr, r
     world.wait_for(lambda: len(identifies(world)) - before == owned and all_ready(world, 128),
                    60, interval=0.3, what='gw@1 ready again')
-    ctl_json(world, 'restart', 'gw@2')
+    restart_through_the_gate(world, 'gw@2')
     world.wait_for(lambda: all_ready(world, 128) and
                    len(identifies(world)) - before > owned + 10, 60, interval=0.3,
                    what='gw@2 restarted')
