@@ -12,6 +12,7 @@
 #include "commands.pb-c.h"
 #include "controller.h"
 #include "events.pb-c.h"
+#include "fnv.h"
 #include "log.h"
 #include "placement.h"
 #include "spec.h"
@@ -196,10 +197,8 @@ static char *unit_config_hash(const ServiceSpec *s, const ShardCopy *copy) {
         char extra[64], *ret = NULL;
 
         snprintf(extra, sizeof(extra), "|%" PRIu32 "|%" PRIu64 "|", copy->shard_count, copy->epoch);
-        for (const char *p = extra; *p; p++)
-                h = (h ^ (uint8_t) *p) * 0x100000001b3ULL;
-        for (const char *p = strempty(copy->shards); *p; p++)
-                h = (h ^ (uint8_t) *p) * 0x100000001b3ULL;
+        h = fnv1a64_str(h, extra);
+        h = fnv1a64_str(h, copy->shards);
         if (asprintf(&ret, "%016" PRIx64, h) < 0)
                 return NULL;
         return ret;
@@ -275,14 +274,13 @@ static char *digest(const HostUnits *hu) {
         _cleanup_free_ char *s = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&s, &len);
-        uint64_t h = 0xcbf29ce484222325ULL;
+        uint64_t h = FNV1A64_OFFSET;
 
         if (!f)
                 return NULL;
         for (size_t i = 0; i < hu->n; i++) {
                 const Baton__V1__PlacedUnit *u = hu->ptrs[i];
-                for (const char *p = u->unit_text; *p; p++)
-                        h = (h ^ (uint8_t) *p) * 0x100000001b3ULL;
+                h = fnv1a64_str(h, u->unit_text);
                 fprintf(f, "%s:%s:%" PRIu64 ":%d;", u->name, u->shards ? u->shards->shards : "",
                         u->shards ? u->shards->shard_epoch : 0, u->running);
         }

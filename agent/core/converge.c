@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnv.h"
 #include "macro.h"
 #include "unit-name.h"
 
@@ -50,27 +51,16 @@ int placement_order(uint64_t epoch_a, uint64_t gen_a, uint64_t epoch_b, uint64_t
         return 0;
 }
 
-#define FNV64_OFFSET 0xcbf29ce484222325ULL
-#define FNV64_PRIME 0x100000001b3ULL
-
-static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                h ^= p[i];
-                h *= FNV64_PRIME;
-        }
-        return h;
-}
-
 int config_hash(const char *unit_text, const char *dropin_text, char ret[static 17]) {
         const char *u = strempty(unit_text), *d = strempty(dropin_text);
-        uint64_t h = FNV64_OFFSET;
+        uint64_t h = FNV1A64_OFFSET;
 
         assert(ret);
 
         /* Neither text can contain a NUL, so it separates them unambiguously. */
-        h = fnv1a(h, (const unsigned char *) u, strlen(u));
-        h = fnv1a(h, (const unsigned char *) "", 1);
-        h = fnv1a(h, (const unsigned char *) d, strlen(d));
+        h = fnv1a64(h, u, strlen(u));
+        h = fnv1a64(h, "", 1);
+        h = fnv1a64(h, d, strlen(d));
         snprintf(ret, 17, "%016llx", (unsigned long long) h);
         return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "duration.h"
+#include "fnv.h"
 #include "placement.h"
 
 #define NONE SIZE_MAX
@@ -77,21 +78,6 @@ static void placer_done(Placer *p) {
         free(p->groups);
 }
 
-#define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
-#define FNV_PRIME UINT64_C(0x100000001b3)
-
-/* FNV-1a over n bytes, continuing from h; fixed forever, since changing it
- * would reshuffle every tie-broken placement of a running fleet. */
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-        const unsigned char *b = data;
-
-        for (size_t i = 0; i < n; i++) {
-                h ^= b[i];
-                h *= FNV_PRIME;
-        }
-        return h;
-}
-
 /* The hash state after "<service>\0<instance>\0"; the host id follows. */
 static uint64_t hash_prefix(const char *service, uint32_t instance) {
         char buf[16];
@@ -100,12 +86,12 @@ static uint64_t hash_prefix(const char *service, uint32_t instance) {
 
         n = snprintf(buf, sizeof buf, "%" PRIu32, instance);
         assert(n > 0 && (size_t) n < sizeof buf);
-        h = fnv1a(FNV_OFFSET, service, strlen(service) + 1);
-        return fnv1a(h, buf, (size_t) n + 1);
+        h = fnv1a64(FNV1A64_OFFSET, service, strlen(service) + 1);
+        return fnv1a64(h, buf, (size_t) n + 1);
 }
 
 static uint64_t hash_host(uint64_t prefix, const char *host) {
-        return fnv1a(prefix, host, strlen(host));
+        return fnv1a64(prefix, host, strlen(host));
 }
 
 bool placement_labels_match(const PlacementHost *h, const SpecLabel *require, size_t n) {

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "duration.h"
+#include "fnv.h"
 #include "rangelist.h"
 #include "unit-name.h"
 
@@ -903,7 +904,7 @@ int service_default_shards(uint32_t shards, uint32_t n, uint32_t i, char **ret) 
 }
 
 uint64_t spec_systemd_hash(const char *unit_text) {
-        uint64_t h = 0xcbf29ce484222325ULL;
+        uint64_t h = FNV1A64_OFFSET;
         bool skip = false;
 
         for (const char *p = strempty(unit_text); *p;) {
@@ -915,11 +916,9 @@ uint64_t spec_systemd_hash(const char *unit_text) {
                         q++;
                 if (*q == '[')
                         skip = strncmp(q, "[X-", 3) == 0;
+                /* The line with its newline, if it has one. */
                 if (!skip)
-                        for (size_t i = 0; i <= n && p[i]; i++) {
-                                h ^= (uint8_t) p[i];
-                                h *= 0x100000001b3ULL;
-                        }
+                        h = fnv1a64(h, p, n + (p[n] == '\n'));
                 p += n + (p[n] == '\n');
         }
         return h;
