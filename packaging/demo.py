@@ -23,7 +23,7 @@ HOSTS = [('host-a', 'zone=eu rack=r1 role=gateway'),
 
 
 def batonctl(build, url, *args):
-    return subprocess.run([os.path.join(build, 'controller', 'batonctl'), '--broker', url,
+    return subprocess.run([os.path.join(build, 'controller', 'ctl', 'batonctl'), '--broker', url,
                            *args], capture_output=True, text=True)
 
 
@@ -92,7 +92,7 @@ def up(build, demo_dir):
     print(batonctl(build, broker.url, 'status').stdout)
     r = batonctl(build, broker.url, 'shards', 'gateway')
     print('\n'.join(r.stdout.splitlines()[-3:]))
-    ctl = os.path.join(build, 'controller', 'batonctl')
+    ctl = os.path.join(build, 'controller', 'ctl', 'batonctl')
     print()
     print('The demo is running. Try:')
     print(f'  export BATON_BROKER={broker.url}')

@@ -479,7 +479,7 @@ def watch_lines(proc):
 
 @suite.case
 def watch_alerts_and_delete(world):
-    argv = [build_path('controller', 'batonctl'), '--broker', world.broker.url, '--json',
+    argv = [build_path('controller', 'ctl', 'batonctl'), '--broker', world.broker.url, '--json',
             'watch', 'alert.#']
     w = world.spawn('watch', argv)
     try:

@@ -346,7 +346,7 @@ def viewer_watches_events_but_cannot_send(world):
     r = ctl(world, v, 'scale', 'web', '2')
     assert r.returncode == 4 and f"user '{v}' is not an operator" in r.stderr, r.stderr
     # ...and watch works and shows a real alert: stop bravo's agent.
-    argv = [worldmod.build_path('controller', 'batonctl'), '--broker', url(world, v),
+    argv = [worldmod.build_path('controller', 'ctl', 'batonctl'), '--broker', url(world, v),
             'watch', 'alert.#', '--count', '1', '--for', '60s']
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           stdin=subprocess.DEVNULL) as watch:

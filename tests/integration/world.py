@@ -1312,7 +1312,7 @@ class World:
                  ) -> subprocess.CompletedProcess:
         """Run batonctl (text mode, output captured). --broker is this world's URL unless
         broker= names another or is None (then batonctl finds it itself)."""
-        argv = [self._need_binary(build_path('controller', 'batonctl'))]
+        argv = [self._need_binary(build_path('controller', 'ctl', 'batonctl'))]
         if broker is World._DEFAULT:
             broker = self.broker.url if self.broker else None
         if broker is not None:
