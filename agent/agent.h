@@ -32,6 +32,13 @@ typedef struct ShardInfo {
 
 typedef struct Apply Apply;
 
+/* A Restart held until the Placement being applied is done, or until it can
+ * be recorded (apply.c). */
+typedef struct WaitingRestart {
+        CodecDecoded decoded;
+        uint64_t delivery_tag;
+} WaitingRestart;
+
 typedef struct Agent {
         uv_loop_t *loop;
         AgentConfig config;
@@ -55,6 +62,10 @@ typedef struct Agent {
                 uint64_t delivery_tag;
                 bool set;
         } pending;
+        WaitingRestart *waiting; /* in arrival order */
+        size_t n_waiting;
+        uv_timer_t retry_timer; /* held commands: state not saved, out of memory */
+        unsigned retry_attempt; /* backoff; reset by a successful state write */
 
         char boot_id[37];
         char *systemd_version;
@@ -112,3 +123,5 @@ void agent_forget_shard_info(Agent *a, const char *unit);
 void apply_placement(Agent *a, CodecDecoded *d, uint64_t delivery_tag);
 void apply_restart(Agent *a, CodecDecoded *d, uint64_t delivery_tag);
 Apply *apply_free(Apply *x);
+/* Frees every command apply.c holds (unacked: the broker redelivers them). */
+void apply_done(Agent *a);
