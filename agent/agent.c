@@ -421,10 +421,11 @@ int agent_start(Agent *a, uv_loop_t *loop, AgentConfig *config) {
 
         if (uv_timer_init(loop, &a->heartbeat_timer) < 0 ||
             uv_timer_init(loop, &a->memory_timer) < 0 || uv_timer_init(loop, &a->retry_timer) < 0 ||
+            uv_timer_init(loop, &a->report.shard_timer) < 0 ||
             uv_signal_init(loop, &a->sigterm) < 0 || uv_signal_init(loop, &a->sigint) < 0)
                 return log_error_errno(-ENOMEM, "Failed to set up event loop handles.");
-        a->heartbeat_timer.data = a->memory_timer.data = a->retry_timer.data = a->sigterm.data =
-                a->sigint.data = a;
+        a->heartbeat_timer.data = a->memory_timer.data = a->retry_timer.data =
+                a->report.shard_timer.data = a->sigterm.data = a->sigint.data = a;
         (void) uv_signal_start(&a->sigterm, on_signal, SIGTERM);
         (void) uv_signal_start(&a->sigint, on_signal, SIGINT);
         (void) notifier_init(&a->notifier, loop);
@@ -467,6 +468,7 @@ static void on_broker_closed(void *userdata) {
         loop_close_handle((uv_handle_t *) &a->heartbeat_timer);
         loop_close_handle((uv_handle_t *) &a->memory_timer);
         loop_close_handle((uv_handle_t *) &a->retry_timer);
+        loop_close_handle((uv_handle_t *) &a->report.shard_timer);
         loop_close_handle((uv_handle_t *) &a->sigterm);
         loop_close_handle((uv_handle_t *) &a->sigint);
         notifier_done(&a->notifier);
@@ -494,6 +496,7 @@ void agent_done(Agent *a) {
         a->stopping = true;
         a->systemd = systemd_free(a->systemd);
         apply_done(a);
+        report_done(a);
         a->bus = sd_bus_flush_close_unref(a->bus);
         for (size_t i = 0; i < a->n_shards; i++) {
                 free(a->shards[i].unit);

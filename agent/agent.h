@@ -32,6 +32,15 @@ typedef struct ShardInfo {
 
 typedef struct Apply Apply;
 
+/* report.c: one watched unit's UnitEvents. At most one is in flight; changes
+ * meanwhile coalesce into the next one, which carries the latest state. */
+typedef struct UnitReport {
+        char *unit;
+        char *reported_active_state; /* in the last UnitEvent sent */
+        uint64_t in_flight;          /* its sequence number until confirmed, else 0 */
+        bool dirty;                  /* changed since: send the latest once confirmed */
+} UnitReport;
+
 /* A Restart held until the Placement being applied is done, or until it can
  * be recorded (apply.c). */
 typedef struct WaitingRestart {
@@ -76,6 +85,16 @@ typedef struct Agent {
 
         uv_timer_t heartbeat_timer;
         uv_timer_t memory_timer;
+        struct {
+                UnitReport *units;
+                size_t n_units;
+                uint64_t seq;
+                uv_timer_t shard_timer; /* ShardReports at most every SHARD_REPORT_INTERVAL */
+                uint64_t shard_sent_us; /* monotonic */
+                bool shard_in_flight, shard_dirty;
+                uint64_t logged_us; /* when the coalescing counters were last logged */
+                uint64_t logged_events, logged_shard_reports;
+        } report;
         uv_signal_t sigterm;
         uv_signal_t sigint;
         Notifier notifier;
@@ -89,6 +108,9 @@ typedef struct Agent {
                 uint64_t placements_applied;
                 uint64_t restarts_run;
                 uint64_t unit_events;
+                uint64_t unit_events_coalesced;
+                uint64_t shard_reports;
+                uint64_t shard_reports_coalesced;
                 uint64_t publish_failed;
         } counters;
 } Agent;
@@ -105,7 +127,9 @@ int agent_save_state(Agent *a);
 /* Counts, logs and dead-letters a command. */
 void agent_refuse(Agent *a, uint64_t delivery_tag, const char *what, const char *why);
 void agent_ack(Agent *a, uint64_t delivery_tag);
-/* Reports every sharded unit's readiness. */
+/* Reports every sharded unit's readiness: at once, or coalesced with the
+ * next report when one is in flight or went out less than
+ * SHARD_REPORT_INTERVAL ago. */
 int agent_send_shard_report(Agent *a);
 int agent_send_heartbeat(Agent *a);
 /* Fills a UnitState from the systemd cache (strings borrowed). */
@@ -113,6 +137,8 @@ void agent_unit_state(Agent *a, const char *unit, void *ret_unit_state);
 
 /* systemd callback: a watched unit changed → UnitEvent (and ShardReport). */
 void agent_on_unit_changed(Systemd *s, const UnitInfo *now, const UnitInfo *old, void *userdata);
+/* Frees what report.c keeps. */
+void report_done(Agent *a);
 
 /* Shard assignments: set from an applied Placement or read from a drop-in. */
 int agent_set_shard_info(Agent *a, const char *unit, const char *service, uint32_t instance,
