@@ -629,9 +629,7 @@ static void complete(Apply *x) {
                             : "some units failed",
                     x->outcomes, x->n_outcomes);
         agent_ack(a, x->delivery_tag);
-        r = agent_send_shard_report(a);
-        if (r < 0)
-                log_warning_errno(r, "Failed to send a shard report: %s, ignoring.", STRERROR(r));
+        (void) agent_send_shard_report(a); /* logs its own failure; retried on the next change */
         r = agent_send_heartbeat(a);
         if (r < 0)
                 log_warning_errno(r, "Failed to send a heartbeat: %s, ignoring.", STRERROR(r));
