@@ -1036,8 +1036,11 @@ static void apply_plan(Apply *x) {
                                                     : a->state.units[i - x->n_desired].name;
 
                 /* what systemd would refuse to load is refused by the planner */
-                if (unit_name_is_valid(name, UNIT_NAME_PLAIN | UNIT_NAME_INSTANCE))
-                        names[n++] = name;
+                if (!unit_name_is_valid(name, UNIT_NAME_PLAIN | UNIT_NAME_INSTANCE))
+                        continue;
+                if (i >= x->n_desired && desired_has(x, name))
+                        continue; /* asked once is enough */
+                names[n++] = name;
         }
         r = systemd_probe(a->systemd, names, n, on_probed, x);
         if (r < 0) {
@@ -1128,20 +1131,16 @@ static void on_retry_timer(uv_timer_t *t) {
 
 /* ---- entry points -------------------------------------------------------- */
 
-/* Raises the highest epoch seen. It is saved here and, whatever happens to
- * this save, again by the save that comes before anything is acted on (the
- * intent, a Restart record). */
+/* Raises the highest epoch seen and saves it. A failed save (logged there)
+ * decides nothing: the epoch is saved again by the write that comes before
+ * anything is acted on (the intent, a Restart record), or by the next one. */
 static void see_epoch(Agent *a, uint64_t epoch) {
-        int r;
-
         if (epoch <= a->state.max_epoch_seen)
                 return;
         log_info("Controller epoch is now %" PRIu64 " (was %" PRIu64 ").", epoch,
                  a->state.max_epoch_seen);
         a->state.max_epoch_seen = epoch;
-        r = state_write(a, &a->state);
-        if (r < 0)
-                log_warning("Epoch %" PRIu64 " is saved with the next state write.", epoch);
+        (void) state_write(a, &a->state);
 }
 
 void apply_placement(Agent *a, CodecDecoded *d, uint64_t tag) {
