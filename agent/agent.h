@@ -92,6 +92,7 @@ typedef struct Agent {
                 uv_timer_t shard_timer; /* ShardReports at most every SHARD_REPORT_INTERVAL */
                 uint64_t shard_sent_us; /* monotonic */
                 bool shard_in_flight, shard_dirty;
+                bool shard_urgent;  /* not paced: ActiveState changed, reconnect, new placement */
                 uint64_t logged_us; /* when the coalescing counters were last logged */
                 uint64_t logged_events, logged_shard_reports;
         } report;
@@ -127,9 +128,10 @@ int agent_save_state(Agent *a);
 /* Counts, logs and dead-letters a command. */
 void agent_refuse(Agent *a, uint64_t delivery_tag, const char *what, const char *why);
 void agent_ack(Agent *a, uint64_t delivery_tag);
-/* Reports every sharded unit's readiness: at once, or coalesced with the
- * next report when one is in flight or went out less than
- * SHARD_REPORT_INTERVAL ago. */
+/* Reports every sharded unit's readiness: at once, or, when a report is in
+ * flight, as soon as it is confirmed, with the latest readiness. (Reports
+ * for StatusText changes alone are also paced to one per
+ * SHARD_REPORT_INTERVAL.) */
 int agent_send_shard_report(Agent *a);
 int agent_send_heartbeat(Agent *a);
 /* Fills a UnitState from the systemd cache (strings borrowed). */

@@ -282,6 +282,7 @@ int agent_send_heartbeat(Agent *a) {
 /* ---- shard reports ------------------------------------------------------- */
 
 static void on_shard_timer(uv_timer_t *t);
+static int flush_shard_report(Agent *a);
 
 static void on_shard_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
         Agent *a = userdata;
@@ -291,8 +292,7 @@ static void on_shard_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
         if (outcome != BROKER_CONFIRMED)
                 a->counters.publish_failed++;
         a->report.shard_in_flight = false;
-        if (a->report.shard_dirty)
-                (void) agent_send_shard_report(a); /* logs its own failure */
+        (void) flush_shard_report(a); /* logs its own failure */
         flush_unit_events(a);
 }
 
@@ -361,48 +361,53 @@ static int publish_shard_report(Agent *a) {
         return r;
 }
 
-int agent_send_shard_report(Agent *a) {
+/* Sends what was asked for, once nothing is in flight: an urgent report at
+ * once, one for StatusText churn no sooner than SHARD_REPORT_INTERVAL after
+ * the last such one. */
+static int flush_shard_report(Agent *a) {
         uint64_t now = now_monotonic_usec(), due;
         int r;
 
-        if (a->n_shards == 0)
-                return 0;
-        if (a->report.shard_in_flight) {
-                /* on_shard_confirm() sends the latest */
-                if (!a->report.shard_dirty)
-                        a->counters.shard_reports_coalesced++;
-                a->report.shard_dirty = true;
-                return 0;
-        }
+        if (!a->report.shard_dirty || a->report.shard_in_flight || a->stopping)
+                return 0; /* on_shard_confirm() comes back */
         due = a->report.shard_sent_us + SHARD_REPORT_INTERVAL;
-        if (a->report.shard_sent_us != 0 && now < due) {
-                if (!a->report.shard_dirty)
-                        a->counters.shard_reports_coalesced++;
-                a->report.shard_dirty = true;
-                if (!uv_is_active((uv_handle_t *) &a->report.shard_timer) && !a->stopping)
+        if (!a->report.shard_urgent && a->report.shard_sent_us != 0 && now < due) {
+                if (!uv_is_active((uv_handle_t *) &a->report.shard_timer))
                         (void) uv_timer_start(&a->report.shard_timer, on_shard_timer,
                                               (due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC, 0);
                 return 0;
         }
 
         r = publish_shard_report(a);
-        if (r < 0) {
-                /* tried again with the next change or confirm */
-                a->report.shard_dirty = true;
+        if (r < 0)
+                /* still dirty: tried again with the next change or confirm */
                 return log_warning_errno(r, "Failed to queue a shard report: %s", STRERROR(r));
-        }
         a->counters.shard_reports++;
         a->report.shard_in_flight = true;
-        a->report.shard_dirty = false;
-        a->report.shard_sent_us = now;
+        /* Only churn paces churn: a unit going active is reported at once, and
+         * so is the StatusText that usually follows it a moment later. */
+        if (!a->report.shard_urgent)
+                a->report.shard_sent_us = now;
+        a->report.shard_dirty = a->report.shard_urgent = false;
         return 0;
 }
 
-static void on_shard_timer(uv_timer_t *t) {
-        Agent *a = t->data;
+static int request_shard_report(Agent *a, bool urgent) {
+        if (a->n_shards == 0)
+                return 0;
+        if (a->report.shard_dirty)
+                a->counters.shard_reports_coalesced++;
+        a->report.shard_dirty = true;
+        a->report.shard_urgent |= urgent;
+        return flush_shard_report(a);
+}
 
-        if (!a->stopping && a->report.shard_dirty && !a->report.shard_in_flight)
-                (void) agent_send_shard_report(a); /* logs its own failure */
+int agent_send_shard_report(Agent *a) {
+        return request_shard_report(a, true);
+}
+
+static void on_shard_timer(uv_timer_t *t) {
+        (void) flush_shard_report(t->data); /* logs its own failure */
 }
 
 /* ---- unit events --------------------------------------------------------- */
@@ -551,7 +556,8 @@ void agent_on_unit_changed(Systemd *s, const UnitInfo *now, const UnitInfo *old,
 
         if (shard_info(a, now->name) && (!streq_ptr(now->status_text, old->status_text) ||
                                          !streq_ptr(now->active_state, old->active_state)))
-                (void) agent_send_shard_report(a); /* logs its own failure */
+                (void) request_shard_report(
+                        a, !streq_ptr(now->active_state, old->active_state)); /* logs failures */
 }
 
 void report_done(Agent *a) {
