@@ -89,7 +89,7 @@ typedef struct Agent {
                 UnitReport *units;
                 size_t n_units;
                 uint64_t seq;
-                uv_timer_t shard_timer; /* ShardReports at most every SHARD_REPORT_INTERVAL */
+                uv_timer_t shard_timer; /* paced ShardReports: StatusText churn */
                 uint64_t shard_sent_us; /* monotonic */
                 bool shard_in_flight, shard_dirty;
                 bool shard_urgent;  /* not paced: ActiveState changed, reconnect, new placement */
