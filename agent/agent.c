@@ -327,6 +327,13 @@ static void on_command(Broker *b, const BrokerMessage *m, void *userdata) {
                 what = NULL;
         r = codec_decode(m->body, m->body_len, command_types, ELEMENTSOF(command_types), m->type,
                          a->have_controller_key ? &a->controller_key : NULL, &d, &error);
+        if (r == -ENOMEM) {
+                /* Not the message's fault: let the broker deliver it again. */
+                log_warning("Out of memory decoding %s; it will be redelivered.",
+                            what ? what : "a command");
+                (void) broker_reject(a->broker, m->delivery_tag, true);
+                return;
+        }
         if (r < 0) {
                 agent_refuse(a, m->delivery_tag, what ? what : "a message",
                              error ? error : STRERROR(r));
@@ -428,10 +435,12 @@ int agent_start(Agent *a, uv_loop_t *loop, AgentConfig *config) {
                           "to its queue. Never run it like this outside a test.");
 
         if (uv_timer_init(loop, &a->heartbeat_timer) < 0 ||
-            uv_timer_init(loop, &a->memory_timer) < 0 || uv_signal_init(loop, &a->sigterm) < 0 ||
-            uv_signal_init(loop, &a->sigint) < 0)
+            uv_timer_init(loop, &a->memory_timer) < 0 || uv_timer_init(loop, &a->retry_timer) < 0 ||
+            uv_timer_init(loop, &a->report.shard_timer) < 0 ||
+            uv_signal_init(loop, &a->sigterm) < 0 || uv_signal_init(loop, &a->sigint) < 0)
                 return log_error_errno(-ENOMEM, "Failed to set up event loop handles.");
-        a->heartbeat_timer.data = a->memory_timer.data = a->sigterm.data = a->sigint.data = a;
+        a->heartbeat_timer.data = a->memory_timer.data = a->retry_timer.data =
+                a->report.shard_timer.data = a->sigterm.data = a->sigint.data = a;
         (void) uv_signal_start(&a->sigterm, on_signal, SIGTERM);
         (void) uv_signal_start(&a->sigint, on_signal, SIGINT);
         (void) notifier_init(&a->notifier, loop);
@@ -473,6 +482,8 @@ static void on_broker_closed(void *userdata) {
         a->broker = NULL;
         loop_close_handle((uv_handle_t *) &a->heartbeat_timer);
         loop_close_handle((uv_handle_t *) &a->memory_timer);
+        loop_close_handle((uv_handle_t *) &a->retry_timer);
+        loop_close_handle((uv_handle_t *) &a->report.shard_timer);
         loop_close_handle((uv_handle_t *) &a->sigterm);
         loop_close_handle((uv_handle_t *) &a->sigint);
         notifier_done(&a->notifier);
@@ -499,8 +510,8 @@ void agent_done(Agent *a) {
          * broker and are redelivered to the next agent run. */
         a->stopping = true;
         a->systemd = systemd_free(a->systemd);
-        a->apply = apply_free(a->apply);
-        codec_decoded_done(&a->pending.decoded);
+        apply_done(a);
+        report_done(a);
         a->bus = sd_bus_flush_close_unref(a->bus);
         for (size_t i = 0; i < a->n_shards; i++) {
                 free(a->shards[i].unit);

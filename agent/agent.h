@@ -32,6 +32,22 @@ typedef struct ShardInfo {
 
 typedef struct Apply Apply;
 
+/* report.c: one watched unit's UnitEvents. At most one is in flight; changes
+ * meanwhile coalesce into the next one, which carries the latest state. */
+typedef struct UnitReport {
+        char *unit;
+        char *reported_active_state; /* in the last UnitEvent sent */
+        uint64_t in_flight;          /* its sequence number until confirmed, else 0 */
+        bool dirty;                  /* changed since: send the latest once confirmed */
+} UnitReport;
+
+/* A Restart held until the Placement being applied is done, or until it can
+ * be recorded (apply.c). */
+typedef struct WaitingRestart {
+        CodecDecoded decoded;
+        uint64_t delivery_tag;
+} WaitingRestart;
+
 typedef struct Agent {
         uv_loop_t *loop;
         AgentConfig config;
@@ -55,6 +71,10 @@ typedef struct Agent {
                 uint64_t delivery_tag;
                 bool set;
         } pending;
+        WaitingRestart *waiting; /* in arrival order */
+        size_t n_waiting;
+        uv_timer_t retry_timer; /* held commands: state not saved, out of memory */
+        unsigned retry_attempt; /* backoff; reset by a successful state write */
 
         char boot_id[37];
         char *systemd_version;
@@ -65,6 +85,17 @@ typedef struct Agent {
 
         uv_timer_t heartbeat_timer;
         uv_timer_t memory_timer;
+        struct {
+                UnitReport *units;
+                size_t n_units;
+                uint64_t seq;
+                uv_timer_t shard_timer; /* paced ShardReports: StatusText churn */
+                uint64_t shard_sent_us; /* monotonic */
+                bool shard_in_flight, shard_dirty;
+                bool shard_urgent;  /* not paced: ActiveState changed, reconnect, new placement */
+                uint64_t logged_us; /* when the coalescing counters were last logged */
+                uint64_t logged_events, logged_shard_reports;
+        } report;
         uv_signal_t sigterm;
         uv_signal_t sigint;
         Notifier notifier;
@@ -78,6 +109,9 @@ typedef struct Agent {
                 uint64_t placements_applied;
                 uint64_t restarts_run;
                 uint64_t unit_events;
+                uint64_t unit_events_coalesced;
+                uint64_t shard_reports;
+                uint64_t shard_reports_coalesced;
                 uint64_t publish_failed;
         } counters;
 } Agent;
@@ -94,7 +128,10 @@ int agent_save_state(Agent *a);
 /* Counts, logs and dead-letters a command. */
 void agent_refuse(Agent *a, uint64_t delivery_tag, const char *what, const char *why);
 void agent_ack(Agent *a, uint64_t delivery_tag);
-/* Reports every sharded unit's readiness. */
+/* Reports every sharded unit's readiness: at once, or, when a report is in
+ * flight, as soon as it is confirmed, with the latest readiness. (Reports
+ * for StatusText changes alone are also paced to one per
+ * SHARD_REPORT_INTERVAL.) */
 int agent_send_shard_report(Agent *a);
 int agent_send_heartbeat(Agent *a);
 /* Fills a UnitState from the systemd cache (strings borrowed). */
@@ -102,6 +139,8 @@ void agent_unit_state(Agent *a, const char *unit, void *ret_unit_state);
 
 /* systemd callback: a watched unit changed → UnitEvent (and ShardReport). */
 void agent_on_unit_changed(Systemd *s, const UnitInfo *now, const UnitInfo *old, void *userdata);
+/* Frees what report.c keeps. */
+void report_done(Agent *a);
 
 /* Shard assignments: set from an applied Placement or read from a drop-in. */
 int agent_set_shard_info(Agent *a, const char *unit, const char *service, uint32_t instance,
@@ -112,3 +151,5 @@ void agent_forget_shard_info(Agent *a, const char *unit);
 void apply_placement(Agent *a, CodecDecoded *d, uint64_t delivery_tag);
 void apply_restart(Agent *a, CodecDecoded *d, uint64_t delivery_tag);
 Apply *apply_free(Apply *x);
+/* Frees every command apply.c holds (unacked: the broker redelivers them). */
+void apply_done(Agent *a);

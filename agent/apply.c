@@ -1,12 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* Carrying out commands. A Placement is checked (host, epoch fencing,
- * (epoch, generation) order), turned into a plan by agent/core/converge, and
- * executed group by group: stops, file removals, file writes, one
- * daemon-reload, enables, starts and restarts; actions of one group run
- * concurrently. The state file is updated only for what succeeded, then a
- * CommandResult goes out and the delivery is acked. A Placement that arrives
- * meanwhile waits; a newer one replaces it. A Restart id runs at most once:
- * it is recorded durably before the job starts. */
+ * (epoch, generation) order); systemd is asked where each unit comes from;
+ * agent/core/converge turns it into a plan; the units about to be written or
+ * started are recorded in the state file as pending before anything is done
+ * (the intent); then the plan is executed group by group: stops, file
+ * removals, file writes, one daemon-reload, enables, starts and restarts;
+ * actions of one group run concurrently. The state file is updated for what
+ * succeeded, then a CommandResult goes out and the delivery is acked. A
+ * Placement that arrives meanwhile waits; a newer one replaces it. Restarts
+ * wait too, and are checked again once the Placement is done.
+ *
+ * Nothing is lost and nothing is started unrecorded: when the state cannot be
+ * saved or memory runs out, a command is held (not acked, not refused) and
+ * tried again on a timer. A Restart id runs at most once: everything the job
+ * needs is allocated, then the id is recorded durably, then the job starts. */
 #include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,6 +30,10 @@
 #include "unit-name.h"
 #include "util.h"
 
+/* Held commands are tried again after this, doubling up to the maximum. */
+#define RETRY_MIN_MS 250
+#define RETRY_MAX_MS 10000
+
 typedef struct Outcome {
         char *unit;
         const char *action;
@@ -30,18 +41,27 @@ typedef struct Outcome {
         char *result;
 } Outcome;
 
+typedef enum ApplyPhase {
+        APPLY_PROBING, /* asking systemd where each unit comes from */
+        APPLY_RUNNING, /* the intent is saved; actions under way */
+        APPLY_HELD,    /* nothing done; planned again when the retry timer fires */
+        APPLY_SAVING,  /* all done but the final state save; saved again on the timer */
+} ApplyPhase;
+
 struct Apply {
         Agent *a;
         CodecDecoded decoded;
         const Baton__V1__Placement *p;
         uint64_t delivery_tag;
+        ApplyPhase phase;
+        bool failure_reported; /* one CommandResult per Placement for a held one */
 
         DesiredUnit *desired;
         size_t n_desired;
         char **dropins;
         char (*hashes)[17];
-        ManagedUnit *managed; /* borrowed from a->state at planning time */
-        size_t n_managed;
+        char **origins; /* ObservedUnit.origin strings, while planning */
+        size_t n_origins;
         Plan plan;
 
         size_t next;
@@ -49,6 +69,7 @@ struct Apply {
         Outcome *outcomes;
         size_t n_outcomes;
         size_t n_failed;
+        bool outcomes_lost; /* an outcome could not be recorded (out of memory) */
 };
 
 typedef struct ActionCtx {
@@ -57,7 +78,9 @@ typedef struct ActionCtx {
 } ActionCtx;
 
 static void apply_start(Agent *a, CodecDecoded *d, uint64_t tag);
+static void apply_plan(Apply *x);
 static void run_next(Apply *x);
+static void run_waiting(Agent *a);
 
 /* ---- outcomes ------------------------------------------------------------ */
 
@@ -83,8 +106,11 @@ static Outcome *outcome_for(Apply *x, const char *unit) {
 static void record(Apply *x, const char *unit, const char *action, bool ok, const char *result) {
         Outcome *o = outcome_for(x, unit);
 
-        if (!o)
+        if (!o) {
+                /* The result then says so rather than claim success. */
+                x->outcomes_lost = true;
                 return;
+        }
         if (!o->ok && ok)
                 return;
         if (o->ok && !ok && !streq(action, "refused"))
@@ -139,8 +165,10 @@ static void send_result(Agent *a, uint64_t epoch, bool is_restart, uint64_t gene
         _cleanup_free_ Baton__V1__UnitOutcome **up = calloc(n ? n : 1, sizeof(*up));
         int r;
 
-        if (!uo || !up)
+        if (!uo || !up) {
+                log_warning("Out of memory sending a command result, ignoring.");
                 return;
+        }
         for (size_t i = 0; i < n; i++) {
                 baton__v1__unit_outcome__init(&uo[i]);
                 uo[i].unit = outcomes[i].unit;
@@ -169,6 +197,86 @@ static void send_result(Agent *a, uint64_t epoch, bool is_restart, uint64_t gene
                                   STRERROR(r));
 }
 
+/* ---- the state file ------------------------------------------------------ */
+
+/* Writes `s` as the agent's state file. The caller decides what a failure
+ * means; it is logged here, once. */
+static int state_write(Agent *a, const AgentState *s) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = agent_state_format(s, &text);
+        if (r >= 0)
+                r = write_file_atomic(a->state_path, text, strlen(text), 0600);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s: %s", a->state_path, STRERROR(r));
+        a->retry_attempt = 0; /* the disk works again: retries start over */
+        return 0;
+}
+
+/* Makes `next` the agent's state if, and only if, it is saved. Takes over
+ * `next` either way. */
+static int state_commit(Agent *a, AgentState *next) {
+        int r;
+
+        r = state_write(a, next);
+        if (r < 0) {
+                agent_state_done(next);
+                return r;
+        }
+        agent_state_done(&a->state);
+        a->state = *next;
+        *next = (AgentState){ 0 };
+        return 0;
+}
+
+/* ---- holding commands ---------------------------------------------------- */
+
+static uint64_t retry_delay_ms(unsigned attempt) {
+        return MIN((uint64_t) RETRY_MIN_MS << MIN(attempt, 16u), (uint64_t) RETRY_MAX_MS);
+}
+
+static void on_retry_timer(uv_timer_t *t);
+
+/* (Re)arms the one retry timer; an earlier deadline already set is kept. */
+static void arm_retry(Agent *a) {
+        uint64_t ms = retry_delay_ms(a->retry_attempt);
+
+        if (a->stopping)
+                return;
+        if (uv_is_active((uv_handle_t *) &a->retry_timer) &&
+            uv_timer_get_due_in(&a->retry_timer) <= ms)
+                return;
+        a->retry_attempt++;
+        /* cannot fail on an initialized timer */
+        (void) uv_timer_start(&a->retry_timer, on_retry_timer, ms, 0);
+}
+
+static int wait_restart(Agent *a, CodecDecoded *d, uint64_t tag) {
+        WaitingRestart *w;
+
+        w = reallocarray(a->waiting, a->n_waiting + 1, sizeof(WaitingRestart));
+        if (!w)
+                return -ENOMEM;
+        a->waiting = w;
+        a->waiting[a->n_waiting++] = (WaitingRestart){ .decoded = *d, .delivery_tag = tag };
+        *d = (CodecDecoded){ 0 };
+        return 0;
+}
+
+/* A Placement that could not even be taken on waits in a->pending, which is
+ * free whenever nothing is being applied. */
+static void hold_unstarted_placement(Agent *a, CodecDecoded *d, uint64_t tag) {
+        assert(!a->apply);
+        assert(!a->pending.set);
+
+        a->pending.decoded = *d;
+        a->pending.delivery_tag = tag;
+        a->pending.set = true;
+        *d = (CodecDecoded){ 0 };
+        arm_retry(a);
+}
+
 /* ---- paths --------------------------------------------------------------- */
 
 static char *unit_path(Agent *a, const char *file_name) {
@@ -193,6 +301,8 @@ static int check_foreign(Agent *a, const char *file_name, char ***list, size_t *
         r = read_full_file(path, 1024 * 1024, &text, NULL);
         if (r == -ENOENT)
                 return 0;
+        if (r == -ENOMEM)
+                return r;
         if (r >= 0 && (managed_file_is_managed(text) || dropin_text_is_managed(text)))
                 return 0;
         /* Unreadable counts as foreign: never overwrite what we cannot vouch for. */
@@ -211,13 +321,87 @@ static int collect_foreign(Agent *a, const char *unit, char ***list, size_t *n) 
         _cleanup_free_ char *file = NULL, *dropin = NULL;
         int r;
 
-        if (converge_unit_file_name(unit, &file) < 0 ||
-            converge_dropin_file_name(unit, &dropin) < 0)
+        r = converge_unit_file_name(unit, &file);
+        if (r >= 0)
+                r = converge_dropin_file_name(unit, &dropin);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
                 return 0; /* invalid names are refused by the planner */
         r = check_foreign(a, file, list, n);
         if (r >= 0)
                 r = check_foreign(a, dropin, list, n);
         return r;
+}
+
+static bool same_file(const char *a, const char *b) {
+        struct stat sa, sb;
+
+        if (streq(a, b))
+                return true;
+        return stat(a, &sa) >= 0 && stat(b, &sb) >= 0 && sa.st_dev == sb.st_dev &&
+               sa.st_ino == sb.st_ino;
+}
+
+/* Where, other than a file in our unit directory, systemd has `unit` from:
+ * *ret is NULL when nowhere. Asked of systemd (FragmentPath, LoadState),
+ * then of every other directory on its search path, where a unit of that
+ * name or its template would be shadowed by ours now and come back (or be
+ * broken: its enablement removed) when ours goes. */
+static int unit_origin(Agent *a, const UnitProbe *u, char *const *search_path, char **ret) {
+        _cleanup_free_ char *file = NULL, *ours = NULL;
+        struct stat unit_dir_st;
+        bool have_unit_dir;
+        int r;
+
+        *ret = NULL;
+        if (u->error)
+                return asprintf(ret, "systemd cannot say where it comes from: %s", u->error) < 0
+                               ? -ENOMEM
+                               : 0;
+        if (streq(u->load_state, "masked"))
+                return asprintf(ret, "masked%s%s", isempty(u->fragment_path) ? "" : " by ",
+                                strempty(u->fragment_path)) < 0
+                               ? -ENOMEM
+                               : 0;
+        r = converge_unit_file_name(u->name, &file);
+        if (r < 0)
+                return r;
+        ours = unit_path(a, file);
+        if (!ours)
+                return -ENOMEM;
+        if (!isempty(u->fragment_path) && !same_file(u->fragment_path, ours))
+                return (*ret = strdup(u->fragment_path)) ? 0 : -ENOMEM;
+
+        have_unit_dir = stat(a->unit_dir, &unit_dir_st) >= 0;
+        for (char *const *d = search_path; d && *d; d++) {
+                const char *names[] = { file, streq(file, u->name) ? NULL : u->name };
+                struct stat st;
+
+                if (stat(*d, &st) < 0)
+                        continue; /* systemd lists directories that need not exist */
+                if (have_unit_dir && st.st_dev == unit_dir_st.st_dev &&
+                    st.st_ino == unit_dir_st.st_ino)
+                        continue;
+                for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                        _cleanup_free_ char *p = NULL;
+
+                        if (!names[i])
+                                continue;
+                        if (asprintf(&p, "%s/%s", *d, names[i]) < 0)
+                                return -ENOMEM;
+                        if (lstat(p, &st) >= 0) {
+                                *ret = TAKE_PTR(p);
+                                return 0;
+                        }
+                        if (errno != ENOENT && errno != ENOTDIR)
+                                /* Cannot tell: do not touch it. */
+                                return asprintf(ret, "cannot check %s: %s", p, strerror(errno)) < 0
+                                               ? -ENOMEM
+                                               : 0;
+                }
+        }
+        return 0;
 }
 
 /* ---- carrying out actions ------------------------------------------------ */
@@ -240,6 +424,10 @@ static void on_job_done(Systemd *s, const char *unit, const char *result, int er
         }
         if (result)
                 action_done(x, c->action, streq(result, "done"), result);
+        else if (error == -ENOENT && c->action->type == ACTION_STOP)
+                /* systemd knows no such unit: nothing runs that could be stopped
+                 * (a unit recorded as pending and never written, for one). */
+                action_done(x, c->action, true, "not loaded");
         else
                 action_done(x, c->action, false, message ? message : STRERROR(error));
         free(c);
@@ -262,7 +450,10 @@ static void on_call_done(Systemd *s, int error, const char *message, void *userd
                 /* LoadState changes without a signal on reload; the replies
                  * arrive before those of the jobs that follow. */
                 (void) systemd_refresh(x->a->systemd);
-        } else
+        } else if (error == -ENOENT && c->action->type == ACTION_DISABLE)
+                /* no unit file, so nothing can be enabled */
+                action_done(x, c->action, true, "no unit file");
+        else
                 action_done(x, c->action, error >= 0, error >= 0 ? "done" : message);
         free(c);
         assert(x->in_flight > 0);
@@ -296,17 +487,28 @@ static int write_action(Apply *x, const Action *act) {
 }
 
 static int remove_action(Apply *x, const Action *act) {
-        _cleanup_free_ char *path = unit_path(x->a, act->file_name);
+        _cleanup_free_ char *path = unit_path(x->a, act->file_name), *dir = NULL;
+        int r;
 
         if (!path)
                 return -ENOMEM;
-        if (unlink(path) < 0 && errno != ENOENT)
+        if (unlink(path) < 0) {
+                if (errno == ENOENT)
+                        return 0;
                 return negative_errno();
-        if (act->type == ACTION_REMOVE_DROPIN) {
-                *strrchr(path, '/') = 0;
-                (void) rmdir(path); /* only if empty: other drop-ins are not ours */
         }
-        return 0;
+        /* Gone for good, also after a crash. */
+        r = fsync_directory_of(path);
+        if (r < 0 || act->type != ACTION_REMOVE_DROPIN)
+                return r;
+        dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        *strrchr(dir, '/') = 0;
+        /* only if empty: other drop-ins are not ours */
+        if (rmdir(dir) < 0)
+                return 0;
+        return fsync_directory_of(dir);
 }
 
 /* Launches one action. Returns 1 if it completes asynchronously. */
@@ -344,8 +546,10 @@ static int launch(Apply *x, const Action *act) {
         }
 
         c = calloc(1, sizeof(ActionCtx));
-        if (!c)
-                return -ENOMEM;
+        if (!c) {
+                action_done(x, act, false, STRERROR(-ENOMEM));
+                return 0;
+        }
         *c = (ActionCtx){ .x = x, .action = act };
         switch (act->type) {
         case ACTION_DAEMON_RELOAD:
@@ -370,7 +574,10 @@ static int launch(Apply *x, const Action *act) {
         }
         if (r < 0) {
                 free(c);
-                action_done(x, act, false, STRERROR(r));
+                if (act->type == ACTION_DAEMON_RELOAD)
+                        log_warning_errno(r, "Failed to ask for a daemon-reload: %s", STRERROR(r));
+                else
+                        action_done(x, act, false, STRERROR(r));
                 return 0;
         }
         return 1;
@@ -383,13 +590,9 @@ static void run_next(Apply *x) {
                 ActionType group = x->plan.actions[x->next].type;
 
                 /* One group at a time, all of it at once. */
-                while (x->next < x->plan.n_actions && x->plan.actions[x->next].type == group) {
-                        int r = launch(x, &x->plan.actions[x->next++]);
-                        if (r > 0)
+                while (x->next < x->plan.n_actions && x->plan.actions[x->next].type == group)
+                        if (launch(x, &x->plan.actions[x->next++]) > 0)
                                 x->in_flight++;
-                        else if (r < 0)
-                                log_warning_errno(r, "Failed to launch an action: %s", STRERROR(r));
-                }
         }
         if (x->in_flight == 0 && x->next >= x->plan.n_actions)
                 finish(x);
@@ -404,34 +607,63 @@ static bool desired_has(const Apply *x, const char *unit) {
         return false;
 }
 
-static void finish(Apply *x) {
+/* The Placement is done and its state saved: report, ack, go on. */
+static void complete(Apply *x) {
         Agent *a = x->a;
         const Baton__V1__Placement *p = x->p;
         _cleanup_free_ char *error = NULL;
-        size_t n_refused = x->plan.n_refused, i;
-        char **gone = NULL;
-        size_t n_gone = 0;
+        size_t n_refused = x->plan.n_refused;
+        bool ok = n_refused == 0 && x->n_failed == 0 && !x->outcomes_lost;
+        int r;
 
-        /* x->managed borrows strings from the state, which the updates below
-         * free: first note which managed units are gone. */
-        for (i = 0; i < x->n_managed; i++) {
-                const char *name = x->managed[i].name;
-                char **q;
+        a->counters.placements_applied++;
+        if (!ok && asprintf(&error, "%zu unit(s) refused, %zu action(s) failed%s", n_refused,
+                            x->n_failed, x->outcomes_lost ? ", some outcomes lost" : "") < 0)
+                error = NULL;
+        log_info("Applied placement %" PRIu64 "/%" PRIu64 ": %zu units, %zu actions%s%s.", p->epoch,
+                 p->generation, x->n_desired, x->plan.n_actions, error ? "; " : "",
+                 strempty(error));
+        send_result(a, p->epoch, false, p->generation, NULL, ok,
+                    ok      ? NULL
+                    : error ? error
+                            : "some units failed",
+                    x->outcomes, x->n_outcomes);
+        agent_ack(a, x->delivery_tag);
+        (void) agent_send_shard_report(a); /* logs its own failure; retried on the next change */
+        r = agent_send_heartbeat(a);
+        if (r < 0)
+                log_warning_errno(r, "Failed to send a heartbeat: %s, ignoring.", STRERROR(r));
 
-                if (desired_has(x, name) || plan_refuses(&x->plan, name) || failed(x, name))
-                        continue;
-                q = realloc(gone, (n_gone + 1) * sizeof(char *));
-                if (!q)
-                        break;
-                gone = q;
-                gone[n_gone] = strdup(name);
-                if (gone[n_gone])
-                        n_gone++;
+        a->apply = apply_free(x);
+        a->retry_attempt = 0;
+        if (a->pending.set) {
+                CodecDecoded next = a->pending.decoded;
+                uint64_t tag = a->pending.delivery_tag;
+
+                a->pending.decoded = (CodecDecoded){ 0 };
+                a->pending.set = false;
+                apply_start(a, &next, tag);
         }
-        x->managed = mfree(x->managed);
-        x->n_managed = 0;
+        run_waiting(a);
+}
 
-        /* The state records exactly what now runs as baton installed it. */
+/* Reports a held Placement's trouble once, so the controller hears of it. */
+static void report_held(Apply *x, const char *why) {
+        if (x->failure_reported)
+                return;
+        x->failure_reported = true;
+        send_result(x->a, x->p->epoch, false, x->p->generation, NULL, false, why, NULL, 0);
+}
+
+static void finish(Apply *x) {
+        Agent *a = x->a;
+        const Baton__V1__Placement *p = x->p;
+        size_t i;
+        int r;
+
+        /* The state records exactly what now runs as baton installed it; a
+         * unit whose change failed keeps its pending record (or its old one),
+         * so it is neither forgotten nor taken as done. */
         for (i = 0; i < x->n_desired; i++) {
                 const DesiredUnit *d = &x->desired[i];
                 const Baton__V1__PlacedUnit *u = p->units[i];
@@ -442,63 +674,77 @@ static void finish(Apply *x) {
                         continue;
                 if (converge_unit_file_name(d->name, &file) < 0)
                         continue;
-                (void) outcome_for(x, d->name);
-                if (agent_state_set_unit(&a->state, d->name, file, x->hashes[i],
-                                         !isempty(d->dropin_text)) < 0)
+                if (!outcome_for(x, d->name))
+                        x->outcomes_lost = true;
+                r = agent_state_set_unit(&a->state, d->name, file, x->hashes[i],
+                                         !isempty(d->dropin_text));
+                if (r < 0) {
+                        log_warning_errno(r,
+                                          "Failed to record %s as installed: %s; it stays "
+                                          "pending.",
+                                          d->name, STRERROR(r));
                         continue;
-                (void) systemd_watch(a->systemd, d->name);
+                }
+                r = systemd_watch(a->systemd, d->name);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to watch %s: %s, ignoring.", d->name,
+                                          STRERROR(r));
                 if (u->shards && u->shards->shard_count > 0)
-                        (void) agent_set_shard_info(a, d->name, u->service, u->instance,
-                                                    u->shards->shards, u->shards->shard_count,
-                                                    u->shards->shard_epoch);
+                        r = agent_set_shard_info(a, d->name, u->service, u->instance,
+                                                 u->shards->shards, u->shards->shard_count,
+                                                 u->shards->shard_epoch);
                 else
                         agent_forget_shard_info(a, d->name);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to keep the shards of %s: %s, ignoring.",
+                                          d->name, STRERROR(r));
         }
-        for (i = 0; i < n_gone; i++) {
-                (void) agent_state_remove_unit(&a->state, gone[i]);
-                systemd_unwatch(a->systemd, gone[i]);
-                agent_forget_shard_info(a, gone[i]);
-                free(gone[i]);
+        /* What was managed, is no longer desired and was removed cleanly. */
+        for (i = 0; i < a->state.n_units;) {
+                _cleanup_free_ char *name = strdup(a->state.units[i].name);
+
+                if (!name || desired_has(x, name) || plan_refuses(&x->plan, name) ||
+                    failed(x, name)) {
+                        i++;
+                        continue;
+                }
+                (void) agent_state_remove_unit(&a->state, name); /* it is there */
+                systemd_unwatch(a->systemd, name);
+                agent_forget_shard_info(a, name);
         }
-        free(gone);
 
         a->state.applied_epoch = p->epoch;
         a->state.applied_generation = p->generation;
-        (void) agent_save_state(a);
-        a->counters.placements_applied++;
+        r = state_write(a, &a->state);
+        if (r < 0) {
+                _cleanup_free_ char *why = NULL;
 
-        if (n_refused > 0 || x->n_failed > 0)
-                (void) asprintf(&error, "%zu unit(s) refused, %zu action(s) failed", n_refused,
-                                x->n_failed);
-        log_info("Applied placement %" PRIu64 "/%" PRIu64 ": %zu units, %zu actions%s%s.", p->epoch,
-                 p->generation, x->n_desired, x->plan.n_actions, error ? "; " : "",
-                 strempty(error));
-        send_result(a, p->epoch, false, p->generation, NULL, n_refused == 0 && x->n_failed == 0,
-                    error, x->outcomes, x->n_outcomes);
-        agent_ack(a, x->delivery_tag);
-        (void) agent_send_shard_report(a);
-        (void) agent_send_heartbeat(a);
-
-        a->apply = apply_free(x);
-        if (a->pending.set) {
-                CodecDecoded next = a->pending.decoded;
-                uint64_t tag = a->pending.delivery_tag;
-
-                a->pending.decoded = (CodecDecoded){ 0 };
-                a->pending.set = false;
-                apply_start(a, &next, tag);
+                /* Done, but not durable: the delivery stays unacked until it is. */
+                x->phase = APPLY_SAVING;
+                if (asprintf(&why,
+                             "placement %" PRIu64 "/%" PRIu64 " applied, but the agent state "
+                             "could not be saved (%s); retrying",
+                             p->epoch, p->generation, STRERROR(r)) < 0)
+                        why = NULL;
+                log_warning("%s", why ? why : "State not saved; retrying.");
+                report_held(x, why ? why : "agent state could not be saved");
+                arm_retry(a);
+                return;
         }
+        complete(x);
 }
 
 Apply *apply_free(Apply *x) {
         if (!x)
                 return NULL;
         for (size_t i = 0; i < x->n_desired; i++)
-                free(x->dropins[i]);
+                free(x->dropins ? x->dropins[i] : NULL);
         free(x->dropins);
         free(x->hashes);
         free(x->desired);
-        free(x->managed);
+        for (size_t i = 0; i < x->n_origins; i++)
+                free(x->origins[i]);
+        free(x->origins);
         plan_done(&x->plan);
         for (size_t i = 0; i < x->n_outcomes; i++) {
                 free(x->outcomes[i].unit);
@@ -510,7 +756,7 @@ Apply *apply_free(Apply *x) {
         return NULL;
 }
 
-/* ---- starting ------------------------------------------------------------ */
+/* ---- planning ------------------------------------------------------------ */
 
 /* Builds the desired units; -EINVAL with *ret_error for a unit whose
  * environment cannot be rendered (the whole Placement is refused then: a
@@ -554,6 +800,8 @@ static int build_desired(Apply *x, char **ret_error) {
                  * (it has no drop-in); otherwise the environment must render. */
                 if (!isempty(u->service)) {
                         r = dropin_validate(&in, &why);
+                        if (r == -ENOMEM)
+                                return r;
                         if (r < 0)
                                 return error_set(ret_error, r, "unit %s: %s", strna(u->name),
                                                  why ? why : STRERROR(r));
@@ -583,66 +831,138 @@ static int build_desired(Apply *x, char **ret_error) {
         return 0;
 }
 
-static void apply_start(Agent *a, CodecDecoded *d, uint64_t tag) {
-        _cleanup_free_ ObservedUnit *observed = NULL;
-        _cleanup_free_ char *error = NULL;
-        char **foreign = NULL;
-        size_t n_foreign = 0, n_observed = 0;
-        Apply *x;
+/* Back to "nothing done": what planning made is dropped, the Placement kept. */
+static void reset_plan(Apply *x) {
+        for (size_t i = 0; i < x->n_origins; i++)
+                free(x->origins[i]);
+        x->origins = mfree(x->origins);
+        x->n_origins = 0;
+        plan_done(&x->plan);
+        for (size_t i = 0; i < x->n_outcomes; i++) {
+                free(x->outcomes[i].unit);
+                free(x->outcomes[i].result);
+        }
+        x->outcomes = mfree(x->outcomes);
+        x->n_outcomes = x->n_failed = x->next = x->in_flight = 0;
+        x->outcomes_lost = false;
+}
+
+/* Nothing was done: hold the Placement and plan it again later. */
+static void hold(Apply *x, int error, const char *what) {
+        _cleanup_free_ char *why = NULL;
+
+        reset_plan(x);
+        x->phase = APPLY_HELD;
+        if (asprintf(&why,
+                     "placement %" PRIu64 "/%" PRIu64 " not applied: %s (%s); nothing was "
+                     "changed, retrying",
+                     x->p->epoch, x->p->generation, what, STRERROR(error)) < 0)
+                why = NULL;
+        log_warning("%s", why ? why : "Placement held; retrying.");
+        report_held(x, why ? why : what);
+        arm_retry(x->a);
+}
+
+/* Records every unit about to be written or started as pending, durably,
+ * before anything is done: a crash or a failed save can then never leave a
+ * unit running that the state does not know. */
+static int save_intent(Apply *x) {
+        Agent *a = x->a;
+        _cleanup_(agent_state_done) AgentState next = { 0 };
         int r;
 
-        x = calloc(1, sizeof(Apply));
-        if (!x) {
-                codec_decoded_done(d);
-                return;
-        }
-        x->a = a;
-        x->decoded = *d;
-        *d = (CodecDecoded){ 0 };
-        x->p = (const Baton__V1__Placement *) x->decoded.body;
-        x->delivery_tag = tag;
-        a->apply = x;
-
-        r = build_desired(x, &error);
-        if (r < 0) {
-                _cleanup_free_ char *why = NULL;
-                (void) asprintf(&why, "placement %" PRIu64 "/%" PRIu64 " refused: %s", x->p->epoch,
-                                x->p->generation, error ? error : STRERROR(r));
-                send_result(a, x->p->epoch, false, x->p->generation, NULL, false, why, NULL, 0);
-                agent_refuse(a, tag, "Placement", why ? why : "invalid placement");
-                a->apply = apply_free(x);
-                return;
-        }
-
-        r = agent_state_managed_units(&a->state, &x->managed, &x->n_managed);
+        r = agent_state_copy(&a->state, &next);
         if (r < 0)
-                goto oom;
-        observed = calloc(x->n_desired + x->n_managed + 1, sizeof(ObservedUnit));
-        if (!observed)
-                goto oom;
-        for (size_t i = 0; i < x->n_desired + x->n_managed; i++) {
-                const char *name =
-                        i < x->n_desired ? x->desired[i].name : x->managed[i - x->n_desired].name;
-                const UnitInfo *u = systemd_unit(a->systemd, strempty(name));
+                return r;
+        for (size_t i = 0; i < x->n_desired; i++) {
+                const DesiredUnit *d = &x->desired[i];
+                bool want_dropin = !isempty(d->dropin_text);
+                _cleanup_free_ char *file = NULL;
+                const ManagedUnitRec *m = NULL;
 
-                if (isempty(name))
+                if (plan_refuses(&x->plan, d->name))
                         continue;
-                if (collect_foreign(a, name, &foreign, &n_foreign) < 0)
-                        goto oom;
-                if (u && u->known)
-                        observed[n_observed++] =
-                                (ObservedUnit){ u->name, u->load_state, u->active_state };
+                for (size_t k = 0; k < next.n_units; k++)
+                        if (streq(next.units[k].name, d->name))
+                                m = &next.units[k];
+                if (m && !m->pending && streq(m->config_hash, x->hashes[i]) &&
+                    m->has_dropin == want_dropin)
+                        continue; /* its files are right: at most started or stopped */
+                r = converge_unit_file_name(d->name, &file);
+                if (r >= 0)
+                        r = agent_state_mark_pending(&next, d->name, file, x->hashes[i],
+                                                     want_dropin);
+                if (r < 0)
+                        return r;
+        }
+        return state_commit(a, &next);
+}
+
+static void on_probed(Systemd *s, int error, const UnitProbe *units, size_t n,
+                      char *const *search_path, void *userdata) {
+        Apply *x = userdata;
+        Agent *a = x->a;
+        _cleanup_free_ ObservedUnit *observed = NULL;
+        _cleanup_free_ ManagedUnit *managed = NULL;
+        char **foreign = NULL;
+        size_t n_foreign = 0, n_observed = 0, n_managed = 0;
+        int r;
+
+        if (a->stopping || error == -ECANCELED)
+                return; /* agent_done() frees the Apply */
+        if (error < 0) {
+                hold(x, error, "cannot ask systemd about the units");
+                return;
         }
 
-        r = converge_plan(x->desired, x->n_desired, x->managed, x->n_managed, observed, n_observed,
-                          (const char *const *) foreign, n_foreign, a->config.manage_units,
-                          CONVERGE_START_INACTIVE, &x->plan);
+        observed = calloc(n + 1, sizeof(ObservedUnit));
+        x->origins = calloc(n + 1, sizeof(char *));
+        if (!observed || !x->origins) {
+                hold(x, -ENOMEM, "out of memory while planning");
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                char *origin;
+
+                r = unit_origin(a, &units[i], search_path, &origin);
+                if (r == -ENOMEM) {
+                        hold(x, r, "out of memory while planning");
+                        return;
+                }
+                if (r < 0 && asprintf(&origin, "cannot tell: %s", STRERROR(r)) < 0) {
+                        hold(x, -ENOMEM, "out of memory while planning");
+                        return;
+                }
+                if (origin)
+                        x->origins[x->n_origins++] = origin;
+                observed[n_observed++] = (ObservedUnit){
+                        .name = units[i].name,
+                        .load_state = units[i].load_state,
+                        .active_state = units[i].active_state,
+                        .origin = origin,
+                };
+        }
+
+        r = agent_state_managed_units(&a->state, &managed, &n_managed);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = collect_foreign(a, units[i].name, &foreign, &n_foreign);
+        if (r >= 0)
+                r = converge_plan(x->desired, x->n_desired, managed, n_managed, observed,
+                                  n_observed, (const char *const *) foreign, n_foreign,
+                                  a->config.manage_units, CONVERGE_START_INACTIVE, &x->plan);
         for (size_t i = 0; i < n_foreign; i++)
                 free(foreign[i]);
         free(foreign);
-        foreign = NULL;
-        if (r < 0)
-                goto oom;
+        if (r < 0) {
+                hold(x, r, "cannot plan");
+                return;
+        }
+
+        r = save_intent(x);
+        if (r < 0) {
+                hold(x, r, "cannot record the units it installs in the agent state");
+                return;
+        }
 
         for (size_t i = 0; i < x->plan.n_refused; i++)
                 log_fields(LOG_WARNING, 0,
@@ -653,32 +973,174 @@ static void apply_start(Agent *a, CodecDecoded *d, uint64_t tag) {
          * result on this connection, so the result and the next heartbeat
          * see the units' real states. */
         for (size_t i = 0; i < x->n_desired; i++)
-                if (!plan_refuses(&x->plan, x->desired[i].name))
-                        (void) systemd_watch(a->systemd, x->desired[i].name);
+                if (!plan_refuses(&x->plan, x->desired[i].name)) {
+                        r = systemd_watch(a->systemd, x->desired[i].name);
+                        if (r < 0)
+                                log_warning_errno(r, "Failed to watch %s: %s, ignoring.",
+                                                  x->desired[i].name, STRERROR(r));
+                }
         log_info("Applying placement %" PRIu64 "/%" PRIu64 ": %zu units, %zu actions.", x->p->epoch,
                  x->p->generation, x->n_desired, x->plan.n_actions);
+        x->phase = APPLY_RUNNING;
         run_next(x);
-        return;
+}
 
-oom:
-        for (size_t i = 0; i < n_foreign; i++)
-                free(foreign[i]);
-        free(foreign);
-        log_error("Out of memory while planning; the placement will be redelivered.");
-        (void) broker_reject(a->broker, tag, true);
-        a->apply = apply_free(x);
+/* Asks systemd about every unit the Placement names or the agent manages;
+ * planning goes on in on_probed(). */
+static void apply_plan(Apply *x) {
+        Agent *a = x->a;
+        _cleanup_free_ char *error = NULL;
+        _cleanup_free_ const char **names = NULL;
+        size_t n = 0;
+        int r;
+
+        x->phase = APPLY_PROBING;
+        if (!x->desired) {
+                r = build_desired(x, &error);
+                if (r == -ENOMEM) {
+                        for (size_t i = 0; x->dropins && i < x->n_desired; i++)
+                                free(x->dropins[i]);
+                        x->dropins = mfree(x->dropins);
+                        x->hashes = mfree(x->hashes);
+                        x->desired = mfree(x->desired);
+                        x->n_desired = 0;
+                        {
+                                hold(x, r, "out of memory");
+                                return;
+                        }
+                }
+                if (r < 0) {
+                        _cleanup_free_ char *why = NULL;
+
+                        if (asprintf(&why, "placement %" PRIu64 "/%" PRIu64 " refused: %s",
+                                     x->p->epoch, x->p->generation,
+                                     error ? error : STRERROR(r)) < 0)
+                                why = NULL;
+                        send_result(a, x->p->epoch, false, x->p->generation, NULL, false, why, NULL,
+                                    0);
+                        agent_refuse(a, x->delivery_tag, "Placement",
+                                     why ? why : "invalid placement");
+                        a->apply = apply_free(x);
+                        run_waiting(a);
+                        return;
+                }
+        }
+
+        names = calloc(x->n_desired + a->state.n_units + 1, sizeof(char *));
+        if (!names) {
+                hold(x, -ENOMEM, "out of memory");
+                return;
+        }
+        for (size_t i = 0; i < x->n_desired + a->state.n_units; i++) {
+                const char *name = i < x->n_desired ? x->desired[i].name
+                                                    : a->state.units[i - x->n_desired].name;
+
+                /* what systemd would refuse to load is refused by the planner */
+                if (!unit_name_is_valid(name, UNIT_NAME_PLAIN | UNIT_NAME_INSTANCE))
+                        continue;
+                if (i >= x->n_desired && desired_has(x, name))
+                        continue; /* asked once is enough */
+                names[n++] = name;
+        }
+        r = systemd_probe(a->systemd, names, n, on_probed, x);
+        if (r < 0) {
+                hold(x, r, "cannot ask systemd about the units");
+                return;
+        }
+}
+
+static void apply_start(Agent *a, CodecDecoded *d, uint64_t tag) {
+        Apply *x;
+
+        x = calloc(1, sizeof(Apply));
+        if (!x) {
+                log_warning("Out of memory taking on a placement; holding it, retrying.");
+                {
+                        hold_unstarted_placement(a, d, tag);
+                        return;
+                }
+        }
+        x->a = a;
+        x->decoded = *d;
+        *d = (CodecDecoded){ 0 };
+        x->p = (const Baton__V1__Placement *) x->decoded.body;
+        x->delivery_tag = tag;
+        a->apply = x;
+        apply_plan(x);
+}
+
+/* ---- retries ------------------------------------------------------------- */
+
+static void on_retry_timer(uv_timer_t *t) {
+        Agent *a = t->data;
+        Apply *x = a->apply;
+
+        if (a->stopping)
+                return;
+        if (x && x->phase == APPLY_SAVING) {
+                if (state_write(a, &a->state) < 0) {
+                        arm_retry(a);
+                        return;
+                }
+                log_info("Saved the agent state at last.");
+                {
+                        complete(x);
+                        return;
+                }
+        }
+        if (x && x->phase == APPLY_HELD) {
+                const Baton__V1__Placement *pend =
+                        a->pending.set ? (const Baton__V1__Placement *) a->pending.decoded.body
+                                       : NULL;
+
+                if (pend && placement_order(pend->epoch, pend->generation, x->p->epoch,
+                                            x->p->generation) > 0) {
+                        /* Nothing of it was done: the newer one goes instead. */
+                        CodecDecoded next = a->pending.decoded;
+                        uint64_t tag = a->pending.delivery_tag;
+
+                        send_result(a, x->p->epoch, false, x->p->generation, NULL, false,
+                                    "superseded by a newer placement", NULL, 0);
+                        agent_ack(a, x->delivery_tag);
+                        a->apply = apply_free(x);
+                        a->pending.decoded = (CodecDecoded){ 0 };
+                        a->pending.set = false;
+                        {
+                                apply_start(a, &next, tag);
+                                return;
+                        }
+                }
+                {
+                        apply_plan(x);
+                        return;
+                }
+        }
+        if (!x && a->pending.set) {
+                CodecDecoded next = a->pending.decoded;
+                uint64_t tag = a->pending.delivery_tag;
+
+                a->pending.decoded = (CodecDecoded){ 0 };
+                a->pending.set = false;
+                {
+                        apply_start(a, &next, tag);
+                        return;
+                }
+        }
+        run_waiting(a);
 }
 
 /* ---- entry points -------------------------------------------------------- */
 
-/* Raises and persists the highest epoch seen, before anything is acted on. */
+/* Raises the highest epoch seen and saves it. A failed save (logged there)
+ * decides nothing: the epoch is saved again by the write that comes before
+ * anything is acted on (the intent, a Restart record), or by the next one. */
 static void see_epoch(Agent *a, uint64_t epoch) {
         if (epoch <= a->state.max_epoch_seen)
                 return;
         log_info("Controller epoch is now %" PRIu64 " (was %" PRIu64 ").", epoch,
                  a->state.max_epoch_seen);
         a->state.max_epoch_seen = epoch;
-        (void) agent_save_state(a);
+        (void) state_write(a, &a->state);
 }
 
 void apply_placement(Agent *a, CodecDecoded *d, uint64_t tag) {
@@ -708,7 +1170,7 @@ void apply_placement(Agent *a, CodecDecoded *d, uint64_t tag) {
 
         order = placement_order(p->epoch, p->generation, a->state.applied_epoch,
                                 a->state.applied_generation);
-        if (order <= 0 && !a->apply) {
+        if (order <= 0 && !a->apply && !a->pending.set) {
                 /* Level-triggered: a re-delivered or older Placement changes nothing. */
                 (void) asprintf(
                         &why, "generation %" PRIu64 "/%" PRIu64 " %s", p->epoch, p->generation,
@@ -720,14 +1182,15 @@ void apply_placement(Agent *a, CodecDecoded *d, uint64_t tag) {
                 return;
         }
 
-        if (a->apply) {
-                const Baton__V1__Placement *cur = a->apply->p;
+        if (a->apply || a->pending.set) {
+                const Baton__V1__Placement *cur = a->apply ? a->apply->p : NULL;
                 const Baton__V1__Placement *pend =
                         a->pending.set ? (const Baton__V1__Placement *) a->pending.decoded.body
                                        : NULL;
 
                 /* Only the newest waiting Placement matters. */
-                if (placement_order(p->epoch, p->generation, cur->epoch, cur->generation) <= 0 ||
+                if ((cur &&
+                     placement_order(p->epoch, p->generation, cur->epoch, cur->generation) <= 0) ||
                     (pend && placement_order(p->epoch, p->generation, pend->epoch,
                                              pend->generation) <= 0)) {
                         send_result(a, p->epoch, false, p->generation, NULL, false,
@@ -758,13 +1221,20 @@ typedef struct RestartCtx {
         char *id;
 } RestartCtx;
 
+static RestartCtx *restart_ctx_free(RestartCtx *c) {
+        if (c) {
+                free(c->id);
+                free(c);
+        }
+        return NULL;
+}
+
 static void on_restart_done(Systemd *s, const char *unit, const char *result, int error,
                             const char *message, void *userdata) {
         RestartCtx *c = userdata;
 
         if (c->a->stopping) {
-                free(c->id);
-                free(c);
+                restart_ctx_free(c);
                 return;
         }
         Outcome o = {
@@ -780,16 +1250,31 @@ static void on_restart_done(Systemd *s, const char *unit, const char *result, in
         c->a->counters.restarts_run++;
         send_result(c->a, c->epoch, true, 0, c->id, o.ok, o.ok ? NULL : o.result, &o, 1);
         agent_ack(c->a, c->tag);
-        free(c->id);
-        free(c);
+        restart_ctx_free(c);
+}
+
+/* Holds a Restart for the retry timer. False if it cannot even be held. */
+static bool hold_restart(Agent *a, CodecDecoded *d, uint64_t tag) {
+        if (wait_restart(a, d, tag) < 0) {
+                /* Not even room to hold it: the broker keeps it for us. */
+                log_warning("Out of memory holding a restart; it will be redelivered.");
+                if (a->broker)
+                        (void) broker_reject(a->broker, tag, true);
+                codec_decoded_done(d);
+                return false;
+        }
+        arm_retry(a);
+        return true;
 }
 
 void apply_restart(Agent *a, CodecDecoded *d, uint64_t tag) {
         const Baton__V1__Restart *rs = (const Baton__V1__Restart *) d->body;
+        _cleanup_(agent_state_done) AgentState next = { 0 };
         _cleanup_free_ char *why = NULL;
         uint64_t now = now_realtime_usec();
         bool managed = false;
-        RestartCtx *c;
+        RestartCtx *c = NULL;
+        SystemdJob *job = NULL;
         JobKind kind = JOB_RESTART;
         int r;
 
@@ -819,6 +1304,16 @@ void apply_restart(Agent *a, CodecDecoded *d, uint64_t tag) {
                 codec_decoded_done(d);
                 return;
         }
+
+        /* A Placement being applied may remove the unit: wait for it, then
+         * check again whether it is still ours. */
+        if (a->apply) {
+                log_info("Restart %s of %s waits for the placement being applied.", rs->id,
+                         rs->unit);
+                if (wait_restart(a, d, tag) < 0)
+                        (void) hold_restart(a, d, tag); /* says why, lets the broker keep it */
+                return;
+        }
         see_epoch(a, rs->epoch);
 
         for (size_t i = 0; i < a->state.n_units; i++)
@@ -844,32 +1339,90 @@ void apply_restart(Agent *a, CodecDecoded *d, uint64_t tag) {
                 return;
         }
 
+        /* Everything the job needs first, so that once the id is recorded
+         * nothing but the bus itself can keep the job from starting. */
+        c = calloc(1, sizeof(RestartCtx));
+        if (c) {
+                *c = (RestartCtx){ .a = a, .tag = tag, .epoch = rs->epoch, .id = strdup(rs->id) };
+                r = c->id ? systemd_job_new(a->systemd, kind, rs->unit, on_restart_done, c, &job)
+                          : -ENOMEM;
+        } else
+                r = -ENOMEM;
+        if (r >= 0)
+                r = agent_state_copy(&a->state, &next);
+        if (r >= 0)
+                r = agent_state_restart_record(&next, rs->id, rs->not_after_us, now);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot prepare restart %s of %s: %s; holding it, retrying.",
+                                  rs->id, rs->unit, STRERROR(r));
+                goto hold;
+        }
         /* At most once: durable before the job starts, so a crash in between
          * means not run rather than run twice. */
-        r = agent_state_restart_record(&a->state, rs->id, rs->not_after_us, now);
-        if (r >= 0)
-                r = agent_save_state(a);
+        r = state_commit(a, &next);
         if (r < 0) {
-                log_error_errno(r, "Failed to record restart %s: %s; it will be redelivered.",
-                                rs->id, STRERROR(r));
-                (void) broker_reject(a->broker, tag, true);
-                codec_decoded_done(d);
-                return;
+                log_warning("Restart %s of %s is held until the state can be saved.", rs->id,
+                            rs->unit);
+                goto hold;
         }
+        r = systemd_job_send(job);
+        job = NULL; /* freed by systemd_job_send() on failure */
+        if (r < 0) {
+                AgentState back = { 0 };
 
-        c = calloc(1, sizeof(RestartCtx));
-        if (c)
-                c->id = strdup(rs->id);
-        if (!c || !c->id) {
-                free(c);
+                /* Recorded but not launched: take the record back if we can, and
+                 * try again later; if not, at most once wins and we say so. */
+                log_warning_errno(r, "Failed to start restart %s of %s: %s.", rs->id, rs->unit,
+                                  STRERROR(r));
+                if (agent_state_copy(&a->state, &back) >= 0 &&
+                    agent_state_restart_forget(&back, rs->id) >= 0 && state_commit(a, &back) >= 0)
+                        goto hold;
+                agent_state_done(&back);
                 codec_decoded_done(d);
+                on_restart_done(a->systemd, rs->unit, NULL, r, STRERROR(r), c);
                 return;
         }
-        c->a = a;
-        c->tag = tag;
-        c->epoch = rs->epoch;
-        r = systemd_job(a->systemd, kind, rs->unit, on_restart_done, c);
-        if (r < 0)
-                on_restart_done(a->systemd, rs->unit, NULL, r, STRERROR(r), c);
         codec_decoded_done(d);
+        return;
+
+hold:
+        systemd_job_free(job);
+        restart_ctx_free(c);
+        (void) hold_restart(a, d, tag);
+}
+
+/* Restarts held back by a Placement or a failure, in arrival order; each is
+ * checked again from the start. */
+static void run_waiting(Agent *a) {
+        WaitingRestart *w = a->waiting;
+        size_t n = a->n_waiting;
+
+        if (a->apply || n == 0)
+                return;
+        a->waiting = NULL;
+        a->n_waiting = 0;
+        for (size_t i = 0; i < n; i++) {
+                if (a->stopping || a->apply) {
+                        /* put the rest back, in order */
+                        if (wait_restart(a, &w[i].decoded, w[i].delivery_tag) < 0) {
+                                if (a->broker)
+                                        (void) broker_reject(a->broker, w[i].delivery_tag, true);
+                                codec_decoded_done(&w[i].decoded);
+                        }
+                        continue;
+                }
+                apply_restart(a, &w[i].decoded, w[i].delivery_tag);
+        }
+        free(w);
+}
+
+void apply_done(Agent *a) {
+        /* Unacked deliveries go back to the broker when the connection closes. */
+        a->apply = apply_free(a->apply);
+        codec_decoded_done(&a->pending.decoded);
+        a->pending.set = false;
+        for (size_t i = 0; i < a->n_waiting; i++)
+                codec_decoded_done(&a->waiting[i].decoded);
+        a->waiting = mfree(a->waiting);
+        a->n_waiting = 0;
 }

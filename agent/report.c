@@ -3,7 +3,15 @@
  * facts and the compact state of every managed unit), unit events pushed from
  * PropertiesChanged, shard reports from StatusText readiness tokens. While the
  * broker is away the broker client buffers them; heartbeats are droppable so
- * they go first when the buffer fills, events and results are kept. */
+ * they go first when the buffer fills, events and results are kept.
+ *
+ * A workload may change its StatusText thousands of times a second, so
+ * events coalesce: at most one UnitEvent per unit is in flight (published,
+ * not yet confirmed), changes meanwhile are folded into the next one, which
+ * carries the latest state; ShardReports go out at most every
+ * SHARD_REPORT_INTERVAL, one at a time, with the latest readiness. What is
+ * buffered then stays small whatever the workloads do, and heartbeats are
+ * never crowded out by events. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +24,21 @@
 #include "topology.h"
 #include "util.h"
 
+#define SHARD_REPORT_INTERVAL (200 * USEC_PER_MSEC)
+/* How often the coalescing counters may be logged while they move. */
+#define COALESCED_LOG_INTERVAL (10 * USEC_PER_SEC)
+
+static void flush_unit_events(Agent *a);
+
 static void on_status_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
         Agent *a = userdata;
 
-        if (outcome == BROKER_CONFIRMED || a->stopping)
+        if (a->stopping)
                 return;
-        a->counters.publish_failed++;
+        if (outcome != BROKER_CONFIRMED)
+                a->counters.publish_failed++;
+        /* Room in the buffer again: events that could not be queued go now. */
+        flush_unit_events(a);
 }
 
 static void on_heartbeat_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
@@ -31,7 +48,8 @@ static void on_heartbeat_confirm(Broker *b, BrokerOutcome outcome, void *userdat
                 a->counters.heartbeats_dropped++;
 }
 
-int agent_publish_status(Agent *a, const char *kind, const ProtobufCMessage *body, bool droppable) {
+static int publish_status(Agent *a, const char *kind, const ProtobufCMessage *body, bool droppable,
+                          BrokerConfirmFn fn, void *userdata) {
         _cleanup_free_ uint8_t *buf = NULL;
         _cleanup_free_ char *key = NULL;
         char message_id[33], expiration[32];
@@ -67,7 +85,12 @@ int agent_publish_status(Agent *a, const char *kind, const ProtobufCMessage *bod
                 .body = buf,
                 .body_len = len,
         };
-        return broker_publish(a->broker, &m, droppable ? BROKER_PUBLISH_DROPPABLE : 0,
+        return broker_publish(a->broker, &m, droppable ? BROKER_PUBLISH_DROPPABLE : 0, fn,
+                              userdata);
+}
+
+int agent_publish_status(Agent *a, const char *kind, const ProtobufCMessage *body, bool droppable) {
+        return publish_status(a, kind, body, droppable,
                               droppable ? on_heartbeat_confirm : on_status_confirm, a);
 }
 
@@ -108,7 +131,8 @@ void agent_unit_state(Agent *a, const char *unit, void *ret_unit_state) {
                 us->service = si->service;
                 us->instance = si->instance;
         }
-        if (m)
+        /* A pending record's config is not known to be in place yet. */
+        if (m && !m->pending)
                 us->config_hash = m->config_hash;
 }
 
@@ -139,6 +163,48 @@ static void read_capacity(Baton__V1__Capacity *cap) {
         }
 }
 
+/* Forgets the event bookkeeping of units no longer watched. */
+static void prune_unit_reports(Agent *a) {
+        size_t w = 0;
+
+        for (size_t i = 0; i < a->report.n_units; i++) {
+                UnitReport *ur = &a->report.units[i];
+
+                if (ur->in_flight == 0 && !ur->dirty && !systemd_unit(a->systemd, ur->unit)) {
+                        free(ur->unit);
+                        free(ur->reported_active_state);
+                        continue;
+                }
+                a->report.units[w++] = *ur;
+        }
+        a->report.n_units = w;
+}
+
+/* What was coalesced, now and then while it moves. */
+static void log_coalesced(Agent *a) {
+        uint64_t now = now_monotonic_usec();
+        uint64_t events = a->counters.unit_events_coalesced,
+                 reports = a->counters.shard_reports_coalesced;
+        char ev[21], rp[21];
+
+        if (events == a->report.logged_events && reports == a->report.logged_shard_reports)
+                return;
+        if (a->report.logged_us != 0 && now - a->report.logged_us < COALESCED_LOG_INTERVAL)
+                return;
+        snprintf(ev, sizeof(ev), "%" PRIu64, events);
+        snprintf(rp, sizeof(rp), "%" PRIu64, reports);
+        log_fields(LOG_INFO, 0,
+                   LOG_FIELDS({ "BATON_COALESCED_EVENTS", ev },
+                              { "BATON_COALESCED_SHARD_REPORTS", rp }),
+                   "Coalesced %" PRIu64 " unit events and %" PRIu64
+                   " shard reports so far (%" PRIu64 " and %" PRIu64
+                   " sent); the latest state always goes out.",
+                   events, reports, a->counters.unit_events, a->counters.shard_reports);
+        a->report.logged_us = now;
+        a->report.logged_events = events;
+        a->report.logged_shard_reports = reports;
+}
+
 int agent_send_heartbeat(Agent *a) {
         Baton__V1__Heartbeat hb = BATON__V1__HEARTBEAT__INIT;
         Baton__V1__Capacity cap = BATON__V1__CAPACITY__INIT;
@@ -152,6 +218,9 @@ int agent_send_heartbeat(Agent *a) {
 
         if (!units || !unit_ptrs)
                 return -ENOMEM;
+        /* events that could not be queued before, and bookkeeping of the gone */
+        flush_unit_events(a);
+        prune_unit_reports(a);
         read_capacity(&cap);
 
         /* Labels were validated at load time: "k=v k=v". */
@@ -198,6 +267,7 @@ int agent_send_heartbeat(Agent *a) {
         hb.agent_started_us = a->started_at_us;
         hb.refused_total = a->counters.refused;
 
+        log_coalesced(a);
         r = agent_publish_status(a, TOPOLOGY_KIND_HEARTBEAT, &hb.base, true);
         if (r == -ENOBUFS) {
                 a->counters.heartbeats_dropped++;
@@ -211,7 +281,23 @@ int agent_send_heartbeat(Agent *a) {
 
 /* ---- shard reports ------------------------------------------------------- */
 
-int agent_send_shard_report(Agent *a) {
+static void on_shard_timer(uv_timer_t *t);
+static int flush_shard_report(Agent *a);
+
+static void on_shard_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
+        Agent *a = userdata;
+
+        if (a->stopping)
+                return;
+        if (outcome != BROKER_CONFIRMED)
+                a->counters.publish_failed++;
+        a->report.shard_in_flight = false;
+        (void) flush_shard_report(a); /* logs its own failure */
+        flush_unit_events(a);
+}
+
+/* Publishes the readiness of every sharded unit as it is now. */
+static int publish_shard_report(Agent *a) {
         Baton__V1__ShardReport rep = BATON__V1__SHARD_REPORT__INIT;
         size_t n = a->n_shards;
         _cleanup_free_ Baton__V1__ShardInstanceReport *inst = calloc(n + 1, sizeof(*inst));
@@ -222,8 +308,6 @@ int agent_send_shard_report(Agent *a) {
 
         if (!inst || !ptrs || !ready || !texts)
                 return -ENOMEM;
-        if (n == 0)
-                return 0;
 
         for (size_t i = 0; i < n; i++) {
                 const ShardInfo *si = &a->shards[i];
@@ -263,7 +347,10 @@ int agent_send_shard_report(Agent *a) {
                         inst[i].unit = a->shards[i].unit;
                         inst[i].service = a->shards[i].service;
                 }
-        r = agent_publish_status(a, TOPOLOGY_KIND_SHARD, &rep.base, false);
+        if (!a->broker)
+                r = -ESHUTDOWN;
+        else
+                r = publish_status(a, TOPOLOGY_KIND_SHARD, &rep.base, false, on_shard_confirm, a);
 
         for (size_t i = 0; i < n; i++) {
                 shard_readiness_done(&ready[i]);
@@ -274,33 +361,210 @@ int agent_send_shard_report(Agent *a) {
         return r;
 }
 
+/* Sends what was asked for, once nothing is in flight: an urgent report at
+ * once, one for StatusText churn no sooner than SHARD_REPORT_INTERVAL after
+ * the last such one. */
+static int flush_shard_report(Agent *a) {
+        uint64_t now = now_monotonic_usec(), due;
+        int r;
+
+        if (!a->report.shard_dirty || a->report.shard_in_flight || a->stopping)
+                return 0; /* on_shard_confirm() comes back */
+        due = a->report.shard_sent_us + SHARD_REPORT_INTERVAL;
+        if (!a->report.shard_urgent && a->report.shard_sent_us != 0 && now < due) {
+                if (!uv_is_active((uv_handle_t *) &a->report.shard_timer))
+                        (void) uv_timer_start(&a->report.shard_timer, on_shard_timer,
+                                              (due - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC, 0);
+                return 0;
+        }
+
+        r = publish_shard_report(a);
+        if (r < 0)
+                /* still dirty: tried again with the next change or confirm */
+                return log_warning_errno(r, "Failed to queue a shard report: %s", STRERROR(r));
+        a->counters.shard_reports++;
+        a->report.shard_in_flight = true;
+        /* Only churn paces churn: a unit going active is reported at once, and
+         * so is the StatusText that usually follows it a moment later. */
+        if (!a->report.shard_urgent)
+                a->report.shard_sent_us = now;
+        a->report.shard_dirty = a->report.shard_urgent = false;
+        return 0;
+}
+
+static int request_shard_report(Agent *a, bool urgent) {
+        if (a->n_shards == 0)
+                return 0;
+        if (a->report.shard_dirty)
+                a->counters.shard_reports_coalesced++;
+        a->report.shard_dirty = true;
+        a->report.shard_urgent |= urgent;
+        return flush_shard_report(a);
+}
+
+int agent_send_shard_report(Agent *a) {
+        return request_shard_report(a, true);
+}
+
+static void on_shard_timer(uv_timer_t *t) {
+        (void) flush_shard_report(t->data); /* logs its own failure */
+}
+
 /* ---- unit events --------------------------------------------------------- */
+
+typedef struct EventCtx {
+        Agent *a;
+        uint64_t seq;
+        char unit[];
+} EventCtx;
+
+static UnitReport *unit_report(Agent *a, const char *unit, bool create) {
+        UnitReport *p;
+
+        for (size_t i = 0; i < a->report.n_units; i++)
+                if (streq(a->report.units[i].unit, unit))
+                        return &a->report.units[i];
+        if (!create)
+                return NULL;
+        p = reallocarray(a->report.units, a->report.n_units + 1, sizeof(UnitReport));
+        if (!p)
+                return NULL;
+        a->report.units = p;
+        p = &a->report.units[a->report.n_units];
+        *p = (UnitReport){ .unit = strdup(unit) };
+        if (!p->unit)
+                return NULL;
+        a->report.n_units++;
+        return p;
+}
+
+static void send_unit_event(Agent *a, UnitReport *ur);
+
+static void on_event_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
+        EventCtx *c = userdata;
+        Agent *a = c->a;
+        UnitReport *ur;
+
+        if (a->stopping) {
+                free(c);
+                return;
+        }
+        if (outcome != BROKER_CONFIRMED)
+                a->counters.publish_failed++;
+        ur = unit_report(a, c->unit, false);
+        if (ur && ur->in_flight == c->seq) {
+                ur->in_flight = 0;
+                if (ur->dirty)
+                        send_unit_event(a, ur);
+        }
+        free(c);
+        flush_unit_events(a);
+}
+
+/* Publishes the unit's state as it is now; on failure it stays dirty and
+ * goes with the next confirm, reconnect or change. */
+static void send_unit_event(Agent *a, UnitReport *ur) {
+        Baton__V1__UnitEvent ev = BATON__V1__UNIT_EVENT__INIT;
+        Baton__V1__UnitState us;
+        size_t len = strlen(ur->unit);
+        EventCtx *c;
+        int r;
+
+        c = malloc(sizeof(EventCtx) + len + 1);
+        if (!c) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        *c = (EventCtx){ .a = a, .seq = ++a->report.seq };
+        memcpy(c->unit, ur->unit, len + 1);
+
+        agent_unit_state(a, ur->unit, &us);
+        ev.host = a->config.host;
+        ev.unit = &us;
+        ev.previous_active_state = (char *) strempty(ur->reported_active_state);
+        ev.at_us = now_realtime_usec();
+        r = a->broker ? publish_status(a, TOPOLOGY_KIND_UNIT, &ev.base, false, on_event_confirm, c)
+                      : -ESHUTDOWN;
+        if (r < 0) {
+                free(c);
+                goto fail;
+        }
+        a->counters.unit_events++;
+        ur->in_flight = c->seq;
+        ur->dirty = false;
+        if (!streq_ptr(ur->reported_active_state, us.active_state)) {
+                char *s = strdup(strempty(us.active_state));
+
+                if (s) {
+                        free(ur->reported_active_state);
+                        ur->reported_active_state = s;
+                }
+        }
+        return;
+
+fail:
+        /* Logged once per run of failures, not once per change. */
+        if (!ur->dirty)
+                log_warning_errno(r,
+                                  "Failed to queue a unit event for %s: %s; the latest "
+                                  "state goes with the next one.",
+                                  ur->unit, STRERROR(r));
+        ur->dirty = true;
+}
+
+/* Sends what is due and not in flight: events that could not be queued. */
+static void flush_unit_events(Agent *a) {
+        for (size_t i = 0; i < a->report.n_units && !a->stopping; i++) {
+                UnitReport *ur = &a->report.units[i];
+
+                if (ur->dirty && ur->in_flight == 0)
+                        send_unit_event(a, ur);
+        }
+}
 
 void agent_on_unit_changed(Systemd *s, const UnitInfo *now, const UnitInfo *old, void *userdata) {
         Agent *a = userdata;
-        Baton__V1__UnitEvent ev = BATON__V1__UNIT_EVENT__INIT;
-        Baton__V1__UnitState us;
-        int r;
+        UnitReport *ur;
 
-        agent_unit_state(a, now->name, &us);
-        ev.host = a->config.host;
-        ev.unit = &us;
-        ev.previous_active_state = (char *) strempty(old->active_state);
-        ev.at_us = now_realtime_usec();
+        /* StatusText alone may change thousands of times a second: not logged. */
+        if (!streq_ptr(now->active_state, old->active_state) ||
+            !streq_ptr(now->sub_state, old->sub_state) || now->n_restarts != old->n_restarts ||
+            !streq_ptr(now->result, old->result))
+                log_fields(LOG_INFO, 0,
+                           LOG_FIELDS({ "BATON_UNIT", now->name },
+                                      { "BATON_ACTIVE_STATE", strempty(now->active_state) }),
+                           "Unit %s: %s/%s (was %s/%s), restarts %u.", now->name,
+                           strna(now->active_state), strna(now->sub_state),
+                           strna(old->active_state), strna(old->sub_state), now->n_restarts);
 
-        log_fields(LOG_INFO, 0,
-                   LOG_FIELDS({ "BATON_UNIT", now->name },
-                              { "BATON_ACTIVE_STATE", strempty(now->active_state) }),
-                   "Unit %s: %s/%s (was %s/%s), restarts %u.", now->name, strna(now->active_state),
-                   strna(now->sub_state), strna(old->active_state), strna(old->sub_state),
-                   now->n_restarts);
-        r = agent_publish_status(a, TOPOLOGY_KIND_UNIT, &ev.base, false);
-        if (r < 0)
-                log_warning_errno(r, "Failed to queue a unit event: %s, ignoring.", STRERROR(r));
-        else
-                a->counters.unit_events++;
+        ur = unit_report(a, now->name, true);
+        if (!ur)
+                log_warning("Out of memory tracking the events of %s; the next heartbeat "
+                            "carries its state.",
+                            now->name);
+        else if (ur->in_flight) {
+                /* folded into the one sent when this one is confirmed */
+                a->counters.unit_events_coalesced++;
+                if (!ur->reported_active_state && old->active_state)
+                        ur->reported_active_state = strdup(old->active_state);
+                ur->dirty = true;
+        } else {
+                if (!ur->reported_active_state && old->active_state)
+                        ur->reported_active_state = strdup(old->active_state);
+                send_unit_event(a, ur);
+        }
 
         if (shard_info(a, now->name) && (!streq_ptr(now->status_text, old->status_text) ||
                                          !streq_ptr(now->active_state, old->active_state)))
-                (void) agent_send_shard_report(a);
+                (void) request_shard_report(
+                        a, !streq_ptr(now->active_state, old->active_state)); /* logs failures */
+}
+
+void report_done(Agent *a) {
+        for (size_t i = 0; i < a->report.n_units; i++) {
+                free(a->report.units[i].unit);
+                free(a->report.units[i].reported_active_state);
+        }
+        a->report.units = mfree(a->report.units);
+        a->report.n_units = 0;
 }

@@ -50,7 +50,28 @@ typedef struct Job {
         JobDoneFn fn;
         void *userdata;
         sd_bus_slot *call;
+        sd_bus_message *message; /* built by systemd_job_new(), until sent */
 } Job;
+
+typedef struct Probe Probe;
+
+typedef struct ProbeCall {
+        Probe *p;
+        size_t i; /* index into units, or n for UnitPath */
+        sd_bus_slot *slot;
+} ProbeCall;
+
+struct Probe {
+        Systemd *s;
+        UnitProbe *units;
+        size_t n;
+        ProbeCall *calls; /* n + 1 */
+        char **unit_path;
+        size_t remaining;
+        int error;
+        ProbeDoneFn fn;
+        void *userdata;
+};
 
 typedef struct Call {
         Systemd *s;
@@ -68,6 +89,9 @@ struct Systemd {
         size_t n_watches;
         Job **jobs;
         size_t n_jobs;
+        size_t n_jobs_reserved; /* room in `jobs` for jobs made but not sent yet */
+        Probe **probes;
+        size_t n_probes;
         struct {
                 char *path;
                 char *result;
@@ -115,6 +139,7 @@ static void job_free(Job *j) {
         if (!j)
                 return;
         sd_bus_slot_unref(j->call);
+        sd_bus_message_unref(j->message);
         free(j->unit);
         free(j->path);
         free(j);
@@ -192,14 +217,16 @@ static int on_job_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret
         return 0;
 }
 
-int systemd_job(Systemd *s, JobKind kind, const char *unit, JobDoneFn fn, void *userdata) {
+int systemd_job_new(Systemd *s, JobKind kind, const char *unit, JobDoneFn fn, void *userdata,
+                    SystemdJob **ret) {
         Job **p, *j;
         int r;
 
         assert(s);
         assert(kind >= 0 && kind < _JOB_KIND_MAX);
+        assert(ret);
 
-        p = realloc(s->jobs, (s->n_jobs + 1) * sizeof(Job *));
+        p = reallocarray(s->jobs, s->n_jobs + s->n_jobs_reserved + 1, sizeof(Job *));
         if (!p)
                 return -ENOMEM;
         s->jobs = p;
@@ -208,19 +235,60 @@ int systemd_job(Systemd *s, JobKind kind, const char *unit, JobDoneFn fn, void *
                 return -ENOMEM;
         *j = (Job){ .s = s, .unit = strdup(unit), .fn = fn, .userdata = userdata };
         if (!j->unit) {
-                free(j);
+                job_free(j);
                 return -ENOMEM;
         }
         /* "replace": a queued conflicting job (say a stop) is replaced by ours. */
-        r = sd_bus_call_method_async(s->bus, &j->call, DEST, MANAGER_PATH, MANAGER_IFACE,
-                                     job_method[kind], on_job_reply, j, "ss", unit, "replace");
+        r = sd_bus_message_new_method_call(s->bus, &j->message, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                           job_method[kind]);
+        if (r >= 0)
+                r = sd_bus_message_append(j->message, "ss", unit, "replace");
         if (r < 0) {
                 job_free(j);
                 return r;
         }
+        s->n_jobs_reserved++;
+        *ret = j;
+        return 0;
+}
+
+SystemdJob *systemd_job_free(SystemdJob *j) {
+        if (!j)
+                return NULL;
+        assert(j->message); /* never sent */
+        assert(j->s->n_jobs_reserved > 0);
+        j->s->n_jobs_reserved--;
+        job_free(j);
+        return NULL;
+}
+
+int systemd_job_send(SystemdJob *j) {
+        Systemd *s = j->s;
+        int r;
+
+        assert(j->message);
+
+        r = sd_bus_call_async(s->bus, &j->call, j->message, on_job_reply, j, 0);
+        if (r < 0) {
+                systemd_job_free(j);
+                return r;
+        }
+        j->message = sd_bus_message_unref(j->message);
+        /* room was made by systemd_job_new() */
+        s->n_jobs_reserved--;
         s->jobs[s->n_jobs++] = j;
         bus_loop_kick(s->loop);
         return 0;
+}
+
+int systemd_job(Systemd *s, JobKind kind, const char *unit, JobDoneFn fn, void *userdata) {
+        SystemdJob *j;
+        int r;
+
+        r = systemd_job_new(s, kind, unit, fn, userdata, &j);
+        if (r < 0)
+                return r;
+        return systemd_job_send(j);
 }
 
 size_t systemd_jobs_pending(Systemd *s) {
@@ -590,6 +658,198 @@ int systemd_refresh(Systemd *s) {
         return r;
 }
 
+/* ---- probes -------------------------------------------------------------- */
+
+static void probe_free(Probe *p) {
+        if (!p)
+                return;
+        for (size_t i = 0; i <= p->n; i++)
+                sd_bus_slot_unref(p->calls[i].slot);
+        free(p->calls);
+        for (size_t i = 0; i < p->n; i++) {
+                free(p->units[i].name);
+                free(p->units[i].load_state);
+                free(p->units[i].active_state);
+                free(p->units[i].fragment_path);
+                free(p->units[i].error);
+        }
+        free(p->units);
+        if (p->unit_path)
+                for (char **d = p->unit_path; *d; d++)
+                        free(*d);
+        free(p->unit_path);
+        free(p);
+}
+
+static void probe_finish(Probe *p, int error) {
+        Systemd *s = p->s;
+
+        for (size_t i = 0; i < s->n_probes; i++)
+                if (s->probes[i] == p) {
+                        s->probes[i] = s->probes[--s->n_probes];
+                        break;
+                }
+        if (error < 0)
+                p->fn(s, error, NULL, 0, NULL, p->userdata);
+        else
+                p->fn(s, 0, p->units, p->n, p->unit_path, p->userdata);
+        probe_free(p);
+}
+
+static void probe_call_done(ProbeCall *c) {
+        Probe *p = c->p;
+
+        c->slot = sd_bus_slot_unref(c->slot);
+        assert(p->remaining > 0);
+        if (--p->remaining == 0)
+                probe_finish(p, p->error);
+}
+
+static int reply_errno(const sd_bus_error *e) {
+        int k = sd_bus_error_get_errno(e);
+
+        return k > 0 ? -k : -EIO;
+}
+
+static int read_probe_properties(UnitProbe *u, sd_bus_message *m) {
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                char **dst = NULL;
+                const char *name, *v;
+
+                r = sd_bus_message_read(m, "s", &name);
+                if (r < 0)
+                        return r;
+                if (streq(name, "LoadState"))
+                        dst = &u->load_state;
+                else if (streq(name, "ActiveState"))
+                        dst = &u->active_state;
+                else if (streq(name, "FragmentPath"))
+                        dst = &u->fragment_path;
+                if (dst) {
+                        r = sd_bus_message_read(m, "v", "s", &v);
+                        if (r >= 0)
+                                r = set_str(dst, v);
+                } else
+                        r = sd_bus_message_skip(m, "v");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        return u->load_state && u->active_state && u->fragment_path ? 0 : -EBADMSG;
+}
+
+static int on_probe_unit(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        ProbeCall *c = userdata;
+        UnitProbe *u = &c->p->units[c->i];
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        int r;
+
+        if (e)
+                r = reply_errno(e);
+        else
+                r = read_probe_properties(u, reply);
+        if (r < 0) {
+                u->load_state = mfree(u->load_state);
+                u->active_state = mfree(u->active_state);
+                if (asprintf(&u->error, "%s", e && e->message ? e->message : STRERROR(r)) < 0) {
+                        u->error = NULL;
+                        c->p->error = -ENOMEM;
+                }
+        }
+        probe_call_done(c);
+        return 0;
+}
+
+static int on_probe_unit_path(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        ProbeCall *c = userdata;
+        Probe *p = c->p;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        int r;
+
+        if (e)
+                r = reply_errno(e);
+        else {
+                r = sd_bus_message_enter_container(reply, 'v', "as");
+                if (r >= 0)
+                        r = sd_bus_message_read_strv(reply, &p->unit_path);
+                if (r >= 0 && !p->unit_path)
+                        r = -EBADMSG;
+        }
+        if (r < 0)
+                p->error = r;
+        probe_call_done(c);
+        return 0;
+}
+
+int systemd_probe(Systemd *s, const char *const *units, size_t n, ProbeDoneFn fn, void *userdata) {
+        Probe *p, **q;
+        int r;
+
+        assert(s);
+        assert(units || n == 0);
+        assert(fn);
+
+        q = reallocarray(s->probes, s->n_probes + 1, sizeof(Probe *));
+        if (!q)
+                return -ENOMEM;
+        s->probes = q;
+        p = calloc(1, sizeof(Probe));
+        if (!p)
+                return -ENOMEM;
+        *p = (Probe){ .s = s, .n = n, .fn = fn, .userdata = userdata };
+        p->units = calloc(MAX(n, (size_t) 1), sizeof(UnitProbe));
+        p->calls = calloc(n + 1, sizeof(ProbeCall));
+        if (!p->units || !p->calls) {
+                probe_free(p);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i <= n; i++)
+                p->calls[i] = (ProbeCall){ .p = p, .i = i };
+
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *path = NULL;
+
+                p->units[i].name = strdup(units[i]);
+                if (!p->units[i].name) {
+                        probe_free(p);
+                        return -ENOMEM;
+                }
+                /* Addressing a unit's object loads it, as LoadUnit would. */
+                r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", units[i], &path);
+                if (r >= 0)
+                        r = sd_bus_call_method_async(s->bus, &p->calls[i].slot, DEST, path,
+                                                     "org.freedesktop.DBus.Properties", "GetAll",
+                                                     on_probe_unit, &p->calls[i], "s", UNIT_IFACE);
+                if (r < 0) {
+                        probe_free(p);
+                        return r;
+                }
+        }
+        r = sd_bus_call_method_async(s->bus, &p->calls[n].slot, DEST, MANAGER_PATH,
+                                     "org.freedesktop.DBus.Properties", "Get", on_probe_unit_path,
+                                     &p->calls[n], "ss", MANAGER_IFACE, "UnitPath");
+        if (r < 0) {
+                probe_free(p);
+                return r;
+        }
+        p->remaining = n + 1;
+        s->probes[s->n_probes++] = p;
+        bus_loop_kick(s->loop);
+        return 0;
+}
+
 /* ---- lifetime ------------------------------------------------------------ */
 
 int systemd_new(sd_bus *bus, BusLoop *loop, const SystemdCallbacks *cb, void *userdata,
@@ -613,6 +873,9 @@ Systemd *systemd_free(Systemd *s) {
         while (s->n_jobs > 0)
                 job_finish(s->jobs[s->n_jobs - 1], NULL, -ECANCELED, "agent shutting down");
         free(s->jobs);
+        while (s->n_probes > 0)
+                probe_finish(s->probes[s->n_probes - 1], -ECANCELED);
+        free(s->probes);
         for (size_t i = 0; i < s->n_watches; i++)
                 watch_free(s->watches[i]);
         free(s->watches);

@@ -68,6 +68,18 @@ int systemd_subscribe(Systemd *s);
 /* Starts a job; `fn` is called exactly once. */
 int systemd_job(Systemd *s, JobKind kind, const char *unit, JobDoneFn fn, void *userdata);
 
+/* The same in two steps, for a caller with a point of no return in between
+ * (a Restart id recorded durably): systemd_job_new() allocates everything
+ * the job needs, systemd_job_send() then fails only if the bus does. A job
+ * that is not sent must be freed with systemd_job_free(); a job that was
+ * sent calls `fn` exactly once, one that failed to send never does and is
+ * freed. */
+typedef struct Job SystemdJob;
+int systemd_job_new(Systemd *s, JobKind kind, const char *unit, JobDoneFn fn, void *userdata,
+                    SystemdJob **ret);
+int systemd_job_send(SystemdJob *j);
+SystemdJob *systemd_job_free(SystemdJob *j);
+
 int systemd_reload(Systemd *s, CallDoneFn fn, void *userdata);
 /* Persistent enablement, so a reboot brings the units back without the
  * controller. Enabling adds a Wants= from `target` (AddDependencyUnitFiles,
@@ -86,6 +98,28 @@ const UnitInfo *systemd_unit(Systemd *s, const char *unit);
 /* Re-reads every property of every watched unit: for what systemd does not
  * signal (MemoryCurrent; LoadState after a daemon-reload). */
 int systemd_refresh(Systemd *s);
+
+/* What systemd says of a unit when asked to load it (as Manager.LoadUnit
+ * does: a unit it has no file for comes back "not-found", and one whose file
+ * appeared since it last looked is found). */
+typedef struct UnitProbe {
+        char *name;
+        char *load_state;    /* "loaded", "not-found", "masked", …; NULL on error */
+        char *active_state;  /* NULL on error */
+        char *fragment_path; /* "" when it has no unit file */
+        char *error;         /* why systemd could not answer, else NULL */
+} UnitProbe;
+
+/* Called once: with error 0, every unit's answer (in the order asked) and
+ * the manager's unit search path (UnitPath, NULL-terminated, highest
+ * priority first); or with -errno and nothing else when the search path
+ * could not be read, -ECANCELED when the Systemd is freed first. */
+typedef void (*ProbeDoneFn)(Systemd *s, int error, const UnitProbe *units, size_t n,
+                            char *const *unit_path, void *userdata);
+
+/* Loads each unit and reads its LoadState, ActiveState and FragmentPath,
+ * and the manager's UnitPath, all at once. */
+int systemd_probe(Systemd *s, const char *const *units, size_t n, ProbeDoneFn fn, void *userdata);
 
 size_t systemd_n_watched(Systemd *s);
 const UnitInfo *systemd_watched(Systemd *s, size_t i);

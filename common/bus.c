@@ -21,6 +21,8 @@
 
 /* Not a time sd-bus would ask for: makes the next arm() restart the timer. */
 #define DEADLINE_STALE (UINT64_MAX - 1)
+/* Messages processed per wake-up before the loop gets a turn. */
+#define PROCESS_BATCH_MAX 64
 
 struct BusLoop {
         sd_bus *bus;
@@ -204,10 +206,16 @@ static void process(BusLoop *l) {
          * with new deadlines: the next arm() must start the timer afresh. */
         l->timer_deadline = DEADLINE_STALE;
 
+        /* A bounded batch: a flood of signals (a unit rewriting its
+         * StatusText in a tight loop) must not keep the loop from its timers,
+         * the agent's heartbeat first. What is left is still queued, so
+         * sd_bus_get_timeout() says "now" and arm() comes back next round. */
         l->processing = true;
-        do
+        for (unsigned n = 0; n < PROCESS_BATCH_MAX; n++) {
                 r = sd_bus_process(l->bus, NULL);
-        while (r > 0 && !l->detached);
+                if (r <= 0 || l->detached)
+                        break;
+        }
         l->processing = false;
 
         if (r < 0) {

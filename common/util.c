@@ -111,11 +111,38 @@ int write_file_atomic(const char *path, const void *data, size_t len, unsigned m
                 r = negative_errno();
                 goto fail;
         }
-        return 0;
+        /* The new name is durable only once the directory is: without this a
+         * crash can bring back the old file, or none at all. */
+        return fsync_directory_of(path);
 
 fail:
         (void) unlink(tmp);
         return r;
+}
+
+int fsync_directory_of(const char *path) {
+        _cleanup_free_ char *dir = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        const char *slash;
+
+        assert(path);
+
+        slash = strrchr(path, '/');
+        if (!slash)
+                dir = strdup(".");
+        else if (slash == path)
+                dir = strdup("/");
+        else
+                dir = strndup(path, (size_t) (slash - path));
+        if (!dir)
+                return -ENOMEM;
+
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        if (fsync(fd) < 0)
+                return negative_errno();
+        return 0;
 }
 
 int mkdir_p(const char *path, unsigned mode) {

@@ -14,8 +14,12 @@ usec_t now_monotonic_usec(void);
 
 /* Reads a whole file (at most max bytes, -EFBIG beyond), NUL-terminated. */
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);
-/* Writes atomically: temp file in the same directory, fsync, rename. */
+/* Writes atomically and durably: temp file in the same directory, fsync,
+ * rename, fsync of the directory. An error after the rename (the directory
+ * sync) leaves the new file in place but not known to be durable. */
 int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+/* fsync()s the directory holding `path`, making a rename or unlink there durable. */
+int fsync_directory_of(const char *path);
 int mkdir_p(const char *path, unsigned mode);
 
 /* 32 hex characters from the kernel's RNG (message ids, request ids). */

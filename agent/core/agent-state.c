@@ -16,7 +16,7 @@
 #include "unit-name.h"
 
 #define HEADER "baton-agent-state"
-#define TOKENS_MAX 5
+#define TOKENS_MAX 6
 
 static void unit_rec_done(ManagedUnitRec *u) {
         free(u->name);
@@ -271,8 +271,10 @@ static int parse_line(Parser *p, const Token *t, size_t n, unsigned line, char *
                 _cleanup_free_ char *name = NULL, *file = NULL, *hash = NULL;
                 const char *problem;
 
-                if (n != 5 || !(token_is(&t[4], "0") || token_is(&t[4], "1")))
-                        return parse_error(ret_error, line, "expected \"unit NAME FILE HASH 0|1\"");
+                if ((n != 5 && !(n == 6 && token_is(&t[5], "pending"))) ||
+                    !(token_is(&t[4], "0") || token_is(&t[4], "1")))
+                        return parse_error(ret_error, line,
+                                           "expected \"unit NAME FILE HASH 0|1 [pending]\"");
                 if (p->s.n_units >= AGENT_STATE_UNITS_MAX)
                         return parse_error(ret_error, line, "more than %d units",
                                            AGENT_STATE_UNITS_MAX);
@@ -296,6 +298,7 @@ static int parse_line(Parser *p, const Token *t, size_t n, unsigned line, char *
                         .file_name = TAKE_PTR(file),
                         .config_hash = TAKE_PTR(hash),
                         .has_dropin = token_is(&t[4], "1"),
+                        .pending = n == 6,
                 };
                 return 0;
         }
@@ -473,8 +476,9 @@ int agent_state_format(const AgentState *s, char **ret) {
         fprintf(f, "%s %d\nepoch %" PRIu64 "\napplied %" PRIu64 " %" PRIu64 "\n", HEADER,
                 AGENT_STATE_VERSION, s->max_epoch_seen, s->applied_epoch, s->applied_generation);
         for (size_t i = 0; i < s->n_units; i++)
-                fprintf(f, "unit %s %s %s %d\n", s->units[i].name, s->units[i].file_name,
-                        s->units[i].config_hash, s->units[i].has_dropin ? 1 : 0);
+                fprintf(f, "unit %s %s %s %d%s\n", s->units[i].name, s->units[i].file_name,
+                        s->units[i].config_hash, s->units[i].has_dropin ? 1 : 0,
+                        s->units[i].pending ? " pending" : "");
         for (size_t i = 0; i < s->n_restarts; i++)
                 fprintf(f, "restart %s %" PRIu64 "\n", s->restarts[i].id,
                         s->restarts[i].not_after_us);
@@ -496,8 +500,52 @@ static ssize_t unit_index(const AgentState *s, const char *name) {
         return -1;
 }
 
-int agent_state_set_unit(AgentState *s, const char *name, const char *file_name,
-                         const char *config_hash, bool has_dropin) {
+int agent_state_copy(const AgentState *s, AgentState *ret) {
+        _cleanup_(agent_state_done) AgentState c = { 0 };
+
+        assert(s);
+        assert(ret);
+
+        c.max_epoch_seen = s->max_epoch_seen;
+        c.applied_epoch = s->applied_epoch;
+        c.applied_generation = s->applied_generation;
+        if (s->n_units > 0) {
+                c.units = calloc(s->n_units, sizeof(ManagedUnitRec));
+                if (!c.units)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < s->n_units; i++) {
+                const ManagedUnitRec *u = &s->units[i];
+                ManagedUnitRec *v = &c.units[c.n_units++];
+
+                *v = (ManagedUnitRec){ .has_dropin = u->has_dropin, .pending = u->pending };
+                v->name = strdup(u->name);
+                v->file_name = strdup(u->file_name);
+                v->config_hash = strdup(u->config_hash);
+                if (!v->name || !v->file_name || !v->config_hash)
+                        return -ENOMEM;
+        }
+        if (s->n_restarts > 0) {
+                c.restarts = calloc(s->n_restarts, sizeof(RestartRec));
+                if (!c.restarts)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < s->n_restarts; i++) {
+                RestartRec *v = &c.restarts[c.n_restarts++];
+
+                *v = (RestartRec){ .id = strdup(s->restarts[i].id),
+                                   .not_after_us = s->restarts[i].not_after_us };
+                if (!v->id)
+                        return -ENOMEM;
+        }
+
+        *ret = c;
+        c = (AgentState){ 0 };
+        return 0;
+}
+
+static int set_unit(AgentState *s, const char *name, const char *file_name, const char *config_hash,
+                    bool has_dropin, bool pending) {
         _cleanup_free_ char *n = NULL, *f = NULL, *h = NULL;
         const char *problem;
         ManagedUnitRec *units;
@@ -523,7 +571,8 @@ int agent_state_set_unit(AgentState *s, const char *name, const char *file_name,
                 free(u->config_hash);
                 u->file_name = TAKE_PTR(f);
                 u->config_hash = TAKE_PTR(h);
-                u->has_dropin = has_dropin;
+                u->has_dropin = has_dropin || (pending && u->has_dropin);
+                u->pending = pending;
                 return 0;
         }
 
@@ -545,9 +594,20 @@ int agent_state_set_unit(AgentState *s, const char *name, const char *file_name,
                 .file_name = TAKE_PTR(f),
                 .config_hash = TAKE_PTR(h),
                 .has_dropin = has_dropin,
+                .pending = pending,
         };
         s->n_units++;
         return 0;
+}
+
+int agent_state_set_unit(AgentState *s, const char *name, const char *file_name,
+                         const char *config_hash, bool has_dropin) {
+        return set_unit(s, name, file_name, config_hash, has_dropin, false);
+}
+
+int agent_state_mark_pending(AgentState *s, const char *name, const char *file_name,
+                             const char *config_hash, bool has_dropin) {
+        return set_unit(s, name, file_name, config_hash, has_dropin, true);
 }
 
 int agent_state_remove_unit(AgentState *s, const char *name) {
@@ -584,6 +644,7 @@ int agent_state_managed_units(const AgentState *s, ManagedUnit **ret, size_t *re
                                 .file_name = s->units[i].file_name,
                                 .config_hash = s->units[i].config_hash,
                                 .has_dropin = s->units[i].has_dropin,
+                                .pending = s->units[i].pending,
                         };
         }
         *ret = m;
@@ -600,6 +661,19 @@ bool agent_state_restart_seen(const AgentState *s, const char *id) {
                 if (streq(s->restarts[i].id, id))
                         return true;
         return false;
+}
+
+static void restart_remove(AgentState *s, size_t i);
+
+int agent_state_restart_forget(AgentState *s, const char *id) {
+        assert(s);
+
+        for (size_t i = 0; i < s->n_restarts; i++)
+                if (streq_ptr(s->restarts[i].id, id)) {
+                        restart_remove(s, i);
+                        return 0;
+                }
+        return -ENOENT;
 }
 
 static void restart_remove(AgentState *s, size_t i) {

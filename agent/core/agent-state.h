@@ -22,8 +22,12 @@
 typedef struct ManagedUnitRec {
         char *name;        /* "gateway@3.service" */
         char *file_name;   /* the unit file written for it: "gateway@.service" */
-        char *config_hash; /* config_hash_is_valid() */
-        bool has_dropin;
+        char *config_hash; /* config_hash_is_valid(); when pending, the config being applied */
+        bool has_dropin;   /* when pending: it may have one */
+        /* Recorded before its files are written or it is started, cleared once
+         * that is done: a crash in between leaves a unit the agent knows it
+         * may have installed, in an unknown state (converge: "pending"). */
+        bool pending;
 } ManagedUnitRec;
 
 typedef struct RestartRec {
@@ -47,6 +51,7 @@ typedef struct AgentState {
  *     epoch 7
  *     applied 7 42
  *     unit gateway@3.service gateway@.service 9f86d081884c7d65 1
+ *     unit audio@1.service audio@.service 2c26b46b68ffc68f 1 pending
  *     restart r-1234 1700000000000000
  *
  * The header comes first; "epoch" and "applied" at most once each (0 when
@@ -66,11 +71,20 @@ int agent_state_format(const AgentState *s, char **ret);
 
 void agent_state_done(AgentState *s);
 
-/* Adds or replaces the record of `name`, keeping units sorted by name.
- * -EINVAL for an invalid name, a file_name other than the implied one, or an
- * invalid hash; -E2BIG beyond AGENT_STATE_UNITS_MAX; -ENOMEM. */
+/* A deep copy, for changes that must be saved before they count. */
+int agent_state_copy(const AgentState *s, AgentState *ret);
+
+/* Adds or replaces the record of `name` (not pending), keeping units sorted
+ * by name. -EINVAL for an invalid name, a file_name other than the implied
+ * one, or an invalid hash; -E2BIG beyond AGENT_STATE_UNITS_MAX; -ENOMEM. */
 int agent_state_set_unit(AgentState *s, const char *name, const char *file_name,
                          const char *config_hash, bool has_dropin);
+
+/* Records the intent to install `name` with this config before acting on it:
+ * adds or replaces its record as pending; has_dropin sticks once set, since
+ * a drop-in written before may still be there. Errors as set_unit. */
+int agent_state_mark_pending(AgentState *s, const char *name, const char *file_name,
+                             const char *config_hash, bool has_dropin);
 
 /* -ENOENT if there is no record of `name`. */
 int agent_state_remove_unit(AgentState *s, const char *name);
@@ -91,6 +105,9 @@ bool agent_state_restart_seen(const AgentState *s, const char *id);
  * -EINVAL for an invalid id; -ENOMEM. */
 int agent_state_restart_record(AgentState *s, const char *id, uint64_t not_after_us,
                                uint64_t now_us);
+
+/* Takes back a record whose job could not be launched after all. -ENOENT. */
+int agent_state_restart_forget(AgentState *s, const char *id);
 
 /* [A-Za-z0-9_-]{1,64} */
 bool agent_state_restart_id_is_valid(const char *id);

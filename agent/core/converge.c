@@ -409,6 +409,12 @@ static int validate_desired(Entry *e, const char *allow_globs) {
 
         if (!unit_name_matches_globs(e->name, allow_globs))
                 return entry_refuse(e, "not allowed by manage_units");
+        /* The template file is shared by every instance, allowed or not. */
+        if (!streq(e->file, e->name) && !unit_name_matches_globs(e->file, allow_globs))
+                return entry_refuse(e,
+                                    "its template %s is not allowed by manage_units (writing it "
+                                    "would change every instance); refusing to write it",
+                                    e->file);
 
         return 0;
 }
@@ -429,6 +435,11 @@ static int validate_removal(Entry *e, const char *allow_globs) {
 
         if (!unit_name_matches_globs(e->name, allow_globs))
                 return entry_refuse(e, "no longer allowed by manage_units; leaving it installed");
+        if (!streq(e->file, e->name) && !unit_name_matches_globs(e->file, allow_globs))
+                return entry_refuse(e,
+                                    "its template %s is not allowed by manage_units; leaving it "
+                                    "installed",
+                                    e->file);
 
         return 0;
 }
@@ -438,6 +449,12 @@ static int refuse_foreign(Entry *e, const char *const *foreign, size_t n_foreign
 
         if (e->refused || !e->file)
                 return 0;
+        /* systemd has it from elsewhere: ours would shadow it, and stopping,
+         * disabling or removing it later would break what is not ours. */
+        if (e->o && e->o->origin)
+                return entry_refuse(
+                        e, "%s is also provided by %s, outside baton's unit directory; %s", e->name,
+                        e->o->origin, e->d ? "refusing to take it over" : "leaving it alone");
         if (strv_sorted_contains(foreign, n_foreign, e->file))
                 return entry_refuse(e, "%s exists and is not managed by baton; refusing to %s",
                                     e->file, verb);
@@ -517,7 +534,8 @@ static int emit_for_desired(Builder *b, const Entry *e, unsigned flags) {
         const DesiredUnit *d = e->d;
         const ManagedUnit *m = e->m;
         bool want_dropin = !isempty(d->dropin_text), up = observed_is_up(e->o);
-        bool same = m && streq_ptr(m->config_hash, e->hash) && m->has_dropin == want_dropin;
+        bool same = m && !m->pending && streq_ptr(m->config_hash, e->hash) &&
+                    m->has_dropin == want_dropin;
         const char *why;
         int r;
 
@@ -541,7 +559,10 @@ static int emit_for_desired(Builder *b, const Entry *e, unsigned flags) {
                 return 0;
         }
 
-        why = !m ? "new unit" : same ? "unit not found" : "config changed";
+        why = !m           ? "new unit"
+              : same       ? "unit not found"
+              : m->pending ? "finishing an interrupted change"
+                           : "config changed";
 
         r = emit(b, ACTION_WRITE_FILE, e->file, e->file, d->unit_text, "%s", why);
         if (r < 0)
@@ -694,6 +715,8 @@ int converge_plan(const DesiredUnit *desired, size_t n_desired, const ManagedUni
                         continue;
                 x = &e[n_e++];
                 *x = (Entry){ .name = strempty(ms[i]->name), .m = ms[i], .index = SIZE_MAX };
+                if (x->name[0])
+                        x->o = observed_find(os, n_os, x->name);
                 r = validate_removal(x, allow_globs);
                 if (r < 0)
                         goto finish;

@@ -41,6 +41,10 @@ typedef struct ManagedUnit {
         const char *file_name;
         const char *config_hash;
         bool has_dropin;
+        /* Recorded before the agent acted on it and not confirmed since (a
+         * crash, a failed job): its files and run state are unknown, so it
+         * never counts as unchanged. */
+        bool pending;
 } ManagedUnit;
 
 /* Live from systemd. A unit systemd does not know is simply absent. */
@@ -48,6 +52,11 @@ typedef struct ObservedUnit {
         const char *name;
         const char *load_state;   /* "loaded", "not-found", … */
         const char *active_state; /* "active", "inactive", "failed", "activating", … */
+        /* Set by the shell when the unit (or its template) exists somewhere
+         * other than a file baton wrote in its unit directory: a vendor or
+         * runtime unit directory, a generator, a mask, a transient unit. The
+         * path (or what systemd said) is quoted in the refusal. */
+        const char *origin;
 } ObservedUnit;
 
 /* The order of this enum is the order of actions in a plan. */
@@ -118,23 +127,27 @@ typedef enum ConvergeFlags {
  *     are refused); or its unit file or its drop-in is in `foreign_files`
  *     (exists on disk, not written by baton: "… exists and is not managed by
  *     baton; refusing to overwrite"). The allow-list is checked on the unit
- *     name; an instance's template file comes with it.
+ *     name and, for an instance, on its template too: the template file
+ *     changes every instance, so "foo@1.service" alone does not allow
+ *     writing "foo@.service" ("foo@*.service" does). Refused as well when
+ *     systemd has the unit from elsewhere: its ObservedUnit has an origin.
  *  2. A unit that is neither desired nor managed is never acted on.
  *  3. Managed but not desired: STOP, DISABLE, REMOVE_DROPIN (if it has one),
  *     REMOVE_FILE. A template file is removed only when no unit that stays
  *     managed after this plan still uses it. Refused instead (and left
- *     entirely alone) when its name is invalid, it no longer matches
- *     `allow_globs`, its recorded file is not the one its name implies, or
- *     one of its files is foreign.
+ *     entirely alone) when its name is invalid, it or its template no longer
+ *     matches `allow_globs`, its recorded file is not the one its name
+ *     implies, one of its files is foreign, or it has an origin.
  *  4. Desired and not managed: WRITE_FILE (a template file once for all its
  *     instances), WRITE_DROPIN if it has drop-in text, then after the reload
  *     ENABLE + START if running (RESTART if systemd reports it up: active,
  *     activating, reloading, refreshing; a START would leave it on its old
  *     files); if not running, STOP only when systemd reports it up.
  *  5. Desired and managed with a different config_hash, or a drop-in where
- *     there was none or the reverse: rewrite its file and drop-in (the hash
- *     covers both, so the core cannot tell which changed; rewriting the same
- *     bytes is harmless), REMOVE_DROPIN if it no longer has one; then
+ *     there was none or the reverse, or pending: rewrite its file and
+ *     drop-in (the hash covers both, so the core cannot tell which changed;
+ *     rewriting the same bytes is harmless), REMOVE_DROPIN if it no longer
+ *     has one; then
  *     ENABLE + RESTART if running, else STOP + DISABLE. Only that unit is
  *     restarted, even when it shares a template file with others.
  *  6. Desired and managed with the same hash: nothing.

@@ -1269,7 +1269,9 @@ class World:
         return path
 
     def start_agent(self, host: Host, config: dict | None = None, args: list[str] = [],
-                    log_format: str = 'text', name: str | None = None) -> Proc:
+                    log_format: str = 'text', name: str | None = None,
+                    env: dict | None = None) -> Proc:
+        """env: more variables for the agent (LD_PRELOAD of a test shim, say)."""
         state_dir = os.path.join(host.dir, 'agent-state')
         os.makedirs(state_dir, exist_ok=True)
         defaults = {
@@ -1286,8 +1288,8 @@ class World:
             argv.append(f'--log-format={log_format}')
         argv += list(args)
         return self.spawn(name or f'agent-{host.name}', argv,
-                          env={**host.env, 'BATON_LOG_LEVEL': 'debug'}, kind='agent',
-                          host=host.name)
+                          env={**host.env, 'BATON_LOG_LEVEL': 'debug', **(env or {})},
+                          kind='agent', host=host.name)
 
     def start_controller(self, config: dict | None = None, args: list[str] = [],
                          log_format: str = 'text', name: str = 'controller') -> Proc:

@@ -40,11 +40,14 @@ int tap_failed_;
 
 #define TAP_N_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18,    \
                _19, _20, _21, _22, _23, _24, _25, _26, _27, _28, _29, _30, _31, _32, _33, _34,     \
-               _35, _36, _37, _38, _39, _40, N, ...)                                               \
+               _35, _36, _37, _38, _39, _40, _41, _42, _43, _44, _45, _46, _47, _48, _49, _50,     \
+               _51, _52, _53, _54, _55, _56, _57, _58, _59, _60, _61, _62, _63, _64, N, ...)       \
         N
 #define TAP_COUNT_(...)                                                                            \
-        TAP_N_(__VA_ARGS__, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24,    \
-               23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1)
+        TAP_N_(__VA_ARGS__, 64, 63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,    \
+               47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, \
+               26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,  \
+               4, 3, 2, 1)
 #define TAP_CAT_(a, b) TAP_CAT2_(a, b)
 #define TAP_CAT2_(a, b) a##b
 #define TAP_FOREACH_(m, ...) TAP_CAT_(TAP_FE_, TAP_COUNT_(__VA_ARGS__))(m, __VA_ARGS__)
@@ -88,6 +91,30 @@ int tap_failed_;
 #define TAP_FE_38(m, x, ...) m(x), TAP_FE_37(m, __VA_ARGS__)
 #define TAP_FE_39(m, x, ...) m(x), TAP_FE_38(m, __VA_ARGS__)
 #define TAP_FE_40(m, x, ...) m(x), TAP_FE_39(m, __VA_ARGS__)
+#define TAP_FE_41(m, x, ...) m(x), TAP_FE_40(m, __VA_ARGS__)
+#define TAP_FE_42(m, x, ...) m(x), TAP_FE_41(m, __VA_ARGS__)
+#define TAP_FE_43(m, x, ...) m(x), TAP_FE_42(m, __VA_ARGS__)
+#define TAP_FE_44(m, x, ...) m(x), TAP_FE_43(m, __VA_ARGS__)
+#define TAP_FE_45(m, x, ...) m(x), TAP_FE_44(m, __VA_ARGS__)
+#define TAP_FE_46(m, x, ...) m(x), TAP_FE_45(m, __VA_ARGS__)
+#define TAP_FE_47(m, x, ...) m(x), TAP_FE_46(m, __VA_ARGS__)
+#define TAP_FE_48(m, x, ...) m(x), TAP_FE_47(m, __VA_ARGS__)
+#define TAP_FE_49(m, x, ...) m(x), TAP_FE_48(m, __VA_ARGS__)
+#define TAP_FE_50(m, x, ...) m(x), TAP_FE_49(m, __VA_ARGS__)
+#define TAP_FE_51(m, x, ...) m(x), TAP_FE_50(m, __VA_ARGS__)
+#define TAP_FE_52(m, x, ...) m(x), TAP_FE_51(m, __VA_ARGS__)
+#define TAP_FE_53(m, x, ...) m(x), TAP_FE_52(m, __VA_ARGS__)
+#define TAP_FE_54(m, x, ...) m(x), TAP_FE_53(m, __VA_ARGS__)
+#define TAP_FE_55(m, x, ...) m(x), TAP_FE_54(m, __VA_ARGS__)
+#define TAP_FE_56(m, x, ...) m(x), TAP_FE_55(m, __VA_ARGS__)
+#define TAP_FE_57(m, x, ...) m(x), TAP_FE_56(m, __VA_ARGS__)
+#define TAP_FE_58(m, x, ...) m(x), TAP_FE_57(m, __VA_ARGS__)
+#define TAP_FE_59(m, x, ...) m(x), TAP_FE_58(m, __VA_ARGS__)
+#define TAP_FE_60(m, x, ...) m(x), TAP_FE_59(m, __VA_ARGS__)
+#define TAP_FE_61(m, x, ...) m(x), TAP_FE_60(m, __VA_ARGS__)
+#define TAP_FE_62(m, x, ...) m(x), TAP_FE_61(m, __VA_ARGS__)
+#define TAP_FE_63(m, x, ...) m(x), TAP_FE_62(m, __VA_ARGS__)
+#define TAP_FE_64(m, x, ...) m(x), TAP_FE_63(m, __VA_ARGS__)
 
 #define TAP_FAIL_(...)                                                                             \
         do {                                                                                       \

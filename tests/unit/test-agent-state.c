@@ -15,6 +15,7 @@ static const char example[] = "baton-agent-state 1\n"
                               "applied 7 42\n"
                               "unit core.service core.service 0123456789abcdef 0\n"
                               "unit gateway@3.service gateway@.service 9f86d081884c7d65 1\n"
+                              "unit gateway@4.service gateway@.service 2c26b46b68ffc68f 0 pending\n"
                               "restart r-1234 1700000000000000\n";
 
 TEST(parse_example) {
@@ -24,7 +25,7 @@ TEST(parse_example) {
         ASSERT_EQ_UINT(s.max_epoch_seen, 7);
         ASSERT_EQ_UINT(s.applied_epoch, 7);
         ASSERT_EQ_UINT(s.applied_generation, 42);
-        ASSERT_EQ_UINT(s.n_units, 2);
+        ASSERT_EQ_UINT(s.n_units, 3);
         ASSERT_STREQ(s.units[0].name, "core.service");
         ASSERT_STREQ(s.units[0].file_name, "core.service");
         ASSERT_STREQ(s.units[0].config_hash, "0123456789abcdef");
@@ -32,6 +33,10 @@ TEST(parse_example) {
         ASSERT_STREQ(s.units[1].name, "gateway@3.service");
         ASSERT_STREQ(s.units[1].file_name, "gateway@.service");
         ASSERT_TRUE(s.units[1].has_dropin);
+        ASSERT_FALSE(s.units[1].pending);
+        ASSERT_STREQ(s.units[2].name, "gateway@4.service");
+        ASSERT_FALSE(s.units[2].has_dropin);
+        ASSERT_TRUE(s.units[2].pending);
         ASSERT_EQ_UINT(s.n_restarts, 1);
         ASSERT_STREQ(s.restarts[0].id, "r-1234");
         ASSERT_EQ_UINT(s.restarts[0].not_after_us, 1700000000000000ULL);
@@ -118,16 +123,21 @@ TEST(parse_errors_name_the_line) {
         assert_parse_error(H "applied 1 2\nfoo 1\n", "line 3: unknown keyword \"foo\"");
         assert_parse_error(H "Epoch 1\n", "line 2: unknown keyword \"Epoch\"");
         assert_parse_error(H "baton-agent-state 1\n", "line 2: header repeated");
-        assert_parse_error(H "a b c d e f\n", "line 2: fields must be separated by single spaces");
+        assert_parse_error(H "a b c d e f g\n",
+                           "line 2: fields must be separated by single spaces");
 }
 
 TEST(unit_line_errors) {
         assert_parse_error(H "unit a.service a.service h\n",
-                           "line 2: expected \"unit NAME FILE HASH 0|1\"");
+                           "line 2: expected \"unit NAME FILE HASH 0|1 [pending]\"");
         assert_parse_error(H "unit a.service a.service h 2\n",
-                           "line 2: expected \"unit NAME FILE HASH 0|1\"");
+                           "line 2: expected \"unit NAME FILE HASH 0|1 [pending]\"");
         assert_parse_error(H "unit a.service a.service h yes\n",
-                           "line 2: expected \"unit NAME FILE HASH 0|1\"");
+                           "line 2: expected \"unit NAME FILE HASH 0|1 [pending]\"");
+        assert_parse_error(H "unit a.service a.service h 1 done\n",
+                           "line 2: expected \"unit NAME FILE HASH 0|1 [pending]\"");
+        assert_parse_error(H "unit a.service a.service h 2 pending\n",
+                           "line 2: expected \"unit NAME FILE HASH 0|1 [pending]\"");
         assert_parse_error(H "unit bad/x.service bad/x.service h 0\n",
                            "line 2: unit \"bad/x.service\": invalid unit name");
         assert_parse_error(H "unit a@.service a@.service h 0\n",
@@ -242,7 +252,10 @@ static void random_state(AgentState *s) {
                         snprintf(file, sizeof(file), "%s", name);
                 }
                 random_word(hash, sizeof(hash), "0123456789abcdefXYZ._:+/=-");
-                ASSERT_OK(agent_state_set_unit(s, name, file, hash, rnd() % 2));
+                if (rnd() % 4 == 0)
+                        ASSERT_OK(agent_state_mark_pending(s, name, file, hash, rnd() % 2));
+                else
+                        ASSERT_OK(agent_state_set_unit(s, name, file, hash, rnd() % 2));
         }
         for (size_t i = 0; i < n_restarts; i++) {
                 char id[AGENT_STATE_RESTART_ID_MAX + 1];
@@ -263,6 +276,7 @@ static void assert_states_equal(const AgentState *a, const AgentState *b) {
                 ASSERT_STREQ(a->units[i].file_name, b->units[i].file_name);
                 ASSERT_STREQ(a->units[i].config_hash, b->units[i].config_hash);
                 ASSERT_EQ_INT(a->units[i].has_dropin, b->units[i].has_dropin);
+                ASSERT_EQ_INT(a->units[i].pending, b->units[i].pending);
         }
         ASSERT_EQ_UINT(a->n_restarts, b->n_restarts);
         for (size_t i = 0; i < a->n_restarts; i++) {
@@ -377,6 +391,52 @@ TEST(set_and_remove_units) {
         ASSERT_OK(agent_state_remove_unit(&s, "audio.service"));
         ASSERT_OK(agent_state_remove_unit(&s, "gw@2.service"));
         ASSERT_EQ_UINT(s.n_units, 0);
+}
+
+TEST(pending_records) {
+        _cleanup_(agent_state_done) AgentState s = { 0 };
+        _cleanup_free_ ManagedUnit *m = NULL;
+        size_t n;
+
+        /* the intent to install: a new unit, a changed one whose drop-in goes away */
+        ASSERT_OK(agent_state_set_unit(&s, "web.service", "web.service", "h1", true));
+        ASSERT_OK(agent_state_mark_pending(&s, "new.service", "new.service", "h2", false));
+        ASSERT_OK(agent_state_mark_pending(&s, "web.service", "web.service", "h3", false));
+        ASSERT_TRUE(s.units[0].pending);
+        ASSERT_FALSE(s.units[0].has_dropin);
+        ASSERT_TRUE(s.units[1].pending);
+        /* the old drop-in may still be on disk until the change is done */
+        ASSERT_TRUE(s.units[1].has_dropin);
+        ASSERT_STREQ(s.units[1].config_hash, "h3");
+        ASSERT_OK(agent_state_managed_units(&s, &m, &n));
+        ASSERT_TRUE(m[0].pending && m[1].pending);
+
+        /* done: the record is settled as it is now */
+        ASSERT_OK(agent_state_set_unit(&s, "web.service", "web.service", "h3", false));
+        ASSERT_FALSE(s.units[1].pending);
+        ASSERT_FALSE(s.units[1].has_dropin);
+        ASSERT_ERR(agent_state_mark_pending(&s, "x@.service", "x@.service", "h", false), -EINVAL);
+        ASSERT_ERR(agent_state_mark_pending(&s, "x.service", "x.service", "a b", false), -EINVAL);
+}
+
+TEST(copies_are_deep) {
+        for (int iter = 0; iter < 200; iter++) {
+                _cleanup_(agent_state_done) AgentState s = { 0 }, c = { 0 };
+                _cleanup_free_ char *t1 = NULL, *t2 = NULL;
+
+                random_state(&s);
+                ASSERT_OK(agent_state_copy(&s, &c));
+                assert_states_equal(&s, &c);
+                for (size_t i = 0; i < s.n_units; i++)
+                        ASSERT_TRUE(s.units[i].name != c.units[i].name);
+                ASSERT_OK(agent_state_format(&s, &t1));
+                /* changing the copy leaves the original alone */
+                ASSERT_OK(agent_state_mark_pending(&c, "zz.service", "zz.service", "h", true));
+                (void) agent_state_restart_record(&c, "copy-only", 0, 1);
+                ASSERT_OK(agent_state_format(&s, &t2));
+                ASSERT_STREQ(t1, t2);
+                ASSERT_FALSE(agent_state_restart_seen(&s, "copy-only"));
+        }
 }
 
 #define HOUR (3600ULL * 1000000ULL)
@@ -494,6 +554,19 @@ TEST(restart_cap_drops_oldest_deadline_first) {
         }
 }
 
+TEST(restart_record_taken_back) {
+        _cleanup_(agent_state_done) AgentState s = { 0 };
+
+        ASSERT_EQ_INT(agent_state_restart_record(&s, "r1", 0, 5), 1);
+        ASSERT_EQ_INT(agent_state_restart_record(&s, "r2", 0, 5), 1);
+        ASSERT_OK(agent_state_restart_forget(&s, "r1"));
+        ASSERT_FALSE(agent_state_restart_seen(&s, "r1"));
+        ASSERT_TRUE(agent_state_restart_seen(&s, "r2"));
+        ASSERT_ERR(agent_state_restart_forget(&s, "r1"), -ENOENT);
+        ASSERT_ERR(agent_state_restart_forget(&s, NULL), -ENOENT);
+        ASSERT_EQ_INT(agent_state_restart_record(&s, "r1", 0, 5), 1);
+}
+
 TEST(restart_id_validity) {
         ASSERT_TRUE(agent_state_restart_id_is_valid("a"));
         ASSERT_TRUE(agent_state_restart_id_is_valid("Zz09_-"));
@@ -510,8 +583,9 @@ int main(void) {
         return tap_run(TESTS(parse_example, format_is_exact, header_only_and_missing_final_newline,
                              parse_errors_name_the_line, unit_line_errors, restart_line_errors,
                              too_many_restart_lines, random_round_trips,
-                             format_refuses_what_parse_would, set_and_remove_units,
-                             restart_ids_run_once, restart_pruning,
+                             format_refuses_what_parse_would, set_and_remove_units, pending_records,
+                             copies_are_deep, restart_ids_run_once, restart_pruning,
+                             restart_record_taken_back,
                              restart_without_deadline_is_kept_for_the_grace_period,
                              restart_cap_drops_oldest_deadline_first, restart_id_validity));
 }

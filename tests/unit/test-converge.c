@@ -314,7 +314,7 @@ TEST(template_kept_for_a_managed_instance_that_is_refused) {
         ManagedUnit m[] = { MANAGED("gw@0.service", "gw@.service", T1, NULL),
                             MANAGED("gw@9.service", "gw@.service", T1, NULL) };
 
-        assert_plan(run(NONE_D, m, 2, NONE_O, NONE_F, "gw@[0-5].service", 0),
+        assert_plan(run(NONE_D, m, 2, NONE_O, NONE_F, "gw@[0-5].service gw@.service", 0),
                     "refuse gw@9.service: no longer allowed by manage_units; leaving it installed\n"
                     "stop gw@0.service\n"
                     "disable gw@0.service\n");
@@ -345,6 +345,115 @@ TEST(not_allowed_is_refused_and_nothing_else) {
                     "refuse core.service: not allowed by manage_units\n");
         assert_plan(run(d, 1, NONE_M, NONE_O, NONE_F, NULL, 0),
                     "refuse core.service: not allowed by manage_units\n");
+}
+
+TEST(template_must_be_allowed_too) {
+        /* "foo@1.service" allows that instance, not the template every foo@ instance runs */
+        DesiredUnit d[] = { INST("foo@1.service", "foo@.service", T1, D1, true),
+                            INST("gw@1.service", "gw@.service", T1, D1, true) };
+        ManagedUnit m[] = { MANAGED("bar@1.service", "bar@.service", T1, NULL),
+                            MANAGED("au@1.service", "au@.service", T1, NULL) };
+
+        assert_plan(RUN(d, m, no_observed, no_foreign,
+                        "foo@1.service bar@1.service gw@*.service au@*", 0),
+                    "refuse bar@1.service: its template bar@.service is not allowed by "
+                    "manage_units; leaving it installed\n"
+                    "refuse foo@1.service: its template foo@.service is not allowed by "
+                    "manage_units (writing it would change every instance); refusing to write "
+                    "it\n"
+                    "stop au@1.service\n"
+                    "disable au@1.service\n"
+                    "remove-file au@.service\n"
+                    "write-file gw@.service\n"
+                    "write-dropin gw@1.service.d/50-baton.conf\n"
+                    "daemon-reload\n"
+                    "enable gw@1.service\n"
+                    "start gw@1.service\n");
+        ASSERT_EQ_UINT(plan.n_refused, 2);
+
+        /* a glob may name the template alone */
+        assert_plan(run(d, 1, NONE_M, NONE_O, NONE_F, "foo@1.service foo@.service", 0),
+                    "write-file foo@.service\n"
+                    "write-dropin foo@1.service.d/50-baton.conf\n"
+                    "daemon-reload\n"
+                    "enable foo@1.service\n"
+                    "start foo@1.service\n");
+}
+
+TEST(units_systemd_has_from_elsewhere_are_refused) {
+        /* a vendor unit, a vendor template, a runtime unit: not baton's, whether
+         * new, desired and recorded (taken over before), or only recorded */
+        DesiredUnit d[] = { PLAIN("vendor.service", T1, NULL, true),
+                            INST("vt@1.service", "vt@.service", T1, NULL, true),
+                            PLAIN("took.service", T1, NULL, true),
+                            PLAIN("fresh.service", T1, NULL, true) };
+        ManagedUnit m[] = { MANAGED("took.service", "took.service", T1, NULL),
+                            MANAGED("run.service", "run.service", T1, NULL) };
+        ObservedUnit o[] = {
+                { "vendor.service", "loaded", "active", "/usr/lib/systemd/system/vendor.service" },
+                { "vt@1.service", "loaded", "inactive", "/usr/lib/systemd/system/vt@.service" },
+                { "took.service", "loaded", "active", "/lib/systemd/system/took.service" },
+                { "run.service", "loaded", "active", "/run/systemd/system/run.service" },
+                { "fresh.service", "not-found", "inactive", NULL },
+        };
+
+        assert_plan(RUN(d, m, o, no_foreign, "*", CONVERGE_START_INACTIVE),
+                    "refuse run.service: run.service is also provided by "
+                    "/run/systemd/system/run.service, outside baton's unit directory; leaving it "
+                    "alone\n"
+                    "refuse took.service: took.service is also provided by "
+                    "/lib/systemd/system/took.service, outside baton's unit directory; refusing "
+                    "to take it over\n"
+                    "refuse vendor.service: vendor.service is also provided by "
+                    "/usr/lib/systemd/system/vendor.service, outside baton's unit directory; "
+                    "refusing to take it over\n"
+                    "refuse vt@1.service: vt@1.service is also provided by "
+                    "/usr/lib/systemd/system/vt@.service, outside baton's unit directory; "
+                    "refusing to take it over\n"
+                    "write-file fresh.service\n"
+                    "daemon-reload\n"
+                    "enable fresh.service\n"
+                    "start fresh.service\n");
+        ASSERT_TRUE(plan_refuses(&plan, "run.service"));
+        ASSERT_TRUE(plan_refuses(&plan, "took.service"));
+}
+
+TEST(pending_records_count_as_changed) {
+        /* recorded before acting, never confirmed: files and process are unknown */
+        DesiredUnit d[] = { PLAIN("up.service", T1, D1, true),
+                            PLAIN("off.service", T1, NULL, false),
+                            PLAIN("done.service", T1, NULL, true) };
+        ManagedUnit m[] = { MANAGED("up.service", NULL, T1, D1),
+                            MANAGED("off.service", NULL, T1, NULL),
+                            MANAGED("done.service", NULL, T1, NULL),
+                            MANAGED("gone.service", NULL, T1, D1) };
+        ObservedUnit o[] = { { "up.service", "loaded", "active" },
+                             { "off.service", "loaded", "active" },
+                             { "done.service", "loaded", "active" },
+                             { "gone.service", "not-found", "inactive" } };
+
+        m[0].pending = m[1].pending = m[3].pending = true;
+        assert_plan(RUN(d, m, o, no_foreign, "*", 0), "stop gone.service\n"
+                                                      "stop off.service\n"
+                                                      "disable gone.service\n"
+                                                      "disable off.service\n"
+                                                      "remove-dropin gone.service.d/50-baton.conf\n"
+                                                      "remove-file gone.service\n"
+                                                      "write-file off.service\n"
+                                                      "write-file up.service\n"
+                                                      "write-dropin up.service.d/50-baton.conf\n"
+                                                      "daemon-reload\n"
+                                                      "enable up.service\n"
+                                                      "restart up.service\n");
+        ASSERT_STREQ(plan.actions[plan.n_actions - 1].reason, "finishing an interrupted change");
+
+        /* a deferred restart stays deferred: the controller rolls it */
+        d[0].defer_restart = true;
+        assert_plan(run(d, 1, m, 1, o, 1, NONE_F, "*", 0),
+                    "write-file up.service\n"
+                    "write-dropin up.service.d/50-baton.conf\n"
+                    "daemon-reload\n"
+                    "enable up.service\n");
 }
 
 TEST(foreign_files_are_refused) {
@@ -479,17 +588,18 @@ TEST(instances_disagreeing_on_the_template_are_refused) {
         /* a refused instance does not take part in the vote */
         d[1].name = "gw@9.service";
         d[1].template_name = "gw@.service";
-        assert_plan(RUN(d, no_managed, no_observed, no_foreign, "gw@[0-5].service au@*", 0),
-                    "refuse gw@9.service: not allowed by manage_units\n"
-                    "write-file au@.service\n"
-                    "write-file gw@.service\n"
-                    "daemon-reload\n"
-                    "enable au@0.service\n"
-                    "enable gw@0.service\n"
-                    "enable gw@2.service\n"
-                    "start au@0.service\n"
-                    "start gw@0.service\n"
-                    "start gw@2.service\n");
+        assert_plan(
+                RUN(d, no_managed, no_observed, no_foreign, "gw@[0-5].service gw@.service au@*", 0),
+                "refuse gw@9.service: not allowed by manage_units\n"
+                "write-file au@.service\n"
+                "write-file gw@.service\n"
+                "daemon-reload\n"
+                "enable au@0.service\n"
+                "enable gw@0.service\n"
+                "enable gw@2.service\n"
+                "start au@0.service\n"
+                "start gw@0.service\n"
+                "start gw@2.service\n");
 }
 
 TEST(not_running) {
@@ -867,9 +977,11 @@ static const char *const glob_pool[] = {
         "*",
         "*.service",
         "a.service b.service gw@*.service au@*.service",
+        "[a-c].service gw@[0-2].service gw@.service au@*.service",
         "[a-c].service gw@[0-2].service au@*.service",
+        "a.service gw@1.service gw@.service",
         "a.service gw@1.service",
-        "d.service au@[12].service",
+        "d.service au@[12].service au@.service",
         "",
 };
 static const char *const bad_names[] = { "bad/x.service", "gw@.service", "", "x.nope", NULL };
@@ -931,6 +1043,8 @@ typedef struct World {
         int owner[MAX_FILES];
         const char *content[MAX_FILES];
         bool managed[N_POOL];
+        bool pending[N_POOL];   /* recorded before acting, never confirmed */
+        bool elsewhere[N_POOL]; /* systemd also has it from another directory */
         char hash[N_POOL][CONFIG_HASH_MAX + 1];
         bool has_dropin[N_POOL];
         bool enabled[N_POOL];
@@ -995,6 +1109,7 @@ static void world_generate(World *w, Input *in) {
                 mt[u] = is_instance(u) ? tt[tmpl] : texts[rnd(ELEMENTSOF(texts))];
                 md[u] = dropins[rnd(ELEMENTSOF(dropins))];
                 w->managed[u] = rnd(2);
+                w->elsewhere[u] = rnd(15) == 0;
                 w->active[u] = states[rnd(ELEMENTSOF(states))];
                 /* up but not ours: systemd runs it from another directory */
                 strcpy(w->runs[u], "elsewhere");
@@ -1010,6 +1125,11 @@ static void world_generate(World *w, Input *in) {
                 strcpy(w->runs[u], w->hash[u]);
                 w->has_dropin[u] = md[u] != NULL;
                 w->enabled[u] = rnd(2);
+                /* an apply interrupted after the record: what runs is anyone's guess */
+                if (rnd(10) == 0) {
+                        w->pending[u] = true;
+                        strcpy(w->runs[u], "unknown");
+                }
         }
 
         for (size_t f = 0; f < n_files; f++) {
@@ -1098,14 +1218,19 @@ static void world_observe(const World *w, Input *in) {
                                 .file_name = rnd(2) ? file_names[ufile[u]] : NULL,
                                 .config_hash = w->hash[u],
                                 .has_dropin = w->has_dropin[u],
+                                .pending = w->pending[u],
                         };
                 /* the shell loads every managed unit, so one whose file is gone
                  * shows up as "not-found" even if systemd had not loaded it */
-                if (w->active[u] || (w->managed[u] && w->owner[ufile[u]] == ABSENT))
+                if (w->active[u] || w->elsewhere[u] ||
+                    (w->managed[u] && w->owner[ufile[u]] == ABSENT))
                         in->observed[in->n_observed++] = (ObservedUnit){
                                 .name = pool[u],
-                                .load_state = w->owner[ufile[u]] != ABSENT ? "loaded" : "not-found",
+                                .load_state = w->owner[ufile[u]] != ABSENT || w->elsewhere[u]
+                                                      ? "loaded"
+                                                      : "not-found",
                                 .active_state = w->active[u] ? w->active[u] : "inactive",
+                                .origin = w->elsewhere[u] ? "/usr/lib/systemd/system" : NULL,
                         };
         }
         for (size_t f = 0; f < n_files; f++)
@@ -1140,6 +1265,10 @@ static bool desired_acceptable(const World *w, const Input *in, size_t u) {
         if (is_instance(u) && !d->template_name)
                 return false;
         if (!unit_name_matches_globs(pool[u], in->globs))
+                return false;
+        if (is_instance(u) && !unit_name_matches_globs(file_names[ufile[u]], in->globs))
+                return false;
+        if (w->elsewhere[u])
                 return false;
         if (w->owner[ufile[u]] == FOREIGN || w->owner[udropin[u]] == FOREIGN)
                 return false;
@@ -1272,6 +1401,7 @@ static void apply(World *w, const World *before, const Input *in, const Plan *p)
                         continue;
                 if (d) {
                         w->managed[u] = true;
+                        w->pending[u] = false;
                         if (isempty(d->config_hash))
                                 config_hash(d->unit_text, d->dropin_text, w->hash[u]);
                         else
@@ -1329,7 +1459,8 @@ static void check_outcome(const World *w, const World *before, const Input *in, 
                         } else
                                 ASSERT_EQ_INT(w->owner[udropin[u]], ABSENT);
 
-                        changed = !before->managed[u] || !streq(before->hash[u], w->hash[u]) ||
+                        changed = !before->managed[u] || before->pending[u] ||
+                                  !streq(before->hash[u], w->hash[u]) ||
                                   before->has_dropin[u] != w->has_dropin[u];
                         if (!before->managed[u])
                                 seen.new_units++;
@@ -1371,6 +1502,9 @@ static void check_outcome(const World *w, const World *before, const Input *in, 
                 else if (is_instance(u))
                         seen.template_removed++;
                 ASSERT_TRUE(unit_name_matches_globs(pool[u], in->globs));
+                if (is_instance(u))
+                        ASSERT_TRUE(unit_name_matches_globs(file_names[ufile[u]], in->globs));
+                ASSERT_FALSE(before->elsewhere[u]);
                 ASSERT_FALSE(w->managed[u]);
                 ASSERT_FALSE(w->enabled[u]);
                 ASSERT_FALSE(is_up(w->active[u]));
@@ -1516,7 +1650,9 @@ int main(void) {
                           template_removed_only_with_its_last_instance,
                           template_kept_for_a_new_instance_and_rewritten,
                           template_kept_for_a_managed_instance_that_is_refused,
-                          not_allowed_is_refused_and_nothing_else, foreign_files_are_refused,
+                          not_allowed_is_refused_and_nothing_else, template_must_be_allowed_too,
+                          units_systemd_has_from_elsewhere_are_refused,
+                          pending_records_count_as_changed, foreign_files_are_refused,
                           foreign_file_of_a_removed_unit_is_left_alone, invalid_names_are_refused,
                           template_name_must_match, missing_text_and_bad_hash_are_refused,
                           duplicates_are_refused, instances_disagreeing_on_the_template_are_refused,
