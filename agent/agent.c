@@ -149,18 +149,6 @@ static int connect_systemd(Agent *a) {
 
 /* ---- state ---------------------------------------------------------------- */
 
-int agent_save_state(Agent *a) {
-        _cleanup_free_ char *text = NULL;
-        int r;
-
-        r = agent_state_format(&a->state, &text);
-        if (r >= 0)
-                r = write_file_atomic(a->state_path, text, strlen(text), 0600);
-        if (r < 0)
-                return log_error_errno(r, "Failed to write %s: %s", a->state_path, STRERROR(r));
-        return 0;
-}
-
 static int load_state(Agent *a) {
         _cleanup_free_ char *text = NULL, *error = NULL;
         int r;

@@ -110,6 +110,7 @@ typedef struct Agent {
                 uint64_t restarts_run;
                 uint64_t unit_events;
                 uint64_t unit_events_coalesced;
+                uint64_t status_malformed; /* STATUS= of sharded units that do not parse */
                 uint64_t shard_reports;
                 uint64_t shard_reports_coalesced;
                 uint64_t publish_failed;
@@ -123,8 +124,6 @@ void agent_done(Agent *a);
 /* Publishes a body on baton.status with key "<host>.<kind>". Status other
  * than heartbeats is kept while the broker is away (not droppable). */
 int agent_publish_status(Agent *a, const char *kind, const ProtobufCMessage *body, bool droppable);
-/* Writes the agent state file atomically; logs on failure. */
-int agent_save_state(Agent *a);
 /* Counts, logs and dead-letters a command. */
 void agent_refuse(Agent *a, uint64_t delivery_tag, const char *what, const char *why);
 void agent_ack(Agent *a, uint64_t delivery_tag);

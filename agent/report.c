@@ -21,6 +21,7 @@
 #include "log.h"
 #include "shards.h"
 #include "status.pb-c.h"
+#include "text.h"
 #include "topology.h"
 #include "util.h"
 
@@ -266,6 +267,7 @@ int agent_send_heartbeat(Agent *a) {
         hb.system_state = (char *) strempty(a->system_state);
         hb.agent_started_us = a->started_at_us;
         hb.refused_total = a->counters.refused;
+        hb.status_malformed = a->counters.status_malformed;
 
         log_coalesced(a);
         r = agent_publish_status(a, TOPOLOGY_KIND_HEARTBEAT, &hb.base, true);
@@ -554,6 +556,23 @@ void agent_on_unit_changed(Systemd *s, const UnitInfo *now, const UnitInfo *old,
                 send_unit_event(a, ur);
         }
 
+        /* A workload's readiness tokens that do not parse claim nothing (its
+         * shards count as not ready); counted and said once per new text. */
+        if (shard_info(a, now->name) && !streq_ptr(now->status_text, old->status_text) &&
+            !isempty(now->status_text)) {
+                _cleanup_(shard_status_done) ShardStatus st = { 0 };
+
+                shard_status_init(&st);
+                if (shard_status_parse(&st, now->status_text) < 0) {
+                        _cleanup_free_ char *shown = text_sanitize(now->status_text);
+
+                        a->counters.status_malformed++;
+                        log_warning("Unit %s reports STATUS=\"%.200s\", which is not shard "
+                                    "readiness (ready=, connecting=, failed= range lists): its "
+                                    "shards count as not ready.",
+                                    now->name, strna(shown));
+                }
+        }
         if (shard_info(a, now->name) && (!streq_ptr(now->status_text, old->status_text) ||
                                          !streq_ptr(now->active_state, old->active_state)))
                 (void) request_shard_report(

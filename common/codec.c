@@ -26,6 +26,7 @@ typedef struct Budget {
         size_t used;
         size_t limit;
         bool exhausted;
+        bool out_of_memory; /* malloc itself failed: not the message's fault */
 } Budget;
 
 /* Each block remembers its size so the free hook can return it to the budget. */
@@ -68,8 +69,10 @@ static void *budget_alloc(void *data, size_t size) {
         }
 
         h = malloc(sizeof(BlockHeader) + size);
-        if (!h)
+        if (!h) {
+                b->out_of_memory = true;
                 return NULL;
+        }
         h->size = size;
         b->used += sizeof(BlockHeader) + size;
         return h + 1;
@@ -624,6 +627,8 @@ void codec_decoded_done(CodecDecoded *d) {
 }
 
 static int unpack_failed(const Budget *b, const char *what, char **ret_error) {
+        if (b->out_of_memory)
+                return error_set(ret_error, -ENOMEM, "%s: out of memory", what);
         if (b->exhausted)
                 return error_set(ret_error, -EBADMSG,
                                  "%s: exceeds the decoding memory budget of %u bytes", what,

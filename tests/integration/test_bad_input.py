@@ -231,6 +231,35 @@ CONFIGS = [
     ('no broker', 'agent', '[agent]\nhost = a\n', '[broker] url is required but not set'),
 ]
 
+# -- what a workload says in STATUS=: (name, text, malformed?, shards ready afterwards) --------
+STATUS_TEXTS = [
+    ('a number that is not one', 'ready=abc', True, 0),
+    ('a range backwards', 'ready=5-2', True, 0),
+    ('a shard beyond any total', 'ready=0-99999999999', True, 0),
+    ('an empty item', 'connecting=1,,2', True, 0),
+    ('a negative shard', 'failed=-3', True, 0),
+    ('an escape sequence after valid tokens', f'ready=0-3 {ESC}', False, 4),
+    ('shards it was not given', 'ready=0-99', False, 8),
+]
+
+SHARDY = """[Unit]
+Description=a sharded workload that says what the test writes
+
+[Service]
+Type=simple
+NotifyAccess=all
+ExecStart=/bin/sh -c 'last=; while :; do s=$$(cat {path} 2>/dev/null); \\
+  if [ "$$s" != "$$last" ]; then systemd-notify --status="$$s"; last=$$s; fi; sleep 0.05; done'
+
+[X-Baton]
+Kind=sharded
+Instances=1
+Shards=8
+IdentifyConcurrency=8
+IdentifyInterval=100ms
+DailyStartBudget=100000
+"""
+
 # -- batonctl's command line: (name, arguments, exit code, error) --------------------------
 CLI = [
     ('an unknown command', ['frobnicate'], 2, "unknown command 'frobnicate'"),
@@ -253,7 +282,7 @@ def setup(world):
     S['dead'] = world.listen('baton.dlx:#')
     S['status'] = world.listen('baton.status:alpha.*')
     S['host'] = world.add_host('alpha')
-    S['agent'] = world.start_agent(S['host'], config={'agent': {'manage_units': 'web@*'}})
+    S['agent'] = world.start_agent(S['host'], config={'agent': {'manage_units': 'web@* shardy@*'}})
     world.wait_for(lambda: [h['state'] for h in ok_json(world, 'hosts')['hosts']] == ['up'],
                    30, what='alpha up')
     path = os.path.join(world.dir, 'web@.service')
@@ -263,6 +292,14 @@ def setup(world):
     world.wait_for(lambda: S['host'].is_active('web@0.service'), 30, what='web@0 active')
     S['web_pid'] = S['host'].unit_property('web@0.service', 'MainPID')
     world.keygen('intruder')
+    S['status_file'] = os.path.join(world.dir, 'shardy-status')
+    with open(S['status_file'], 'w') as f:
+        f.write('connecting=0-7')
+    spec = os.path.join(world.dir, 'shardy@.service')
+    with open(spec, 'w') as f:
+        f.write(SHARDY.replace('{path}', S['status_file']))
+    ok_json(world, 'apply', spec)
+    world.wait_for(lambda: S['host'].is_active('shardy@0.service'), 30, what='shardy@0 active')
 
 
 def dead_since(mark):
@@ -315,6 +352,35 @@ def bad_commands(world):
         assert ESC not in log, f'{name}: an escape sequence reached the log'
     assert S['agent'].alive()
     assert S['host'].unit_property('web@0.service', 'MainPID') == S['web_pid']
+
+
+def status_malformed(world):
+    hb = [m for m in S['status'].messages() if m.get('type') == 'baton.v1.Heartbeat'
+          and 'body' in m]
+    return int(hb[-1]['body'].get('status_malformed', 0)) if hb else 0
+
+
+@suite.case
+def bad_status_texts(world):
+    """What a workload says that is not readiness claims nothing, is counted and said once;
+    what it says beyond its assignment is cut to it. The unit keeps running either way."""
+    pid = S['host'].unit_property('shardy@0.service', 'MainPID')
+    for name, text, malformed, ready in STATUS_TEXTS:
+        before, log_mark = status_malformed(world), len(S['agent'].log())
+        with open(S['status_file'] + '.tmp', 'w') as f:
+            f.write(text)
+        os.rename(S['status_file'] + '.tmp', S['status_file'])
+        if malformed:
+            world.wait_for(lambda: status_malformed(world) == before + 1, 15,
+                           what=f'{name}: counted in the heartbeat')
+            log = S['agent'].log()[log_mark:]
+            assert 'is not shard readiness' in log, f'{name}: not said:\n{log}'
+            assert ESC not in log, f'{name}: an escape sequence reached the log'
+        world.wait_for(lambda: ok_json(world, 'shards', 'shardy')['ready'] == ready, 15,
+                       what=f'{name}: {ready} shards ready')
+        if not malformed:
+            assert status_malformed(world) == before, name
+    assert S['host'].unit_property('shardy@0.service', 'MainPID') == pid
 
 
 @suite.case
@@ -379,7 +445,8 @@ def bad_command_lines(world):
 
 @suite.case
 def there_are_at_least_forty(world):
-    n = len(STATUS) + len(COMMANDS) + len(RPC) + len(SPECS) + len(CONFIGS) + len(CLI)
+    n = (len(STATUS) + len(COMMANDS) + len(RPC) + len(SPECS) + len(CONFIGS) + len(CLI) +
+         len(STATUS_TEXTS))
     assert n >= 40, n
 
 

@@ -217,6 +217,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         heartbeat.system_state = SAMPLE_STR("degraded");
         heartbeat.agent_started_us = UINT64_C(1700000000000004);
         heartbeat.refused_total = 3;
+        heartbeat.status_malformed = 4;
 
         baton__v1__unit_event__init(&unit_event);
         unit_event.host = SAMPLE_STR("host-f");

@@ -199,7 +199,7 @@ TEST(heartbeat_shape) {
         _cleanup_(json_decrefp) json_t *j = json_of("heartbeat");
         json_t *cap = json_object_get(j, "capacity");
 
-        ASSERT_EQ_UINT(json_object_size(j), 15u);
+        ASSERT_EQ_UINT(json_object_size(j), 16u);
         ASSERT_EQ_INT(json_integer_value(json_object_get(cap, "memory_total_bytes")),
                       INT64_C(68719476736));
         ASSERT_STREQ(json_string_value(json_object_get(
