@@ -29,6 +29,14 @@ const ConfigOption controller_config_options[] = {
         O("controller", "rpc_rate_limit", CONFIG_UINT, rpc_rate, "20", 1, 100000, 0,
           "requests per second one broker user may make (bursts of five times as many); beyond "
           "it requests are refused"),
+        O("controller", "mass_loss_percent", CONFIG_UINT, mass_loss_percent, "50", 1, 100, 0,
+          "more than this share of the hosts down within one host_timeout raises "
+          "mass-host-loss and holds their re-placement until they return or an operator "
+          "confirms them down; 100 turns it off"),
+        O("controller", "check_interval", CONFIG_DURATION, check_interval, "5min",
+          10 * USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC, 0,
+          "this often every service is placed from scratch, a check of the incremental "
+          "placement"),
         O("controller", "audit_max_entries", CONFIG_UINT, audit_max_entries, "100000", 10,
           100000000, 0, "the audit log keeps at most this many newest entries"),
         O("controller", "audit_max_age", CONFIG_DURATION, audit_max_age, "365d",

@@ -15,6 +15,8 @@ typedef struct ControllerConfig {
         char *metrics_listen;
         uint64_t status_rate; /* status messages per second per host (burst 10×) */
         uint64_t rpc_rate;    /* requests per second per broker user (burst 5×) */
+        uint64_t mass_loss_percent;
+        usec_t check_interval;
         uint64_t audit_max_entries;
         usec_t audit_max_age;
         char *signing_key;

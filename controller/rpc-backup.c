@@ -135,11 +135,11 @@ int rpc_verb_backup(RpcContext *x) {
         free(x->json);
         x->json = (char *) copy;
 
-        if (asprintf(&x->audit_request, "%lld bytes, epoch %" PRIu64, (long long) size, c->epoch) <
-            0)
+        if (asprintf(&x->audit_request, "%lld bytes, epoch %" PRIu64, (long long) size,
+                     c->model.epoch) < 0)
                 x->audit_request = NULL;
         log_info("Backup of the database (%lld bytes, epoch %" PRIu64 ") for %s.", (long long) size,
-                 c->epoch, strna(x->user));
+                 c->model.epoch, strna(x->user));
 
         x->response.result_case = BATON__V1__RESPONSE__RESULT_BACKUP;
         x->response.backup.data = copy;

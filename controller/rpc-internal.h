@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Shared by rpc.c (dispatch, authorization, reply) and rpc-fleet.c (the
- * verbs that read or change desired state). */
+/* Shared by the RPC files: rpc.c (dispatch, authorization, audit, reply),
+ * rpc-reply.c (the answer being built), rpc-read.c (verbs that read the
+ * model), rpc-change.c (verbs that run an event through the pipeline) and
+ * rpc-backup.c. */
 #pragma once
 
 #include <jansson.h>
@@ -11,35 +13,47 @@
 typedef struct RpcContext {
         Controller *c;
         const Baton__V1__Request *request;
+        const char *verb;
         const char *user; /* AMQP user_id, validated by the broker; NULL if absent */
         Baton__V1__Response response;
         /* storage the response points into, freed after sending */
         Baton__V1__Pong pong;
         Baton__V1__Counter *counters;
         Baton__V1__Counter **counter_ptrs;
+        char **counter_names;
+        size_t n_counters;
         Baton__V1__HostList host_list;
         Baton__V1__HostInfo *host_infos;
         Baton__V1__HostInfo **host_ptrs;
         char ***host_labels;
+        size_t n_host_labels;
         char *error;
         char *json;
         char *audit_request; /* what the audit log records of the request */
+        bool audited;        /* the change and its audit entry were stored together */
 } RpcContext;
 
 /* Sets the response status and error text; returns 0 (the verb ran). */
 int rpc_fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) _printf_(3, 4);
-/* Makes `doc` (stolen) the response's JSON result. */
+/* Makes `doc` (stolen; NULL: out of memory) the response's JSON result. */
 int rpc_set_json(RpcContext *x, json_t *doc);
+void rpc_context_done(RpcContext *x);
 
-int rpc_verb_apply(RpcContext *x);
-int rpc_verb_delete(RpcContext *x);
+int rpc_verb_ping(RpcContext *x);
+int rpc_verb_hosts(RpcContext *x);
 int rpc_verb_status(RpcContext *x);
-int rpc_verb_scale(RpcContext *x);
-int rpc_verb_drain(RpcContext *x);
-int rpc_verb_restart(RpcContext *x);
+int rpc_verb_shards(RpcContext *x);
 int rpc_verb_alerts(RpcContext *x);
 int rpc_verb_audit(RpcContext *x);
+int rpc_verb_rollout_status(RpcContext *x);
+
+int rpc_verb_apply(RpcContext *x); /* and plan */
+int rpc_verb_delete(RpcContext *x);
+int rpc_verb_scale(RpcContext *x);
+int rpc_verb_drain(RpcContext *x); /* and undrain */
+int rpc_verb_restart(RpcContext *x);
+int rpc_verb_reshard(RpcContext *x); /* and reshard-plan */
 int rpc_verb_rollout(RpcContext *x);
+int rpc_verb_confirm_down(RpcContext *x);
+
 int rpc_verb_backup(RpcContext *x);
-int rpc_verb_shards(RpcContext *x);
-int rpc_verb_reshard(RpcContext *x);

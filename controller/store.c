@@ -79,6 +79,10 @@ static const char *const migrations[] = {
         "  reshard TEXT,"
         "  budget TEXT"
         ") STRICT;",
+        /* 4: the instances of a sharded service not yet let through the start
+         * gate (a range list of instance numbers; NULL: none), so that a
+         * restarted controller does not start them all at once. */
+        "ALTER TABLE shard_state ADD COLUMN waiting TEXT;",
 };
 
 _Static_assert(ELEMENTSOF(migrations) == STORE_SCHEMA_VERSION, "schema version mismatch");
@@ -302,6 +306,24 @@ finish:
 }
 
 static int step_done(Store *s, sqlite3_stmt *st);
+
+int store_put_epoch(Store *s, uint64_t epoch) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s,
+                    "UPDATE meta SET value = CAST(?1 AS TEXT) "
+                    "WHERE key = 'epoch' AND CAST(value AS INTEGER) < ?1",
+                    &st);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64) epoch);
+        return step_done(s, st);
+}
+
+int store_set_durable(Store *s, bool durable) {
+        return exec(s, durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+}
 
 int store_raise_epoch(Store *s, uint64_t epoch) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
@@ -688,20 +710,22 @@ int store_load_rollouts(Store *s, int (*fn)(const char *text, void *userdata), v
 }
 
 int store_put_shard_state(Store *s, const char *service, const char *layout, const char *reshard,
-                          const char *budget) {
+                          const char *budget, const char *waiting) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int r;
 
-        r = prepare(s,
-                    "INSERT OR REPLACE INTO shard_state (service, layout, reshard, budget) "
-                    "VALUES (?1, ?2, ?3, ?4)",
-                    &st);
+        r = prepare(
+                s,
+                "INSERT OR REPLACE INTO shard_state (service, layout, reshard, budget, waiting) "
+                "VALUES (?1, ?2, ?3, ?4, ?5)",
+                &st);
         if (r < 0)
                 return r;
         bind_text(st, 1, service);
         bind_text(st, 2, layout);
         bind_text(st, 3, reshard);
         bind_text(st, 4, budget);
+        bind_text(st, 5, waiting);
         return step_done(s, st);
 }
 
@@ -720,7 +744,9 @@ int store_load_shard_states(Store *s, StoreShardStateFn fn, void *userdata) {
         _cleanup_stmt_ sqlite3_stmt *st = NULL;
         int rc, r;
 
-        r = prepare(s, "SELECT service, layout, reshard, budget FROM shard_state ORDER BY service",
+        r = prepare(s,
+                    "SELECT service, layout, reshard, budget, waiting FROM shard_state "
+                    "ORDER BY service",
                     &st);
         if (r < 0)
                 return r;
@@ -728,7 +754,8 @@ int store_load_shard_states(Store *s, StoreShardStateFn fn, void *userdata) {
                 r = fn((const char *) sqlite3_column_text(st, 0),
                        (const char *) sqlite3_column_text(st, 1),
                        (const char *) sqlite3_column_text(st, 2),
-                       (const char *) sqlite3_column_text(st, 3), userdata);
+                       (const char *) sqlite3_column_text(st, 3),
+                       (const char *) sqlite3_column_text(st, 4), userdata);
                 if (r < 0)
                         return r;
         }

@@ -12,7 +12,7 @@
 
 typedef struct Store Store;
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 typedef struct StoreHost {
         const char *id;
@@ -53,6 +53,12 @@ int store_bump_epoch(Store *s, uint64_t *ret);
 /* Raises the persisted epoch to `epoch` if it is lower (durably, like
  * store_bump_epoch()); never lowers it. Outside a transaction. */
 int store_raise_epoch(Store *s, uint64_t epoch);
+
+/* The same, inside the caller's transaction, which should be durable
+ * (store_set_durable() before it begins). */
+int store_put_epoch(Store *s, uint64_t epoch);
+/* synchronous=FULL (an fsync at every commit) or NORMAL; outside transactions. */
+int store_set_durable(Store *s, bool durable);
 
 int store_begin(Store *s);
 int store_commit(Store *s);
@@ -109,13 +115,14 @@ int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, co
                 const char *outcome, uint64_t max_entries, uint64_t max_age_us);
 
 /* Last SQLite error message, for logs. */
-/* Sharded services: layout text, reshard text (NULL: none) and budget
- * ledger text (NULL: nothing spent), one row per service. */
+/* Sharded services: layout text, reshard text (NULL: none), budget ledger
+ * text (NULL: nothing spent) and the instances waiting for the start gate (a
+ * range list; NULL: none), one row per service. */
 int store_put_shard_state(Store *s, const char *service, const char *layout, const char *reshard,
-                          const char *budget);
+                          const char *budget, const char *waiting);
 int store_delete_shard_state(Store *s, const char *service);
 typedef int (*StoreShardStateFn)(const char *service, const char *layout, const char *reshard,
-                                 const char *budget, void *userdata);
+                                 const char *budget, const char *waiting, void *userdata);
 int store_load_shard_states(Store *s, StoreShardStateFn fn, void *userdata);
 
 const char *store_error(Store *s);

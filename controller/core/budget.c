@@ -86,6 +86,23 @@ void budget_ledger_done(BudgetLedger *l) {
         l->n_slots = 0;
 }
 
+int budget_ledger_copy(const BudgetLedger *l, BudgetLedger *ret) {
+        BudgetLedger c = { 0 };
+        int r;
+
+        assert(l);
+        assert(ret);
+
+        r = slots_reserve(&c.slots, 0, l->n_slots);
+        if (r < 0)
+                return r;
+        if (l->n_slots > 0)
+                memcpy(c.slots, l->slots, l->n_slots * sizeof(BudgetSlot));
+        c.n_slots = l->n_slots;
+        *ret = c;
+        return 0;
+}
+
 int budget_charge(BudgetLedger *l, usec_t now, uint64_t identifies) {
         uint64_t minute = now / BUDGET_SLOT_USEC;
         size_t first, kept;
@@ -374,6 +391,24 @@ int start_gate_init(StartGate *g, uint32_t concurrency, usec_t interval, usec_t 
                 .held = TAKE_PTR(held),
                 .free_at = TAKE_PTR(free_at),
         };
+        return 0;
+}
+
+int start_gate_copy(StartGate *dst, const StartGate *src) {
+        bool *held = malloc(src->concurrency * sizeof(bool));
+        usec_t *free_at = malloc(src->concurrency * sizeof(usec_t));
+
+        if (!held || !free_at) {
+                free(held);
+                free(free_at);
+                return -ENOMEM;
+        }
+        memcpy(held, src->held, src->concurrency * sizeof(bool));
+        memcpy(free_at, src->free_at, src->concurrency * sizeof(usec_t));
+        *dst = (StartGate){ .concurrency = src->concurrency,
+                            .interval = src->interval,
+                            .held = held,
+                            .free_at = free_at };
         return 0;
 }
 

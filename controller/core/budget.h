@@ -40,6 +40,8 @@ typedef struct BudgetLedger {
 
 void budget_ledger_init(BudgetLedger *l);
 void budget_ledger_done(BudgetLedger *l);
+/* A copy that budget_charge() may grow (the ledger keeps spare capacity). */
+int budget_ledger_copy(const BudgetLedger *l, BudgetLedger *ret);
 
 /* Records `identifies` spent at `now` and drops slots older than the window.
  * A charge older than the newest slot (a clock step back) is counted in the
@@ -99,6 +101,8 @@ typedef struct StartGate {
  * free from `now`. */
 int start_gate_init(StartGate *g, uint32_t concurrency, usec_t interval, usec_t now);
 void start_gate_done(StartGate *g);
+/* A deep copy into *dst (overwritten, not freed first). -ENOMEM. */
+int start_gate_copy(StartGate *dst, const StartGate *src);
 
 /* Whether an instance owning `shards` may start at `now`: every bucket one of
  * its shards falls in is not held and free_at ≤ now. An empty set may always

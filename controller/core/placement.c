@@ -133,10 +133,12 @@ static bool eligible(const Node *n, const ServiceSpec *s) {
                memory_fits(n, s->memory);
 }
 
-/* Rule 1: as eligible(), on a host that keeps what it has too. */
+/* Rule 1: as eligible(), on a host that keeps what it has too. A host whose
+ * memory is not known (yet: a restarted controller before its heartbeat)
+ * keeps what it has. */
 static bool keepable(const Node *n, const ServiceSpec *s) {
         return n->keeps && (s->max_per_host == 0 || n->n_service < s->max_per_host) &&
-               memory_fits(n, s->memory);
+               (n->host->memory_total == 0 || memory_fits(n, s->memory));
 }
 
 static void node_add(Node *n, const ServiceSpec *s) {
@@ -254,6 +256,8 @@ static int placer_load(Placer *p, const ServiceSpec *const *services, size_t n_s
                 assert(hosts[i].id);
                 assert(hosts[i].labels || hosts[i].n_labels == 0);
                 p->nodes[i].host = hosts + i;
+                p->nodes[i].memory_used = hosts[i].memory_used;
+                p->nodes[i].n_instances = hosts[i].n_instances;
         }
         p->n_nodes = n_hosts;
         qsort(p->nodes, p->n_nodes, sizeof(Node), cmp_node);

@@ -21,6 +21,10 @@ typedef struct PlacementHost {
         const SpecLabel *labels;
         size_t n_labels;
         uint64_t memory_total; /* bytes; 0 = unknown (Memory= then cannot fit) */
+        /* What instances of services not given to this computation use
+         * there (placing some services among others, as they stay). */
+        uint64_t memory_used;
+        size_t n_instances;
 } PlacementHost;
 
 /* One instance on one host. In a PlacementResult both strings are borrowed:
@@ -96,7 +100,8 @@ typedef struct PlacementResult {
  *    ""). Spread= is a preference among eligible hosts, never a reason to
  *    leave an instance unplaced or to move a kept one.
  *  - Memory=: a host with memory_total 0 (unknown) takes only services
- *    without Memory=.
+ *    without Memory=, and keeps what it has (rule 1: its memory is not
+ *    known to be short).
  *  - The stable hash is 64-bit FNV-1a over the bytes of
  *    "<service>\0<instance in decimal>\0<host id>".
  *  - Stability has one limit: raising one service's Memory= may overfill a

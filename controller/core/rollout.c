@@ -84,6 +84,24 @@ Rollout *rollout_free(Rollout *r) {
         return mfree(r);
 }
 
+int rollout_copy(const Rollout *r, Rollout **ret) {
+        _cleanup_(rollout_freep) Rollout *c = calloc(1, sizeof(Rollout));
+
+        if (!c)
+                return -ENOMEM;
+        *c = *r;
+        c->service = NULL;
+        c->items = NULL;
+        c->reason = NULL;
+        c->service = strdup(r->service);
+        c->items = malloc(MAX(r->n_items, (size_t) 1) * sizeof(RolloutItem));
+        if (!c->service || !c->items || (r->reason && !(c->reason = strdup(r->reason))))
+                return -ENOMEM;
+        memcpy(c->items, r->items, r->n_items * sizeof(RolloutItem));
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
 int rollout_new(const char *service, uint64_t id, uint32_t n_instances, uint32_t max_unavailable,
                 usec_t healthy_for, usec_t health_timeout, Rollout **ret) {
         _cleanup_(rollout_freep) Rollout *r = NULL;
@@ -199,7 +217,7 @@ static void rollout_sync_alert(Rollout *r, RolloutAction *ret, size_t max, size_
 }
 
 size_t rollout_step(Rollout *r, const InstanceHealth *health, size_t n_health, usec_t now,
-                    RolloutAction *ret, size_t max) {
+                    uint32_t may_start, RolloutAction *ret, size_t max) {
         _cleanup_free_ uint8_t *seen = NULL;
         size_t n = 0, in_flight = 0, others_down = 0;
         bool all_done = true;
@@ -248,7 +266,7 @@ size_t rollout_step(Rollout *r, const InstanceHealth *health, size_t n_health, u
         rollout_sync_alert(r, ret, max, &n);
 
         if (r->state == ROLLOUT_RUNNING)
-                for (size_t k = 0; k < r->n_items && n < max; k++) {
+                for (size_t k = 0; k < r->n_items && n < max && may_start > 0; k++) {
                         RolloutItem *it = r->items + k;
                         size_t self_down;
 
@@ -267,6 +285,7 @@ size_t rollout_step(Rollout *r, const InstanceHealth *health, size_t n_health, u
                                 it->attempts++;
                         in_flight++;
                         others_down -= self_down;
+                        may_start--;
                         push(ret, &n, ROLLOUT_ACTION_RESTART, it->instance);
                 }
 

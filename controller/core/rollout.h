@@ -98,6 +98,8 @@ typedef struct RolloutAction {
 int rollout_new(const char *service, uint64_t id, uint32_t n_instances, uint32_t max_unavailable,
                 usec_t healthy_for, usec_t health_timeout, Rollout **ret);
 Rollout *rollout_free(Rollout *r);
+/* A deep copy. -ENOMEM. */
+int rollout_copy(const Rollout *r, Rollout **ret);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Rollout *, rollout_free)
 
 /* Advances the rollout at `now` with the observed health of every instance
@@ -111,9 +113,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Rollout *, rollout_free)
  *    ALERT;
  *  - while RUNNING, PENDING items are restarted in order as long as
  *    (items RESTARTING or SETTLING) + (unhealthy instances that are not in
- *    the rollout's hands) < max_unavailable; each gets started_at = now and
- *    a RESTART action — exactly once per item unless a resume retries a
- *    FAILED one;
+ *    the rollout's hands) < max_unavailable, and at most `may_start` of them
+ *    in this step (what the caller's start gate allows now; UINT32_MAX for
+ *    no limit); each gets started_at = now and a RESTART action — exactly
+ *    once per item unless a resume retries a FAILED one;
  *  - when every item is DONE the rollout is DONE with a FINISHED action.
  * Never restarts an instance whose item is not PENDING (or FAILED on resume):
  * replaying the same step after a crash issues nothing new.
@@ -137,7 +140,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Rollout *, rollout_free)
  *    FINISHED) and a later step takes them;
  *  - on allocation failure nothing changes and 0 is returned. */
 size_t rollout_step(Rollout *r, const InstanceHealth *health, size_t n_health, usec_t now,
-                    RolloutAction *ret, size_t max);
+                    uint32_t may_start, RolloutAction *ret, size_t max);
 
 /* Operator controls. pause: RUNNING → PAUSED. resume: PAUSED or FAILED →
  * RUNNING (FAILED items go back to PENDING and a RESOLVE action is due on the

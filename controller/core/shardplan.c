@@ -702,6 +702,36 @@ Reshard *reshard_free(Reshard *r) {
         return mfree(r);
 }
 
+int reshard_copy(const Reshard *r, Reshard **ret) {
+        _cleanup_(reshard_freep) Reshard *c = calloc(1, sizeof(Reshard));
+        int k;
+
+        if (!c)
+                return -ENOMEM;
+        *c = *r;
+        c->service = NULL;
+        c->items = NULL;
+        c->n_items = 0;
+        c->reason = NULL;
+        c->service = strdup(r->service);
+        c->items = calloc(MAX(r->n_items, (size_t) 1), sizeof(ReshardItem));
+        if (!c->service || !c->items || (r->reason && !(c->reason = strdup(r->reason))))
+                return -ENOMEM;
+        for (size_t i = 0; i < r->n_items; i++) {
+                c->items[i] = r->items[i];
+                rangelist_init(&c->items[i].from);
+                rangelist_init(&c->items[i].to);
+                c->n_items++;
+                k = rangelist_copy(&c->items[i].from, &r->items[i].from);
+                if (k >= 0)
+                        k = rangelist_copy(&c->items[i].to, &r->items[i].to);
+                if (k < 0)
+                        return k;
+        }
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
 /* Item `k` of a new reshard for instance i: its live copy's set from the old
  * layout (none beyond it), its new set `to` (taken over). */
 static int item_init(ReshardItem *it, const ShardLayout *from, uint32_t i, RangeList *to) {

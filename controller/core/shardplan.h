@@ -152,6 +152,8 @@ typedef struct Reshard {
 int reshard_new(const char *service, uint64_t id, const ShardLayout *from, uint32_t n_to,
                 uint32_t to_count, uint32_t max_starting, usec_t health_timeout, Reshard **ret);
 Reshard *reshard_free(Reshard *r);
+/* A deep copy. -ENOMEM. */
+int reshard_copy(const Reshard *r, Reshard **ret);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Reshard *, reshard_free)
 
 /* Observed state of one item's copies. new_ready: the new copy's unit is

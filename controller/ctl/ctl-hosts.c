@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-/* batonctl hosts: every host the controller knows, its state and capacity. */
+/* batonctl hosts: every host the controller knows, its state and capacity;
+ * `hosts confirm-down` tells a controller holding a mass-host-loss that the
+ * hosts are gone for good, so their instances are placed elsewhere. */
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 
 #include "ctl-verbs.h"
 #include "duration.h"
+#include "topology.h"
 #include "util.h"
 
 static json_t *labels_json(const Baton__V1__HostInfo *h) {
@@ -80,6 +84,60 @@ static int print_table(const Baton__V1__HostList *list) {
         return CTL_EXIT_OK;
 }
 
+static int run_confirm_down(Ctl *ctl, int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "all", no_argument, NULL, 'a' },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        Baton__V1__Request req = BATON__V1__REQUEST__INIT;
+        Baton__V1__HostRequest hr = BATON__V1__HOST_REQUEST__INIT;
+        _cleanup_(json_decrefp) json_t *doc = NULL;
+        int64_t moved = 0;
+        bool all = false;
+        int c, r;
+
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (c) {
+                case 'a':
+                        all = true;
+                        break;
+                case 'h':
+                        return ctl_command_help(&ctl_command_hosts);
+                default:
+                        return ctl_option_error(&ctl_command_hosts, c, argv);
+                }
+        if (all == (optind < argc))
+                return ctl_usage_error(&ctl_command_hosts,
+                                       "confirm-down takes the hosts that are gone, or --all");
+        for (int i = optind; i < argc; i++)
+                if (!topology_host_id_is_valid(argv[i]))
+                        return ctl_usage_error(&ctl_command_hosts,
+                                               "'%s' is not a host id (1-64 of A-Z a-z 0-9 _ -, "
+                                               "starting with a letter or digit)",
+                                               argv[i]);
+        hr.all = all;
+        hr.n_hosts = (size_t) (argc - optind);
+        hr.hosts = argv + optind;
+        req.verb = (char *) "confirm-down";
+        req.args_case = BATON__V1__REQUEST__ARGS_HOST;
+        req.host = &hr;
+        r = ctl_request_json(ctl, &req, &doc);
+        if (r != CTL_EXIT_OK)
+                return r;
+        if (ctl->json)
+                return ctl_print_document(doc);
+        if (ctl_json_int(doc, "moved", &moved) < 0)
+                moved = 0;
+        printf("Confirmed %s down; %" PRId64 " instance%s placed elsewhere.\n",
+               all               ? "every held host"
+               : hr.n_hosts == 1 ? argv[optind]
+                                 : "the hosts",
+               moved, moved == 1 ? "" : "s");
+        return CTL_EXIT_OK;
+}
+
 static int run(Ctl *ctl, int argc, char *argv[]) {
         Baton__V1__Request req = BATON__V1__REQUEST__INIT;
         Baton__V1__HostsRequest hosts = BATON__V1__HOSTS_REQUEST__INIT;
@@ -88,6 +146,8 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         json_t *arr;
         int r;
 
+        if (argc > 1 && streq(argv[1], "confirm-down"))
+                return run_confirm_down(ctl, argc - 1, argv + 1);
         r = ctl_parse_positional(&ctl_command_hosts, argc, argv, 0, 0, NULL);
         if (r != CTL_CONTINUE)
                 return r;
@@ -110,7 +170,7 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
 
 const CtlCommand ctl_command_hosts = {
         .name = "hosts",
-        .usage = "",
-        .summary = "list hosts with their state, capacity and labels",
+        .usage = "[confirm-down --all | confirm-down HOST...]",
+        .summary = "list hosts with their state, capacity and labels; confirm held hosts down",
         .run = run,
 };

@@ -59,6 +59,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         static Baton__V1__ApplyRequest apply;
         static Baton__V1__ServiceRequest service_req;
         static Baton__V1__HostRequest host_req;
+        static char *more_hosts[2];
         static Baton__V1__RolloutRequest rollout_req;
         static Baton__V1__Request rq_ping, rq_hosts, rq_apply, rq_service, rq_host, rq_rollout;
         static Baton__V1__Counter counter0, counter1, *counters[2];
@@ -308,6 +309,11 @@ static const CodecSample *codec_samples(size_t *ret_n) {
 
         baton__v1__host_request__init(&host_req);
         host_req.host = SAMPLE_STR("host-j");
+        more_hosts[0] = SAMPLE_STR("host-j2");
+        more_hosts[1] = SAMPLE_STR("host-j3");
+        host_req.n_hosts = 2;
+        host_req.hosts = more_hosts;
+        host_req.all = 1;
 
         baton__v1__rollout_request__init(&rollout_req);
         rollout_req.action = SAMPLE_STR("pause");
@@ -528,7 +534,9 @@ static const CodecSample *codec_samples(size_t *ret_n) {
                 { "request-service",
                   &rq_service.base,
                   { "verb: \"reshard\"", "instance: -1", "shards: 128" } },
-                { "request-host", &rq_host.base, { "verb: \"drain\"", "host: \"host-j\"" } },
+                { "request-host",
+                  &rq_host.base,
+                  { "verb: \"drain\"", "host: \"host-j\"", "hosts: \"host-j3\"", "all: true" } },
                 { "request-rollout",
                   &rq_rollout.base,
                   { "verb: \"rollout\"", "action: \"pause\"" } },

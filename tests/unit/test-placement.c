@@ -341,7 +341,10 @@ static void check_invariants(const ServiceSpec *const *services, size_t n_servic
                 same[h]++;
                 CHECK(s->max_per_host == 0 || same[h] <= s->max_per_host);
                 used[h] += s->memory;
-                CHECK(used[h] <= hosts[h].memory_total || (used[h] == 0));
+                /* A host of unknown memory takes no Memory= service anew, but
+                 * keeps what it has. */
+                CHECK(used[h] <= hosts[h].memory_total || used[h] == 0 ||
+                      hosts[h].memory_total == 0);
         }
 
         for (size_t i = 0; i < r->n_problems; i++) {
@@ -395,6 +398,12 @@ static bool model_memory(const Model *m, const ServiceSpec *s, size_t h) {
 
 static bool model_eligible(const Model *m, const ServiceSpec *s, size_t h) {
         return model_fits(m, s, h) && model_room(m, s, h) && model_memory(m, s, h);
+}
+
+/* Rule 1: a host of unknown memory keeps what it has. */
+static bool model_keepable(const Model *m, const ServiceSpec *s, size_t h) {
+        return model_fits(m, s, h) && model_room(m, s, h) &&
+               (m->hosts[h].memory_total == 0 || model_memory(m, s, h));
 }
 
 static void model_add(Model *m, const ServiceSpec *s, size_t h) {
@@ -505,7 +514,7 @@ static void check_rules(const ServiceSpec *const *services, size_t n_services,
                                 size_t h = m.order[k];
 
                                 if (listed(cur, n_cur, s->name, i, hosts[h].id) &&
-                                    model_eligible(&m, s, h))
+                                    model_keepable(&m, s, h))
                                         keep = h;
                         }
                         if (keep == SIZE_MAX) {
@@ -1436,6 +1445,28 @@ TEST(problem_memory) {
         placement_result_done(&r);
 }
 
+/* A restarted controller knows a host's memory only from its next
+ * heartbeat: meanwhile the host keeps its Memory= instances (nothing says
+ * they do not fit) but takes none anew. */
+TEST(unknown_memory_keeps_what_it_has_and_takes_nothing_new) {
+        ServiceSpec s = service("db", SERVICE_STATELESS, 2);
+        const ServiceSpec *svcs[] = { &s };
+        PlacementHost hosts[] = { host("a"), host("b") };
+        Assignment current[] = { { "db", 0, "a" } };
+        PlacementResult r = { 0 };
+
+        s.memory = 4 * G;
+        hosts[0].memory_total = 0; /* unknown */
+        hosts[1].memory_total = 2 * G;
+        ASSERT_OK(placement_compute(svcs, 1, hosts, 2, current, 1, &r));
+        ASSERT_STREQ(host_of(&r, "db", 0), "a");
+        ASSERT_EQ_UINT(r.n_assignments, 1);
+        ASSERT_EQ_UINT(r.n_problems, 1);
+        ASSERT_EQ_UINT(r.problems[0].instance, 1);
+        ASSERT_EQ_UINT(r.n_moved, 0);
+        placement_result_done(&r);
+}
+
 TEST(problem_memory_only_where_the_constraints_hold) {
         SpecLabel gw[] = { { "role", "gateway" } };
         ServiceSpec s = service("edge", SERVICE_SINGLETON, 1);
@@ -1571,6 +1602,7 @@ int main(void) {
                 spread_comes_before_per_host_balance, hosts_without_the_spread_label_form_one_group,
                 same_service_count_comes_before_total_load, problem_no_schedulable_host,
                 problem_names_the_missing_label, problem_max_per_host, problem_memory,
+                unknown_memory_keeps_what_it_has_and_takes_nothing_new,
                 problem_memory_only_where_the_constraints_hold, duplicate_names_are_refused,
                 result_find_and_done, thousand_hosts));
 }

@@ -46,7 +46,7 @@ static void fill(InstanceHealth *h, uint32_t n, bool healthy, bool restarted) {
 #define ACTS_MAX 64
 
 static size_t step(Rollout *r, const InstanceHealth *h, size_t nh, usec_t now, RolloutAction *a) {
-        size_t n = rollout_step(r, h, nh, now, a, r->n_items + 2);
+        size_t n = rollout_step(r, h, nh, now, UINT32_MAX, a, r->n_items + 2);
 
         ASSERT_LE_UINT(n, r->n_items + 2);
         return n;
@@ -766,32 +766,32 @@ TEST(small_action_buffer_takes_nothing_it_cannot_report) {
         size_t n;
 
         fill(h, 5, true, false);
-        ASSERT_EQ_UINT(rollout_step(r, h, 5, T0, NULL, 0), 0);
+        ASSERT_EQ_UINT(rollout_step(r, h, 5, T0, UINT32_MAX, NULL, 0), 0);
         for (uint32_t i = 0; i < 5; i++)
                 ASSERT_EQ_INT(r->items[i].state, ITEM_PENDING);
         for (uint32_t i = 0; i < 3; i++) {
-                n = rollout_step(r, h, 5, T0 + i, a, 1);
+                n = rollout_step(r, h, 5, T0 + i, UINT32_MAX, a, 1);
                 ASSERT_EQ_UINT(n, 1);
                 ASSERT_TRUE(has_restart(a, 1, i));
         }
-        ASSERT_EQ_UINT(rollout_step(r, h, 5, T0 + 3, a, 1), 0);
+        ASSERT_EQ_UINT(rollout_step(r, h, 5, T0 + 3, UINT32_MAX, a, 1), 0);
 
         /* A failure found with no room: FAILED now, the alert on the next step. */
-        ASSERT_EQ_UINT(rollout_step(r, h, 5, T0 + SEC(11), NULL, 0), 0);
+        ASSERT_EQ_UINT(rollout_step(r, h, 5, T0 + SEC(11), UINT32_MAX, NULL, 0), 0);
         ASSERT_EQ_INT(r->state, ROLLOUT_FAILED);
         ASSERT_FALSE(r->alert_raised);
-        n = rollout_step(r, h, 5, T0 + SEC(12), a, 1);
+        n = rollout_step(r, h, 5, T0 + SEC(12), UINT32_MAX, a, 1);
         ASSERT_EQ_UINT(n, 1);
         ASSERT_EQ_INT(a[0].kind, ROLLOUT_ACTION_ALERT);
-        ASSERT_EQ_UINT(rollout_step(r, h, 5, T0 + SEC(13), a, 1), 0);
+        ASSERT_EQ_UINT(rollout_step(r, h, 5, T0 + SEC(13), UINT32_MAX, a, 1), 0);
 
         /* Resumed: RESOLVE takes the only slot, restarts wait. */
         ASSERT_OK(rollout_resume(r));
-        n = rollout_step(r, h, 5, T0 + SEC(14), a, 1);
+        n = rollout_step(r, h, 5, T0 + SEC(14), UINT32_MAX, a, 1);
         ASSERT_EQ_UINT(n, 1);
         ASSERT_EQ_INT(a[0].kind, ROLLOUT_ACTION_RESOLVE);
         ASSERT_EQ_INT(r->items[0].state, ITEM_PENDING);
-        n = rollout_step(r, h, 5, T0 + SEC(15), a, 1);
+        n = rollout_step(r, h, 5, T0 + SEC(15), UINT32_MAX, a, 1);
         ASSERT_EQ_UINT(n, 1);
         ASSERT_EQ_INT(a[0].kind, ROLLOUT_ACTION_RESTART);
 }
@@ -1593,7 +1593,7 @@ static void sim_crash(Sim *s, const InstanceHealth *h, size_t nh) {
         for (size_t j = 0; j < nh; j++)
                 if (h2[j].instance < s->n)
                         h2[j].restarted_since_issue = sim_restarted(s, copy, h2[j].instance);
-        ASSERT_EQ_UINT(rollout_step(copy, h2, nh, s->now, a, ELEMENTSOF(a)), 0);
+        ASSERT_EQ_UINT(rollout_step(copy, h2, nh, s->now, UINT32_MAX, a, ELEMENTSOF(a)), 0);
         again = fmt(copy);
         ASSERT_STREQ(again, text);
         rollout_free(s->r);
@@ -1620,7 +1620,7 @@ static void sim_tick(Sim *s) {
         pre_alert = s->r->alert_raised;
         if (s->r->reason)
                 ASSERT_NOT_NULL(pre_reason = strdup(s->r->reason));
-        na = rollout_step(s->r, h, nh, s->now, a, s->n + 2);
+        na = rollout_step(s->r, h, nh, s->now, UINT32_MAX, a, s->n + 2);
         sim_check(s, pre, pre_state, pre_alert, pre_reason, h, nh, a, na);
         sim_apply(s, a, na);
 

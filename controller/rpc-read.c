@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: MIT */
+/* The verbs that read: ping, hosts, status, shards, alerts, audit and
+ * rollout-status. They read the model and the store, and change nothing. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "rpc-internal.h"
+#include "util.h"
+#include "views.h"
+
+int rpc_verb_ping(RpcContext *x) {
+        const Controller *c = x->c;
+        uint64_t refused_total = 0;
+        struct {
+                const char *name;
+                uint64_t value;
+        } fixed[] = {
+                { "status_received", c->intake.status_received },
+                { "heartbeats", c->intake.heartbeats },
+                { "rpc_received", c->intake.rpc_received },
+                { "rpc_answered", c->intake.rpc_answered },
+                { "events", c->counters.events },
+                { "alerts_raised", c->counters.alerts_raised },
+                { "alerts_resolved", c->counters.alerts_resolved },
+                { "placements_sent", c->counters.placements_sent },
+                { "restarts_sent", c->counters.restarts_sent },
+                { "publish_failed", c->pub.failed },
+                { "store_errors", c->counters.store_errors },
+                { "refused_total", 0 },
+                { "status_lag_ms", c->live.lag / USEC_PER_MSEC },
+                { "longest_step_ms", c->counters.longest_step / USEC_PER_MSEC },
+        };
+        size_t n = ELEMENTSOF(fixed) + _REFUSE_REASON_MAX;
+
+        for (size_t i = 0; i < _REFUSE_REASON_MAX; i++)
+                refused_total += c->intake.refused[i];
+        for (size_t i = 0; i < ELEMENTSOF(fixed); i++)
+                if (streq(fixed[i].name, "refused_total"))
+                        fixed[i].value = refused_total;
+
+        x->counters = calloc(n, sizeof(Baton__V1__Counter));
+        x->counter_ptrs = calloc(n, sizeof(Baton__V1__Counter *));
+        x->counter_names = calloc(n, sizeof(char *));
+        if (!x->counters || !x->counter_ptrs || !x->counter_names)
+                return -ENOMEM;
+        x->n_counters = n;
+        for (size_t i = 0; i < n; i++) {
+                Baton__V1__Counter *k = &x->counters[i];
+
+                baton__v1__counter__init(k);
+                if (i < ELEMENTSOF(fixed)) {
+                        k->name = (char *) fixed[i].name;
+                        k->value = fixed[i].value;
+                } else {
+                        /* One counter per refusal reason, named so dashboards can split them. */
+                        RefuseReason why = (RefuseReason) (i - ELEMENTSOF(fixed));
+                        if (asprintf(&x->counter_names[i], "refused.%s",
+                                     refuse_reason_to_string(why)) < 0) {
+                                x->counter_names[i] = NULL;
+                                return -ENOMEM;
+                        }
+                        k->name = x->counter_names[i];
+                        k->value = c->intake.refused[why];
+                }
+                x->counter_ptrs[i] = k;
+        }
+
+        baton__v1__pong__init(&x->pong);
+        x->pong.controller_id = c->config.id;
+        x->pong.version = (char *) BATON_VERSION;
+        x->pong.epoch = c->model.epoch;
+        x->pong.started_at_us = c->started_at_us;
+        x->pong.now_us = now_realtime_usec();
+        x->pong.hosts_up = (uint32_t) (host_table_count(&c->model.hosts, HOST_UP) +
+                                       host_table_count(&c->model.hosts, HOST_DRAINED));
+        x->pong.hosts_total = (uint32_t) c->model.hosts.n_hosts;
+        x->pong.n_counters = n;
+        x->pong.counters = x->counter_ptrs;
+        x->pong.user = (char *) strempty(x->user);
+        x->response.result_case = BATON__V1__RESPONSE__RESULT_PONG;
+        x->response.pong = &x->pong;
+        return 0;
+}
+
+/* Splits "k=v k=v" into a NULL-terminated array of words (one allocation). */
+static char **split_words(const char *s, size_t *ret_n) {
+        size_t n = 0, len = strlen(strempty(s));
+        char **v, *copy;
+
+        for (const char *p = strempty(s); *p; p++)
+                if (*p != ' ' && (p == s || p[-1] == ' '))
+                        n++;
+        v = malloc((n + 1) * sizeof(char *) + len + 1);
+        if (!v)
+                return NULL;
+        copy = (char *) (v + n + 1);
+        memcpy(copy, strempty(s), len + 1);
+        n = 0;
+        for (char *tok = strtok(copy, " "); tok; tok = strtok(NULL, " "))
+                v[n++] = tok;
+        v[n] = NULL;
+        *ret_n = n;
+        return v;
+}
+
+int rpc_verb_hosts(RpcContext *x) {
+        const HostTable *t = &x->c->model.hosts;
+        size_t n = t->n_hosts;
+
+        x->host_infos = calloc(n + 1, sizeof(Baton__V1__HostInfo));
+        x->host_ptrs = calloc(n + 1, sizeof(Baton__V1__HostInfo *));
+        x->host_labels = calloc(n + 1, sizeof(char **));
+        if (!x->host_infos || !x->host_ptrs || !x->host_labels)
+                return -ENOMEM;
+        x->n_host_labels = n;
+        for (size_t i = 0; i < n; i++) {
+                const Host *h = t->hosts[i];
+                const HostModel *v = h->userdata;
+                Baton__V1__HostInfo *hi = &x->host_infos[i];
+
+                baton__v1__host_info__init(hi);
+                hi->host = h->id;
+                hi->state = (char *) host_state_to_string(host_state(h));
+                if (v) {
+                        hi->last_seen_us = v->last_seen_us;
+                        hi->state_since_us = v->state_since_us;
+                        hi->boot_id = (char *) strempty(v->boot_id);
+                        hi->agent_version = (char *) strempty(v->agent_version);
+                        hi->cores = v->cores;
+                        hi->memory_total_bytes = v->memory_total;
+                        hi->memory_available_bytes = v->memory_available;
+                        hi->load1_x100 = v->load1_x100;
+                        hi->units_total = (uint32_t) v->n_units;
+                        hi->units_active = v->units_active;
+                        hi->applied_generation = v->applied_generation;
+                        hi->max_epoch_seen = v->max_epoch_seen;
+                        hi->systemd_version = (char *) strempty(v->systemd_version);
+                        hi->system_state = (char *) strempty(v->system_state);
+                        x->host_labels[i] = split_words(v->labels, &hi->n_labels);
+                        if (!x->host_labels[i])
+                                return -ENOMEM;
+                        hi->labels = x->host_labels[i];
+                }
+                x->host_ptrs[i] = hi;
+        }
+        baton__v1__host_list__init(&x->host_list);
+        x->host_list.n_hosts = n;
+        x->host_list.hosts = x->host_ptrs;
+        x->response.result_case = BATON__V1__RESPONSE__RESULT_HOSTS;
+        x->response.hosts = &x->host_list;
+        return 0;
+}
+
+static const char *service_arg(RpcContext *x) {
+        return x->request->args_case == BATON__V1__REQUEST__ARGS_SERVICE
+                       ? x->request->service->service
+                       : NULL;
+}
+
+int rpc_verb_status(RpcContext *x) {
+        const char *only = service_arg(x);
+
+        if (!isempty(only) && !model_service(&x->c->model, only))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "no service '%s'", only);
+        return rpc_set_json(x, view_status(&x->c->model, only));
+}
+
+int rpc_verb_shards(RpcContext *x) {
+        const char *name = service_arg(x);
+        const ServiceSpec *s;
+
+        if (isempty(name))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "shards needs SERVICE");
+        s = model_service(&x->c->model, name);
+        if (!s)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "no service '%s'", name);
+        if (s->kind != SERVICE_SHARDED)
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "%s is %s, not sharded",
+                                s->name, service_kind_to_string(s->kind));
+        return rpc_set_json(x, view_shards(&x->c->model, s, now_realtime_usec()));
+}
+
+int rpc_verb_alerts(RpcContext *x) {
+        return rpc_set_json(x, view_alerts(&x->c->model));
+}
+
+static int audit_entry(int64_t seq, uint64_t at_us, const char *user, const char *verb,
+                       const char *request, const char *outcome, void *userdata) {
+        return json_array_append_new(
+                       userdata,
+                       json_pack("{s:I, s:I, s:s, s:s, s:s, s:s}", "seq", (json_int_t) seq, "at_us",
+                                 (json_int_t) at_us, "user", strempty(user), "verb", strempty(verb),
+                                 "request", strempty(request), "outcome", strempty(outcome))) < 0
+                       ? -ENOMEM
+                       : 0;
+}
+
+int rpc_verb_audit(RpcContext *x) {
+        unsigned limit = 50;
+        json_t *arr = json_array();
+        int r;
+
+        if (x->request->args_case == BATON__V1__REQUEST__ARGS_SERVICE &&
+            x->request->service->count > 0)
+                limit = MIN(x->request->service->count, 10000u);
+        if (!arr)
+                return -ENOMEM;
+        r = store_load_audit(x->c->store, limit, audit_entry, arr);
+        if (r < 0) {
+                json_decref(arr);
+                if (r == -ENOMEM)
+                        return r;
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                "cannot read the audit log: %s", store_error(x->c->store));
+        }
+        return rpc_set_json(x, json_pack("{s:o}", "entries", arr));
+}
+
+int rpc_verb_rollout_status(RpcContext *x) {
+        const Baton__V1__RolloutRequest *req =
+                x->request->args_case == BATON__V1__REQUEST__ARGS_ROLLOUT ? x->request->rollout
+                                                                          : NULL;
+
+        if (req && !isempty(req->action) && !streq(req->action, "status"))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE,
+                                "rollout-status only reads; '%s' is the verb rollout", req->action);
+        return rpc_set_json(x, view_rollouts(&x->c->model, req ? req->service : NULL));
+}

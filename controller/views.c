@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: MIT */
+/* JSON documents of the model, built fresh for each answer. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "util.h"
+#include "views.h"
+
+json_t *view_budget(const BudgetVerdict *v) {
+        return json_pack("{s:I, s:I, s:I, s:I, s:I, s:b}", "daily_limit", (json_int_t) v->limit,
+                         "spent_24h", (json_int_t) v->spent, "reserve", (json_int_t) v->reserve,
+                         "cost", (json_int_t) v->cost, "remaining_after",
+                         (json_int_t) MIN(v->remaining_after, (uint64_t) INT64_MAX), "allowed",
+                         v->allowed);
+}
+
+json_t *view_reshard(const Reshard *r) {
+        json_t *items = json_array();
+        size_t done = 0;
+
+        if (!r || !items) {
+                json_decref(items);
+                return json_null();
+        }
+        for (size_t i = 0; i < r->n_items; i++) {
+                const ReshardItem *it = &r->items[i];
+                _cleanup_free_ char *from = rangelist_format(&it->from),
+                                    *to = rangelist_format(&it->to);
+
+                done += it->state == RITEM_DONE;
+                json_array_append_new(items, json_pack("{s:i, s:s, s:s, s:s}", "instance",
+                                                       (int) it->instance, "state",
+                                                       reshard_item_state_to_string(it->state),
+                                                       "from", strempty(from), "to", strempty(to)));
+        }
+        return json_pack(
+                "{s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:i, s:i, s:o, s:s?}", "id",
+                (json_int_t) r->id, "service", r->service, "state",
+                reshard_state_to_string(r->state), "from_instances", (int) r->from_instances,
+                "to_instances", (int) r->to_instances, "from_shards", (int) r->from_count,
+                "to_shards", (int) r->to_count, "from_epoch", (json_int_t) r->from_epoch,
+                "to_epoch", (json_int_t) r->to_epoch, "identifies", (json_int_t) reshard_cost(r),
+                "done", (int) done, "total", (int) r->n_items, "items", items, "reason", r->reason);
+}
+
+json_t *view_shards_summary(const Model *m, const ServiceSpec *s) {
+        const ShardState *ss = s->kind == SERVICE_SHARDED ? model_shards(m, s->name) : NULL;
+        _cleanup_free_ uint8_t *owners = NULL;
+        uint64_t epoch;
+        uint32_t total, ready = 0;
+
+        if (!ss)
+                return json_null();
+        reconcile_serving(ss, &epoch, &total);
+        owners = calloc(total + 1, 1);
+        if (!owners || reconcile_count_owners(m, s->name, epoch, total, owners, NULL) < 0)
+                return json_null();
+        for (uint32_t sh = 0; sh < total; sh++)
+                ready += owners[sh] > 0;
+        return json_pack("{s:I, s:i, s:i, s:b}", "epoch", (json_int_t) epoch, "total", (int) total,
+                         "ready", (int) ready, "resharding", shard_state_resharding(ss));
+}
+
+json_t *view_status(const Model *m, const char *only) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < m->n_services; i++) {
+                const ServiceSpec *s = m->services[i];
+                json_t *insts = json_array();
+                int healthy = 0;
+
+                if (!isempty(only) && !streq(only, s->name)) {
+                        json_decref(insts);
+                        continue;
+                }
+                for (uint32_t k = 0; insts && k < s->count; k++) {
+                        const Instance *in = model_instance(m, s->name, k);
+                        const HostModel *v = in ? model_host(m, in->host) : NULL;
+                        _cleanup_free_ char *unit = NULL;
+                        const UnitObs *o;
+                        bool ok;
+
+                        if (reconcile_instance_unit(m, s, k, &unit) < 0)
+                                continue;
+                        o = v ? host_model_unit(v, unit) : NULL;
+                        ok = in && reconcile_instance_healthy(m, in);
+                        healthy += ok;
+                        json_array_append_new(
+                                insts,
+                                json_pack("{s:i, s:s, s:o, s:s, s:s, s:i, s:b}", "instance",
+                                          (int) k, "unit", unit, "host",
+                                          in ? json_string(in->host) : json_null(), "active_state",
+                                          o ? o->active_state : "unknown", "sub_state",
+                                          o ? o->sub_state : "unknown", "n_restarts",
+                                          o ? (int) o->n_restarts : 0, "healthy", ok));
+                }
+                json_array_append_new(
+                        arr, json_pack("{s:s, s:s, s:i, s:i, s:o, s:o}", "service", s->name, "kind",
+                                       service_kind_to_string(s->kind), "count", (int) s->count,
+                                       "healthy", healthy, "instances", insts, "shards",
+                                       view_shards_summary(m, s)));
+        }
+        return json_pack("{s:o}", "services", arr);
+}
+
+static const char *shard_state_word(const CopyObs *rep, uint32_t shard) {
+        if (!rep || !rep->active)
+                return "down";
+        if (rangelist_contains(&rep->ready, shard))
+                return "ready";
+        if (rangelist_contains(&rep->failed, shard))
+                return "failed";
+        if (rangelist_contains(&rep->connecting, shard))
+                return "connecting";
+        return "starting";
+}
+
+json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now) {
+        const ShardState *ss = model_shards(m, s->name);
+        _cleanup_free_ uint8_t *owners = NULL;
+        _cleanup_(rangelist_done) RangeList failed = { 0 }, unowned = { 0 }, dup = { 0 };
+        _cleanup_free_ char *failed_text = NULL, *unowned_text = NULL, *dup_text = NULL;
+        json_t *copies = json_array(), *shard_list = json_array();
+        BudgetVerdict budget;
+        uint64_t epoch;
+        uint32_t total, ready = 0;
+
+        if (!ss || !copies || !shard_list)
+                goto fail;
+        reconcile_serving(ss, &epoch, &total);
+        owners = calloc(total + 1, 1);
+        if (!owners || reconcile_count_owners(m, s->name, epoch, total, owners, &failed) < 0)
+                goto fail;
+
+        for (uint32_t i = 0; i < s->count; i++) {
+                const Instance *in = model_instance(m, s->name, i);
+                const char *host = in ? in->host : NULL;
+                CopyPlan cp[2];
+                size_t n = 0;
+
+                if (reconcile_copies(ss, s->name, i, cp, &n) < 0)
+                        goto fail;
+                for (size_t k = 0; k < n; k++) {
+                        const CopyObs *rep = reconcile_copy_report(m, host, cp[k].unit);
+                        _cleanup_(rangelist_done) RangeList set = { 0 };
+                        _cleanup_free_ char *rd = rep ? rangelist_format(&rep->ready) : NULL,
+                                            *cn = rep ? rangelist_format(&rep->connecting) : NULL,
+                                            *fl = rep ? rangelist_format(&rep->failed) : NULL;
+
+                        json_array_append_new(
+                                copies,
+                                json_pack("{s:i, s:s, s:s?, s:s, s:I, s:s, s:i, s:b, s:s, s:s, "
+                                          "s:s, s:s}",
+                                          "instance", (int) i, "unit", cp[k].unit, "host", host,
+                                          "role", n == 2 && k == 1 ? "new" : "live", "epoch",
+                                          (json_int_t) cp[k].epoch, "shards", cp[k].shards,
+                                          "shard_count", (int) cp[k].shard_count, "running",
+                                          cp[k].running, "active_state",
+                                          !rep          ? "unknown"
+                                          : rep->active ? "active"
+                                                        : "inactive",
+                                          "ready", strempty(rd), "connecting", strempty(cn),
+                                          "failed", strempty(fl)));
+                        /* Per shard of the serving epoch: its (first) owner. */
+                        if (cp[k].epoch == epoch && rangelist_parse(&set, cp[k].shards) >= 0)
+                                for (size_t g = 0; g < set.n_ranges; g++)
+                                        for (uint32_t sh = set.ranges[g].lo;
+                                             sh <= set.ranges[g].hi && sh < total; sh++)
+                                                json_array_append_new(
+                                                        shard_list,
+                                                        json_pack("{s:i, s:i, s:s?, s:s, s:I, "
+                                                                  "s:i}",
+                                                                  "shard", (int) sh, "instance",
+                                                                  (int) i, "host", host, "state",
+                                                                  shard_state_word(rep, sh),
+                                                                  "epoch", (json_int_t) epoch,
+                                                                  "ready_owners",
+                                                                  (int) owners[sh]));
+                }
+                for (size_t k = 0; k < n; k++)
+                        copy_plan_done(&cp[k]);
+        }
+        for (uint32_t sh = 0; sh < total; sh++) {
+                ready += owners[sh] > 0;
+                if (owners[sh] == 0 && rangelist_add(&unowned, sh) < 0)
+                        goto fail;
+                if (owners[sh] > 1 && rangelist_add(&dup, sh) < 0)
+                        goto fail;
+        }
+        failed_text = rangelist_format(&failed);
+        unowned_text = rangelist_format(&unowned);
+        dup_text = rangelist_format(&dup);
+        budget = budget_check(s->daily_start_budget,
+                              budget_reserve(s->daily_start_budget, ss->layout.shard_count),
+                              budget_spent(&ss->ledger, now), 0);
+        return json_pack("{s:s, s:I, s:i, s:i, s:i, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "service",
+                         s->name, "epoch", (json_int_t) epoch, "shard_count", (int) total,
+                         "instances", (int) ss->layout.n_instances, "ready", (int) ready, "unowned",
+                         strempty(unowned_text), "owned_twice", strempty(dup_text), "failed",
+                         strempty(failed_text), "reshard",
+                         shard_state_resharding(ss) ? view_reshard(ss->reshard) : json_null(),
+                         "budget", view_budget(&budget), "copies", copies, "shards", shard_list);
+fail:
+        json_decref(copies);
+        json_decref(shard_list);
+        return NULL;
+}
+
+static json_t *rollout_json(const Rollout *r) {
+        json_t *items = json_array();
+
+        for (size_t i = 0; items && i < r->n_items; i++)
+                json_array_append_new(
+                        items,
+                        json_pack("{s:i, s:s, s:I, s:i}", "instance", (int) r->items[i].instance,
+                                  "state", rollout_item_state_to_string(r->items[i].state),
+                                  "started_at_us", (json_int_t) r->items[i].started_at, "attempts",
+                                  (int) r->items[i].attempts));
+        return json_pack("{s:s, s:I, s:s, s:s?, s:i, s:o}", "service", r->service, "id",
+                         (json_int_t) r->id, "state", rollout_state_to_string(r->state), "reason",
+                         r->reason, "max_unavailable", (int) r->max_unavailable, "items", items);
+}
+
+json_t *view_rollouts(const Model *m, const char *only) {
+        json_t *arr = json_array(), *reshards = json_array();
+
+        for (size_t i = 0; arr && i < m->n_rollouts; i++)
+                if (isempty(only) || streq(m->rollouts[i]->service, only))
+                        json_array_append_new(arr, rollout_json(m->rollouts[i]));
+        for (size_t i = 0; reshards && i < m->n_shards; i++) {
+                const ShardState *ss = m->shards[i];
+                if (shard_state_resharding(ss) && (isempty(only) || streq(ss->service, only)))
+                        json_array_append_new(reshards, view_reshard(ss->reshard));
+        }
+        return json_pack("{s:o, s:o}", "rollouts", arr, "reshards", reshards);
+}
+
+json_t *view_alerts(const Model *m) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < m->n_alerts; i++) {
+                const OpenAlert *a = &m->alerts[i];
+                json_array_append_new(
+                        arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "id", a->id, "kind",
+                                       alert_kind_to_string(a->kind), "severity",
+                                       alert_severity_to_string(a->severity), "service",
+                                       strempty(a->service), "host", strempty(a->host), "summary",
+                                       a->summary, "raised_at_us", (json_int_t) a->raised_at_us));
+        }
+        return json_pack("{s:o}", "alerts", arr);
+}
+
+/* The spec of `service` as the plan leaves it. */
+static const ServiceSpec *plan_spec(const Model *m, const Plan *p, const char *service) {
+        for (size_t i = 0; i < p->n_services; i++)
+                if (streq(p->services[i].name, service))
+                        return p->services[i].spec;
+        return model_service(m, service);
+}
+
+/* p->instances is sorted by (service, instance): a binary search. */
+static const PlanInstance *plan_instance(const Plan *p, const char *service, uint32_t instance) {
+        size_t lo = 0, hi = p->n_instances;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int k = instance_key_cmp(p->instances[mid].service, p->instances[mid].instance,
+                                         service, instance);
+                if (k == 0)
+                        return &p->instances[mid];
+                if (k < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+static json_t *unit_json(const ServiceSpec *s, uint32_t instance) {
+        _cleanup_free_ char *unit = NULL;
+
+        if (!s || service_instance_unit(s, instance, &unit) < 0)
+                return json_null();
+        return json_string(unit);
+}
+
+static json_t *placement_entry(const ServiceSpec *s, const char *service, uint32_t instance,
+                               const char *host, const char *change, const char *from) {
+        return json_pack("{s:s, s:i, s:o, s:s?, s:s, s:s?}", "service", service, "instance",
+                         (int) instance, "unit", unit_json(s, instance), "host", host, "change",
+                         change, "from", from);
+}
+
+json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run) {
+        json_t *services = json_array(), *placements = json_array(), *problems = json_array();
+
+        for (size_t i = 0; services && i < a->n_services; i++) {
+                const struct AnswerService *as = &a->services[i];
+                const ServiceSpec *s = plan_spec(m, p, as->service);
+                json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "service", as->service, "action",
+                                      as->action, "kind",
+                                      s ? service_kind_to_string(s->kind) : "unknown", "count",
+                                      s ? (int) s->count : 0);
+
+                if (o && as->have_identifies) {
+                        json_object_set_new(o, "identifies",
+                                            json_integer((json_int_t) as->identifies));
+                        json_object_set_new(o, "estimated_duration_us",
+                                            json_integer((json_int_t) as->duration));
+                        json_object_set_new(o, "budget_allowed", json_boolean(as->budget_allowed));
+                }
+                if (o && as->rollout > 0)
+                        json_object_set_new(o, "rollout", json_integer((json_int_t) as->rollout));
+                if (o && as->rollout_error)
+                        json_object_set_new(o, "rollout_error", json_string(as->rollout_error));
+                json_array_append_new(services, o);
+        }
+
+        /* Every instance placed after the plan, and each removed one. */
+        for (size_t i = 0; placements && i < m->n_instances; i++) {
+                const Instance *in = &m->instances[i];
+                const PlanInstance *pi = plan_instance(p, in->service, in->instance);
+                const ServiceSpec *old = model_service(m, in->service),
+                                  *s = plan_spec(m, p, in->service);
+                const char *change = "keep";
+
+                if (pi && !pi->host) {
+                        json_array_append_new(placements,
+                                              placement_entry(old, in->service, in->instance, NULL,
+                                                              "remove", in->host));
+                        continue;
+                }
+                if (pi)
+                        change = "move";
+                /* A changed unit file restarts the instances that stay. */
+                else if (s && old &&
+                         spec_systemd_hash(s->unit_text) != spec_systemd_hash(old->unit_text))
+                        change = "restart";
+                json_array_append_new(placements, placement_entry(s, in->service, in->instance,
+                                                                  pi ? pi->host : in->host, change,
+                                                                  pi ? in->host : NULL));
+        }
+        for (size_t i = 0; placements && i < p->n_instances; i++) {
+                const PlanInstance *pi = &p->instances[i];
+
+                if (!pi->host || model_instance(m, pi->service, pi->instance))
+                        continue;
+                json_array_append_new(placements,
+                                      placement_entry(plan_spec(m, p, pi->service), pi->service,
+                                                      pi->instance, pi->host, "add", NULL));
+        }
+        for (size_t i = 0; problems && i < p->n_problems; i++)
+                json_array_append_new(problems, json_pack("{s:s?, s:i, s:s}", "service",
+                                                          p->problems[i].service, "instance",
+                                                          (int) p->problems[i].instance, "reason",
+                                                          p->problems[i].reason));
+        return json_pack("{s:b, s:b, s:o, s:o, s:o}", "dry_run", dry_run, "applied", !dry_run,
+                         "services", services, "placements", placements, "problems", problems);
+}
+
+json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run) {
+        return json_pack(
+                "{s:s, s:b, s:{s:i, s:i, s:I}, s:{s:i, s:i, s:I}, s:I, s:I, s:I, s:o, s:o}",
+                "service", s->name, "dry_run", dry_run, "from", "instances",
+                (int) a->reshard.from_instances, "shards", (int) a->reshard.from_shards, "epoch",
+                (json_int_t) a->reshard.from_epoch, "to", "instances",
+                (int) a->reshard.to_instances, "shards", (int) a->reshard.to_shards, "epoch",
+                (json_int_t) a->reshard.to_epoch, "identifies", (json_int_t) a->reshard.identifies,
+                "estimated_duration_us", (json_int_t) a->reshard.duration, "shards_moving",
+                (json_int_t) a->reshard.moves, "budget", view_budget(&a->reshard.budget), "reshard",
+                view_reshard(a->reshard.reshard));
+}

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/* The model as batonctl and event consumers see it: one JSON document per
+ * read verb (README.md documents the fields). Reading changes nothing. */
+#pragma once
+
+#include <jansson.h>
+
+#include "model.h"
+#include "plan.h"
+#include "reconcile.h"
+
+/* `batonctl status [SERVICE]`: services with their instances. */
+json_t *view_status(const Model *m, const char *only);
+/* The shard map of a sharded service (`batonctl shards`); NULL on OOM or
+ * when it has no shard state. */
+json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now);
+/* {"epoch", "total", "ready", "resharding"}, or JSON null if not sharded. */
+json_t *view_shards_summary(const Model *m, const ServiceSpec *s);
+json_t *view_reshard(const Reshard *r);
+json_t *view_budget(const BudgetVerdict *v);
+json_t *view_rollouts(const Model *m, const char *only);
+json_t *view_alerts(const Model *m);
+/* apply/plan: services, placements (every instance and how it changes
+ * against the model), problems. */
+json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run);
+/* reshard/reshard-plan. */
+json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run);

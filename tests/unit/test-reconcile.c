@@ -1,0 +1,1032 @@
+/* SPDX-License-Identifier: MIT */
+/* A model-based test of reconcile(): random sequences of events (apply,
+ * scale, delete, hosts lost and back, drains, rolling restarts, reshards,
+ * rollout controls, mass losses confirmed, status arriving late or twice,
+ * and controller restarts modelled as "reload from the records and
+ * reconcile again") against simulated agents that carry out every
+ * Placement and Restart. After every step the invariants hold:
+ *
+ *  - placement: MaxPerHost=, RequireLabels= and Memory= are never exceeded;
+ *  - the incremental placement equals placing everything from scratch;
+ *  - a rollout never has more instances restarting than MaxUnavailable=;
+ *  - the start gate: no two copies of a service identify in one bucket at
+ *    once, and a bucket is used again only one IdentifyInterval after the
+ *    copy before it was seen ready (or gone);
+ *  - the daily budget: an operator's restart or reshard is accepted only
+ *    when it leaves the reserve;
+ *  - no Restart id is issued twice, across restarts too;
+ *  - every shard of the serving epoch belongs to an instance, and to a
+ *    placed copy when every instance is placed.
+ *
+ * BATON_RECONCILE_SEQUENCES and BATON_RECONCILE_SEED change how many
+ * sequences run and from where (CI runs more). */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "observe.h"
+#include "plan.h"
+#include "reconcile.h"
+#include "tap.h"
+
+#define N_HOSTS 5
+#define EVENTS_PER_SEQUENCE 120
+#define MEMORY_TOTAL (8ULL << 30)
+
+/* ---- a small deterministic random source ------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint32_t rnd(uint32_t n) {
+        /* xorshift64* */
+        rng_state ^= rng_state >> 12;
+        rng_state ^= rng_state << 25;
+        rng_state ^= rng_state >> 27;
+        return n == 0 ? 0 : (uint32_t) ((rng_state * 0x2545F4914F6CDD1DULL) >> 33) % n;
+}
+
+/* ---- the simulated fleet ---------------------------------------------------------- */
+
+typedef struct SimUnit {
+        char *name;
+        char *service;
+        uint32_t instance;
+        bool sharded;
+        bool running;
+        bool ready; /* sharded: every assigned shard identified */
+        char *shards;
+        uint32_t shard_count;
+        uint64_t epoch;
+        uint64_t changed; /* state change, wall µs */
+} SimUnit;
+
+typedef struct SimHost {
+        char id[8];
+        const char *labels;
+        bool up; /* the agent runs and hears its queue */
+        SimUnit *units;
+        size_t n_units;
+} SimHost;
+
+/* When each bucket of a sharded service was last freed (a copy seen ready or
+ * gone); 0: never used. */
+typedef struct BucketLog {
+        char service[32];
+        uint64_t end[64];
+        uint64_t started[64];
+        bool busy[64];
+} BucketLog;
+
+typedef struct Sim {
+        Model m;
+        SimHost hosts[N_HOSTS];
+        uint64_t now; /* wall µs */
+        usec_t mono;  /* monotonic µs */
+        uint64_t seq; /* events so far, for nonces */
+        char **ids;   /* every Restart id issued */
+        size_t n_ids;
+        BucketLog buckets[4];
+        size_t n_buckets;
+        unsigned seed;
+        unsigned step;
+        bool trace; /* BATON_RECONCILE_TRACE: each event and its logs */
+        const char *what;
+        unsigned web_version, gw_version;
+} Sim;
+
+#define CHECK(s, cond, ...)                                                                        \
+        do {                                                                                       \
+                if (!(cond)) {                                                                     \
+                        fprintf(stderr, "# seed %u, step %u (%s): ", (s)->seed, (s)->step,         \
+                                (s)->what);                                                        \
+                        fprintf(stderr, __VA_ARGS__);                                              \
+                        fprintf(stderr, "\n");                                                     \
+                        TAP_FAIL_("invariant: %s", #cond);                                         \
+                }                                                                                  \
+        } while (0)
+
+static SimHost *sim_host(Sim *s, const char *id) {
+        for (size_t i = 0; i < N_HOSTS; i++)
+                if (streq(s->hosts[i].id, id))
+                        return &s->hosts[i];
+        return NULL;
+}
+
+static void sim_unit_done(SimUnit *u) {
+        free(u->name);
+        free(u->service);
+        free(u->shards);
+}
+
+static void sim_host_clear(SimHost *h) {
+        for (size_t i = 0; i < h->n_units; i++)
+                sim_unit_done(&h->units[i]);
+        free(h->units);
+        h->units = NULL;
+        h->n_units = 0;
+}
+
+static BucketLog *bucket_log(Sim *s, const char *service) {
+        for (size_t i = 0; i < s->n_buckets; i++)
+                if (streq(s->buckets[i].service, service))
+                        return &s->buckets[i];
+        ASSERT_TRUE(s->n_buckets < ELEMENTSOF(s->buckets));
+        snprintf(s->buckets[s->n_buckets].service, sizeof(s->buckets[0].service), "%s", service);
+        return &s->buckets[s->n_buckets++];
+}
+
+static uint32_t concurrency_of(Sim *s, const char *service) {
+        const ServiceSpec *spec = model_service(&s->m, service);
+        return spec ? spec->identify_concurrency : 1;
+}
+
+/* A sharded copy stops identifying (ready, or gone): its buckets are free,
+ * as of now. */
+static void copy_ends(Sim *s, const SimUnit *u) {
+        RangeList set;
+        BucketLog *b;
+        uint32_t c;
+
+        if (!u->sharded || !u->running || u->ready)
+                return;
+        b = bucket_log(s, u->service);
+        c = concurrency_of(s, u->service);
+        if (s->trace)
+                printf("#     %s stops identifying %s\n", u->name, u->shards);
+        rangelist_init(&set);
+        ASSERT_OK(rangelist_parse(&set, u->shards));
+        for (size_t g = 0; g < set.n_ranges; g++)
+                for (uint32_t sh = set.ranges[g].lo; sh <= set.ranges[g].hi; sh++) {
+                        b->end[sh % c % 64] = s->now;
+                        b->busy[sh % c % 64] = false;
+                }
+        rangelist_done(&set);
+}
+
+/* A sharded copy starts identifying: none of its buckets may be in use, and
+ * each must have been free for an interval. */
+static void copy_starts(Sim *s, const SimUnit *u) {
+        const ServiceSpec *spec = model_service(&s->m, u->service);
+        RangeList set;
+        BucketLog *b;
+        uint32_t c;
+
+        if (!u->sharded)
+                return;
+        b = bucket_log(s, u->service);
+        c = concurrency_of(s, u->service);
+        if (s->trace)
+                printf("#     %s starts identifying %s\n", u->name, u->shards);
+        rangelist_init(&set);
+        ASSERT_OK(rangelist_parse(&set, u->shards));
+        for (size_t g = 0; g < set.n_ranges; g++)
+                for (uint32_t sh = set.ranges[g].lo; sh <= set.ranges[g].hi; sh++) {
+                        uint32_t k = sh % c % 64;
+
+                        /* A copy not ready by HealthTimeout has failed: the
+                         * controller stops waiting for it, and so do we. */
+                        if (b->busy[k] && spec && s->now >= b->started[k] + spec->health_timeout) {
+                                b->busy[k] = false;
+                                b->end[k] = b->started[k] + spec->health_timeout;
+                        }
+                        CHECK(s, !b->busy[k], "%s starts in bucket %u, which another copy uses",
+                              u->name, k);
+                        CHECK(s,
+                              b->end[k] == 0 || !spec ||
+                                      s->now >= b->end[k] + spec->identify_interval,
+                              "%s starts in bucket %u %" PRIu64 " µs after it was freed", u->name,
+                              k, s->now - b->end[k]);
+                }
+        for (size_t g = 0; g < set.n_ranges; g++)
+                for (uint32_t sh = set.ranges[g].lo; sh <= set.ranges[g].hi; sh++) {
+                        b->busy[sh % c % 64] = true;
+                        b->started[sh % c % 64] = s->now;
+                }
+        rangelist_done(&set);
+}
+
+static SimUnit *find_unit(SimHost *h, const char *name) {
+        for (size_t i = 0; i < h->n_units; i++)
+                if (streq(h->units[i].name, name))
+                        return &h->units[i];
+        return NULL;
+}
+
+static void unit_start(Sim *s, SimUnit *u) {
+        copy_ends(s, u); /* a restart of a copy still identifying */
+        u->running = true;
+        u->ready = !u->sharded;
+        u->changed = s->now;
+        copy_starts(s, u);
+}
+
+/* The agent carries out a Placement: what is no longer placed stops, what
+ * runs and did not starts; a unit that keeps running keeps its process. */
+static void agent_placement(Sim *s, SimHost *h, const PlanSend *send) {
+        SimUnit *next = calloc(send->n_units + 1, sizeof(SimUnit));
+
+        ASSERT_NOT_NULL(next);
+        for (size_t i = 0; i < send->n_units; i++) {
+                const PlanUnit *pu = &send->units[i];
+                SimUnit *old = find_unit(h, pu->name), *u = &next[i];
+
+                *u = (SimUnit){
+                        .name = strdup(pu->name),
+                        .service = strdup(pu->service),
+                        .instance = pu->instance,
+                        .sharded = pu->sharded,
+                        .shards = strdup(pu->shards ? pu->shards : ""),
+                        .shard_count = pu->shard_count,
+                        .epoch = pu->shard_epoch,
+                };
+                ASSERT_TRUE(u->name && u->service && u->shards);
+                if (old && old->running && pu->running) {
+                        u->running = true;
+                        u->ready = old->ready;
+                        u->changed = old->changed;
+                } else if (old && old->running) {
+                        copy_ends(s, old);
+                        u->changed = s->now;
+                } else if (pu->running)
+                        unit_start(s, u);
+        }
+        for (size_t i = 0; i < h->n_units; i++) {
+                bool kept = false;
+                for (size_t j = 0; j < send->n_units; j++)
+                        kept = kept || streq(send->units[j].name, h->units[i].name);
+                if (!kept)
+                        copy_ends(s, &h->units[i]);
+        }
+        sim_host_clear(h);
+        h->units = next;
+        h->n_units = send->n_units;
+}
+
+static void carry_out(Sim *s, const Plan *p) {
+        for (size_t i = 0; i < p->n_sends; i++) {
+                SimHost *h = sim_host(s, p->sends[i].host);
+                ASSERT_NOT_NULL(h);
+                if (h->up)
+                        agent_placement(s, h, &p->sends[i]);
+        }
+        for (size_t i = 0; i < p->n_restarts; i++) {
+                const PlanRestart *rs = &p->restarts[i];
+                SimHost *h = sim_host(s, rs->host);
+                SimUnit *u = h && h->up ? find_unit(h, rs->unit) : NULL;
+
+                for (size_t k = 0; k < s->n_ids; k++)
+                        CHECK(s, !streq(s->ids[k], rs->id), "Restart id %s issued twice", rs->id);
+                s->ids = realloc(s->ids, (s->n_ids + 1) * sizeof(char *));
+                ASSERT_NOT_NULL(s->ids);
+                s->ids[s->n_ids++] = strdup(rs->id);
+                if (u && u->running)
+                        unit_start(s, u);
+        }
+}
+
+/* ---- reports ------------------------------------------------------------------------ */
+
+static void run(Sim *s, Event *ev, Answer *ret_answer);
+
+static void report_heartbeat(Sim *s, SimHost *h) {
+        HostModel *v = model_host(&s->m, h->id);
+        UnitReport *units;
+        Observed o = { 0 };
+        Host *host;
+        HostTransition t;
+        int k;
+
+        k = host_table_heartbeat(&s->m.hosts, h->id, s->mono, &host, &t);
+        ASSERT_OK(k);
+        if (!host->userdata)
+                host->userdata = calloc(1, sizeof(HostModel));
+        v = host->userdata;
+        ASSERT_NOT_NULL(v);
+        units = calloc(h->n_units + 1, sizeof(UnitReport));
+        ASSERT_NOT_NULL(units);
+        for (size_t i = 0; i < h->n_units; i++)
+                units[i] = (UnitReport){
+                        .name = h->units[i].name,
+                        .active_state = h->units[i].running ? "active" : "inactive",
+                        .sub_state = h->units[i].running ? "running" : "dead",
+                        .result = "success",
+                        .service = h->units[i].service,
+                        .state_change_us = h->units[i].changed,
+                };
+        ASSERT_OK(observe_heartbeat(v,
+                                    &(HeartbeatReport){ .boot_id = "b",
+                                                        .agent_version = "t",
+                                                        .labels = h->labels,
+                                                        .have_capacity = true,
+                                                        .cores = 4,
+                                                        .memory_total = MEMORY_TOTAL,
+                                                        .memory_available = MEMORY_TOTAL,
+                                                        .applied_epoch = s->m.epoch,
+                                                        .applied_generation = v->generation,
+                                                        .max_epoch_seen = s->m.epoch,
+                                                        .units = units,
+                                                        .n_units = h->n_units },
+                                    s->mono, s->now, &o));
+        /* As in the shell: the heartbeat is taken in before the transition's
+         * reconcile (host transitions are gathered into one wave). */
+        if (k > 0) {
+                Event ev = { .kind = EVENT_HOSTS, .transitions = &t, .n_transitions = 1 };
+                v->state_since_us = s->now;
+                s->what = "host up";
+                run(s, &ev, NULL);
+        }
+        {
+                Event ev = { .kind = EVENT_HEARTBEAT,
+                             .host = h->id,
+                             .units = o.changes,
+                             .n_units = o.n_changes,
+                             .labels_changed = o.labels_changed };
+                s->what = "heartbeat";
+                run(s, &ev, NULL);
+        }
+        observed_done(&o);
+        free(units);
+}
+
+static void report_shards(Sim *s, SimHost *h) {
+        HostModel *v = model_host(&s->m, h->id);
+        CopyReport *copies = calloc(h->n_units + 1, sizeof(CopyReport));
+        Observed o = { 0 };
+        size_t n = 0;
+
+        ASSERT_NOT_NULL(copies);
+        if (!v) {
+                free(copies);
+                return;
+        }
+        for (size_t i = 0; i < h->n_units; i++) {
+                const SimUnit *u = &h->units[i];
+                if (!u->sharded)
+                        continue;
+                copies[n++] = (CopyReport){
+                        .unit = u->name,
+                        .service = u->service,
+                        .instance = u->instance,
+                        .epoch = u->epoch,
+                        .shard_count = u->shard_count,
+                        .assigned = u->shards,
+                        .ready = u->running && u->ready ? u->shards : "",
+                        .connecting = u->running && !u->ready ? u->shards : "",
+                        .failed = "",
+                        .active_state = u->running ? "active" : "inactive",
+                };
+        }
+        ASSERT_OK(observe_copies(&s->m, h->id, v, copies, n, s->now, &o));
+        {
+                Event ev = { .kind = EVENT_SHARD_REPORT, .host = h->id };
+                s->what = "shard report";
+                run(s, &ev, NULL);
+        }
+        observed_done(&o);
+        free(copies);
+}
+
+/* Some copies still identifying on h are done, and say so. */
+static void copies_ready(Sim *s, SimHost *h) {
+        for (size_t i = 0; i < h->n_units; i++) {
+                SimUnit *u = &h->units[i];
+                if (u->sharded && u->running && !u->ready && rnd(3) > 0) {
+                        copy_ends(s, u);
+                        u->ready = true;
+                }
+        }
+        report_shards(s, h);
+}
+
+/* ---- invariants ------------------------------------------------------------------- */
+
+static bool host_has_labels(const HostModel *v, const ServiceSpec *s) {
+        for (size_t i = 0; i < s->n_require_labels; i++) {
+                bool found = false;
+                for (size_t j = 0; v && j < v->n_labels && !found; j++)
+                        found = streq(v->label_list[j].key, s->require_labels[i].key) &&
+                                streq(v->label_list[j].value, s->require_labels[i].value);
+                if (!found)
+                        return false;
+        }
+        return true;
+}
+
+static void check_placement(Sim *s) {
+        const Model *m = &s->m;
+
+        for (size_t i = 0; i < m->n_instances; i++) {
+                const Instance *in = &m->instances[i];
+                const ServiceSpec *spec = model_service(m, in->service);
+                const HostModel *v = model_host(m, in->host);
+                uint32_t same = 0;
+                uint64_t memory = 0;
+
+                CHECK(s, spec, "%s@%u placed but the service is gone", in->service, in->instance);
+                CHECK(s, in->instance < (spec->kind == SERVICE_SINGLETON ? 1 : spec->count),
+                      "%s@%u placed beyond its count %u", in->service, in->instance, spec->count);
+                CHECK(s, host_has_labels(v, spec), "%s@%u on %s without its labels", in->service,
+                      in->instance, in->host);
+                for (size_t j = 0; j < m->n_instances; j++) {
+                        const ServiceSpec *o = model_service(m, m->instances[j].service);
+                        if (!streq(m->instances[j].host, in->host))
+                                continue;
+                        same += streq(m->instances[j].service, in->service);
+                        memory += o ? o->memory : 0;
+                }
+                CHECK(s, spec->max_per_host == 0 || same <= spec->max_per_host,
+                      "%u instances of %s on %s, MaxPerHost=%u", same, in->service, in->host,
+                      spec->max_per_host);
+                CHECK(s, memory == 0 || memory <= MEMORY_TOTAL, "%" PRIu64 " bytes reserved on %s",
+                      memory, in->host);
+        }
+        /* Sorted, and the hosts' lists agree with it. */
+        for (size_t i = 1; i < m->n_instances; i++)
+                CHECK(s,
+                      instance_key_cmp(m->instances[i - 1].service, m->instances[i - 1].instance,
+                                       m->instances[i].service, m->instances[i].instance) < 0,
+                      "instances out of order at %zu", i);
+        {
+                size_t placed = 0;
+                for (size_t h = 0; h < m->hosts.n_hosts; h++) {
+                        const HostModel *v = m->hosts.hosts[h]->userdata;
+                        placed += v ? v->n_placed : 0;
+                }
+                CHECK(s, placed == m->n_instances, "hosts list %zu instances, the model %zu",
+                      placed, m->n_instances);
+        }
+}
+
+static void check_rollouts(Sim *s) {
+        for (size_t i = 0; i < s->m.n_rollouts; i++) {
+                const Rollout *r = s->m.rollouts[i];
+                uint32_t busy = 0;
+
+                if (r->state != ROLLOUT_RUNNING)
+                        continue;
+                for (size_t k = 0; k < r->n_items; k++)
+                        busy += r->items[k].state == ITEM_RESTARTING;
+                CHECK(s, busy <= r->max_unavailable,
+                      "rollout %" PRIu64 " of %s restarts %u at once, MaxUnavailable=%u", r->id,
+                      r->service, busy, r->max_unavailable);
+        }
+}
+
+static void check_shards(Sim *s) {
+        for (size_t i = 0; i < s->m.n_shards; i++) {
+                const ShardState *ss = s->m.shards[i];
+                const ServiceSpec *spec = model_service(&s->m, ss->service);
+                RangeList all, placed;
+                uint64_t epoch;
+                uint32_t total;
+                bool every_placed = true;
+
+                CHECK(s, spec, "shard state of %s without its service", ss->service);
+                rangelist_init(&all);
+                rangelist_init(&placed);
+                for (uint32_t k = 0; k < ss->layout.n_instances; k++)
+                        ASSERT_OK(rangelist_union(&all, &ss->layout.sets[k]));
+                CHECK(s, rangelist_count(&all) == ss->layout.shard_count,
+                      "the layout of %s covers %" PRIu64 " of %u shards", ss->service,
+                      rangelist_count(&all), ss->layout.shard_count);
+                reconcile_serving(ss, &epoch, &total);
+                for (uint32_t k = 0; k < spec->count; k++) {
+                        CopyPlan cp[2];
+                        size_t n = 0;
+
+                        if (!model_instance(&s->m, ss->service, k)) {
+                                every_placed = false;
+                                continue;
+                        }
+                        ASSERT_OK(reconcile_copies(ss, ss->service, k, cp, &n));
+                        for (size_t c = 0; c < n; c++) {
+                                RangeList set;
+                                rangelist_init(&set);
+                                if (cp[c].epoch == epoch) {
+                                        ASSERT_OK(rangelist_parse(&set, cp[c].shards));
+                                        ASSERT_OK(rangelist_union(&placed, &set));
+                                }
+                                rangelist_done(&set);
+                                copy_plan_done(&cp[c]);
+                        }
+                }
+                CHECK(s, !every_placed || rangelist_count(&placed) == total,
+                      "placed copies of %s own %" PRIu64 " of the %u shards of epoch %" PRIu64,
+                      ss->service, rangelist_count(&placed), total, epoch);
+                rangelist_done(&all);
+                rangelist_done(&placed);
+        }
+}
+
+/* ---- one event ------------------------------------------------------------------------- */
+
+static bool plans_place_alike(const Plan *a, const Plan *b) {
+        if (a->n_instances != b->n_instances || a->n_problems != b->n_problems)
+                return false;
+        for (size_t i = 0; i < a->n_instances; i++)
+                if (!streq(a->instances[i].service, b->instances[i].service) ||
+                    a->instances[i].instance != b->instances[i].instance ||
+                    !streq_ptr(a->instances[i].host, b->instances[i].host))
+                        return false;
+        return true;
+}
+
+static ServiceSpec **specs_copy(ServiceSpec **v, size_t n) {
+        ServiceSpec **c = calloc(n + 1, sizeof(ServiceSpec *));
+
+        ASSERT_NOT_NULL(c);
+        for (size_t i = 0; i < n; i++)
+                ASSERT_OK(service_spec_copy(v[i], &c[i]));
+        return c;
+}
+
+/* Runs ev twice, placing incrementally and from scratch; they must agree.
+ * Then applies the first and lets the agents carry it out. */
+static void run(Sim *s, Event *ev, Answer *ret_answer) {
+        Plan p, full;
+        Answer a = { 0 }, af = { 0 };
+        ServiceSpec **copies = ev->n_specs > 0 ? specs_copy(ev->specs, ev->n_specs) : NULL;
+        Event ef = *ev;
+        char nonce[32];
+
+        snprintf(nonce, sizeof(nonce), "n%" PRIu64, ++s->seq);
+        ev->now = ef.now = s->now;
+        ev->nonce = ef.nonce = nonce;
+        /* A tick places only for the periodic check, which is full anyway. */
+        ef.full_placement = ev->kind == EVENT_TICK ? ev->full_placement : true;
+        ef.specs = copies;
+        ASSERT_OK(reconcile(&s->m, &ef, &full, &af));
+        ASSERT_OK(reconcile(&s->m, ev, &p, &a));
+        CHECK(s, a.verdict == af.verdict, "verdicts differ");
+        CHECK(s, plans_place_alike(&p, &full),
+              "incremental placement differs from a full one (%zu vs %zu changes)", p.n_instances,
+              full.n_instances);
+        CHECK(s, p.n_sends == full.n_sends, "%zu vs %zu Placements", p.n_sends, full.n_sends);
+        for (size_t i = 0; copies && i < ev->n_specs; i++)
+                service_spec_free(copies[i]);
+        free(copies);
+        plan_done(&full);
+        answer_done(&af);
+
+        if (s->trace) {
+                printf("# step %u %s @%" PRIu64 " ms\n", s->step, s->what,
+                       (s->now / 1000) % 10000000);
+                for (size_t i = 0; i < p.n_logs; i++)
+                        printf("#   %s\n", p.logs[i].text);
+                if (a.error)
+                        printf("#   refused: %s\n", a.error);
+        }
+        ASSERT_OK(plan_reserve(&p, &s->m));
+        plan_apply(&p, &s->m, s->now);
+        carry_out(s, &p);
+        plan_done(&p);
+        for (size_t i = 0; s->trace && i < s->m.n_shards; i++)
+                for (size_t k = 0; k < s->m.shards[i]->n_holds; k++)
+                        printf("#     hold %s@%u%s since %" PRIu64 " ms\n", s->m.shards[i]->service,
+                               s->m.shards[i]->holds[k].instance,
+                               s->m.shards[i]->holds[k].new_copy ? " (new copy)" : "",
+                               (s->m.shards[i]->holds[k].since / 1000) % 10000000);
+        check_placement(s);
+        check_rollouts(s);
+        check_shards(s);
+        if (ret_answer)
+                *ret_answer = a;
+        else
+                answer_done(&a);
+}
+
+/* ---- the events ---------------------------------------------------------------------------- */
+
+static ServiceSpec *make_spec(const char *file, const char *text) {
+        ServiceSpec *spec = NULL;
+        char *error = NULL;
+        int r = spec_parse(file, text, &spec, &error);
+
+        if (r < 0)
+                fprintf(stderr, "# %s: %s\n", file, error);
+        ASSERT_OK(r);
+        free(error);
+        return spec;
+}
+
+static void apply(Sim *s, const char *file, const char *text) {
+        ServiceSpec *specs[1] = { make_spec(file, text) };
+        Event ev = { .kind = EVENT_APPLY, .specs = specs, .n_specs = 1 };
+        Answer a;
+
+        s->what = file;
+        run(s, &ev, &a);
+        service_spec_free(specs[0]);
+        answer_done(&a);
+}
+
+static void apply_web(Sim *s) {
+        char text[512];
+
+        snprintf(text, sizeof(text),
+                 "[Service]\nExecStart=/bin/web %u\n\n[X-Baton]\nReplicas=%u\nMaxPerHost=2\n"
+                 "MaxReplicas=8\nMinReplicas=1\nHealthyFor=%s\n%s%s",
+                 s->web_version, 1 + rnd(6), rnd(2) ? "0" : "1s",
+                 rnd(3) == 0 ? "RequireLabels=zone=a\n" : "", rnd(2) ? "Spread=zone\n" : "");
+        apply(s, "web@.service", text);
+}
+
+static void apply_cache(Sim *s) {
+        char text[256];
+
+        snprintf(text, sizeof(text), "[Service]\nExecStart=/bin/cache\n\n[X-Baton]\nMemory=%s\n",
+                 rnd(2) ? "2G" : "3G");
+        apply(s, "cache.service", text);
+}
+
+static void apply_gw(Sim *s) {
+        char text[512];
+
+        snprintf(text, sizeof(text),
+                 "[Service]\nExecStart=/bin/gw %u\n\n[X-Baton]\nKind=sharded\nInstances=3\n"
+                 "Shards=12\nMaxReplicas=6\nMinReplicas=1\nIdentifyConcurrency=2\n"
+                 "IdentifyInterval=1s\nHealthyFor=0\nMaxPerHost=2\nDailyStartBudget=%u\n",
+                 s->gw_version, rnd(2) ? 1000 : 60);
+        apply(s, "gw@.service", text);
+}
+
+static SimHost *random_host(Sim *s, bool up) {
+        size_t n = 0;
+        SimHost *pick[N_HOSTS];
+
+        for (size_t i = 0; i < N_HOSTS; i++)
+                if (s->hosts[i].up == up)
+                        pick[n++] = &s->hosts[i];
+        return n > 0 ? pick[rnd((uint32_t) n)] : NULL;
+}
+
+static size_t hosts_up(Sim *s) {
+        size_t n = 0;
+        for (size_t i = 0; i < N_HOSTS; i++)
+                n += s->hosts[i].up;
+        return n;
+}
+
+/* The host stops (its agent and units are gone); the controller notices. */
+static void host_lost(Sim *s, SimHost *h) {
+        Host *host = host_table_get(&s->m.hosts, h->id);
+        HostModel *v = host ? host->userdata : NULL;
+
+        for (size_t i = 0; i < h->n_units; i++)
+                copy_ends(s, &h->units[i]);
+        sim_host_clear(h);
+        h->up = false;
+        if (!host || !host->alive)
+                return;
+        host->alive = false;
+        {
+                HostTransition t = { host->id, host->drained ? HOST_DRAINED : HOST_UP, HOST_DOWN };
+                Event ev = { .kind = EVENT_HOSTS, .transitions = &t, .n_transitions = 1 };
+                usec_t since = 0;
+
+                ev.since = &since;
+                if (v) {
+                        v->state_since_us = s->now;
+                        host_model_clear_units(v);
+                        host_model_clear_copies(v);
+                }
+                s->what = "host lost";
+                run(s, &ev, NULL);
+        }
+}
+
+/* A mass loss: most hosts at once, one wave. */
+static void hosts_lost(Sim *s) {
+        HostTransition t[N_HOSTS];
+        size_t n = 0;
+
+        for (size_t i = 0; i + 1 < N_HOSTS; i++) {
+                SimHost *h = &s->hosts[i];
+                Host *host = host_table_get(&s->m.hosts, h->id);
+
+                if (!h->up)
+                        continue;
+                for (size_t k = 0; k < h->n_units; k++)
+                        copy_ends(s, &h->units[k]);
+                sim_host_clear(h);
+                h->up = false;
+                if (!host || !host->alive)
+                        continue;
+                host->alive = false;
+                if (host->userdata) {
+                        HostModel *v = host->userdata;
+                        v->state_since_us = s->now;
+                        host_model_clear_units(v);
+                        host_model_clear_copies(v);
+                }
+                t[n++] = (HostTransition){ host->id, host->drained ? HOST_DRAINED : HOST_UP,
+                                           HOST_DOWN };
+        }
+        if (n > 0) {
+                Event ev = { .kind = EVENT_HOSTS, .transitions = t, .n_transitions = n };
+                s->what = "mass loss";
+                run(s, &ev, NULL);
+        }
+}
+
+static uint64_t spent(Sim *s, const char *service) {
+        const ShardState *ss = model_shards(&s->m, service);
+        return ss ? budget_spent(&ss->ledger, s->now) : 0;
+}
+
+/* An operator's restart is accepted only when the budget keeps its reserve. */
+static void restart(Sim *s) {
+        const char *service = rnd(2) ? "gw" : "web";
+        const ServiceSpec *spec = model_service(&s->m, service);
+        const ShardState *ss = model_shards(&s->m, service);
+        Event ev = { .kind = EVENT_RESTART, .service = service };
+        uint64_t before = spent(s, service), cost = 0;
+        uint32_t limit, total;
+        bool sharded;
+        Answer a;
+
+        if (!spec)
+                return;
+        /* The pass replaces what it changes: keep what the check needs. */
+        limit = spec->daily_start_budget;
+        sharded = spec->kind == SERVICE_SHARDED;
+        total = ss ? ss->layout.shard_count : 0;
+        ev.instance = rnd(3) == 0 ? -1 : (int32_t) rnd(spec->count + 1);
+        for (uint32_t i = 0; ss && i < ss->layout.n_instances; i++)
+                if (ev.instance < 0 || (uint32_t) ev.instance == i)
+                        cost += rangelist_count(&ss->layout.sets[i]);
+        s->what = "restart";
+        run(s, &ev, &a);
+        if (a.verdict == VERDICT_OK && sharded)
+                CHECK(s, budget_check(limit, budget_reserve(limit, total), before, cost).allowed,
+                      "a restart of %s costing %" PRIu64 " accepted with %" PRIu64 " spent of %u",
+                      service, cost, before, limit);
+        answer_done(&a);
+}
+
+static void reshard(Sim *s) {
+        const ServiceSpec *spec = model_service(&s->m, "gw");
+        Event ev = { .kind = EVENT_RESHARD, .service = "gw" };
+        uint64_t before = spent(s, "gw");
+        uint32_t limit;
+        Answer a;
+
+        if (!spec)
+                return;
+        limit = spec->daily_start_budget; /* the pass replaces the spec */
+        ev.instances = 1 + rnd(5);
+        ev.shards = rnd(2) ? 0 : 6 + rnd(3) * 6;
+        s->what = "reshard";
+        run(s, &ev, &a);
+        if (a.verdict == VERDICT_OK)
+                CHECK(s,
+                      budget_check(limit, budget_reserve(limit, a.reshard.from_shards), before,
+                                   a.reshard.identifies)
+                              .allowed,
+                      "a reshard costing %" PRIu64 " accepted with %" PRIu64 " spent of %u",
+                      a.reshard.identifies, before, limit);
+        answer_done(&a);
+}
+
+/* The controller restarts: what it loads is what the records hold (the
+ * texts the store keeps, parsed again), hosts as they were with a whole
+ * timeout, every copy's buckets held until it reports ready. */
+static void controller_restart(Sim *s) {
+        Model m;
+
+        model_init(&m, &s->m.config);
+        m.epoch = s->m.epoch + 1;
+        for (size_t i = 0; i < s->m.hosts.n_hosts; i++) {
+                const Host *old = s->m.hosts.hosts[i];
+                const HostModel *ov = old->userdata;
+                HostModel *v;
+                Host *h;
+
+                ASSERT_OK(host_table_restore(&m.hosts, old->id, old->alive, old->drained, s->mono,
+                                             &h));
+                v = h->userdata = calloc(1, sizeof(HostModel));
+                ASSERT_NOT_NULL(v);
+                if (ov) {
+                        v->generation = ov->generation;
+                        v->state_since_us = ov->state_since_us;
+                        ASSERT_OK(host_model_set_labels(v, ov->labels));
+                }
+        }
+        for (size_t i = 0; i < s->m.n_alerts; i++) {
+                const OpenAlert *a = &s->m.alerts[i];
+                OpenAlert c = { .id = strdup(a->id),
+                                .kind = a->kind,
+                                .severity = a->severity,
+                                .service = a->service ? strdup(a->service) : NULL,
+                                .host = a->host ? strdup(a->host) : NULL,
+                                .summary = strdup(a->summary),
+                                .raised_at_us = a->raised_at_us };
+                ASSERT_OK(model_add_alert(&m, &c));
+        }
+        for (size_t i = 0; i < s->m.n_services; i++) {
+                const ServiceSpec *old = s->m.services[i];
+                ServiceSpec *spec = make_spec(old->file_name, old->unit_text);
+                spec->count = old->count;
+                ASSERT_OK(model_add_service(&m, spec));
+        }
+        ASSERT_OK(model_index(&m));
+        for (size_t i = 0; i < s->m.n_instances; i++)
+                ASSERT_OK(model_add_instance(&m, s->m.instances[i].service,
+                                             s->m.instances[i].instance, s->m.instances[i].host));
+        for (size_t i = 0; i < s->m.n_shards; i++) {
+                const ShardState *old = s->m.shards[i];
+                char *layout = NULL, *rs_text = NULL, *ledger = NULL;
+                ShardLayout l;
+                BudgetLedger b;
+                Reshard *rs = NULL;
+                ShardState *ss;
+
+                ASSERT_OK(shard_layout_format(&old->layout, &layout));
+                ASSERT_OK(shard_layout_parse(layout, &l, NULL));
+                if (old->reshard) {
+                        ASSERT_OK(reshard_format(old->reshard, &rs_text));
+                        ASSERT_OK(reshard_parse(rs_text, &rs, NULL));
+                }
+                budget_ledger_init(&b);
+                if (old->ledger.n_slots > 0) {
+                        ASSERT_OK(budget_ledger_format(&old->ledger, &ledger));
+                        ASSERT_OK(budget_ledger_parse(ledger, &b, NULL));
+                }
+                {
+                        RangeList w, back;
+                        char *text;
+
+                        ASSERT_OK(shard_state_waiting(old, &w));
+                        text = rangelist_format(&w);
+                        ASSERT_NOT_NULL(text);
+                        rangelist_init(&back);
+                        ASSERT_OK(rangelist_parse(&back, text));
+                        ASSERT_OK(shard_state_restore(model_service(&m, old->service), &l, rs, &b,
+                                                      &back, s->now, &ss));
+                        rangelist_done(&w);
+                        rangelist_done(&back);
+                        free(text);
+                }
+                ASSERT_OK(model_add_shards(&m, ss));
+                free(layout);
+                free(rs_text);
+                free(ledger);
+        }
+        for (size_t i = 0; i < s->m.n_rollouts; i++) {
+                char *text = NULL;
+                Rollout *r;
+
+                ASSERT_OK(rollout_format(s->m.rollouts[i], &text));
+                ASSERT_OK(rollout_parse(text, &r, NULL));
+                ASSERT_OK(model_add_rollout(&m, r));
+                free(text);
+        }
+        ASSERT_OK(model_index(&m));
+        model_done(&s->m);
+        s->m = m;
+        /* What the restarted controller hears first: everything once more. */
+        {
+                Event ev = { .kind = EVENT_CONNECTED };
+                s->what = "connected";
+                run(s, &ev, NULL);
+        }
+}
+
+static void one_event(Sim *s) {
+        uint32_t pick = rnd(100);
+        SimHost *h;
+
+        s->now += 50 * USEC_PER_MSEC + rnd(3000) * USEC_PER_MSEC;
+        s->mono = s->now;
+        if (pick < 22) {
+                h = random_host(s, true);
+                if (h)
+                        report_heartbeat(s, h);
+        } else if (pick < 32) {
+                h = random_host(s, true);
+                if (h)
+                        report_shards(s, h);
+        } else if (pick < 48) {
+                h = random_host(s, true);
+                if (h)
+                        copies_ready(s, h);
+        } else if (pick < 55) {
+                Event ev = { .kind = EVENT_TICK, .full_placement = rnd(5) == 0 };
+                s->what = "tick";
+                run(s, &ev, NULL);
+        } else if (pick < 60) {
+                s->web_version += rnd(2);
+                apply_web(s);
+        } else if (pick < 62) {
+                apply_cache(s);
+        } else if (pick < 65) {
+                s->gw_version += rnd(3) == 0;
+                apply_gw(s);
+        } else if (pick < 68) {
+                Event ev = { .kind = EVENT_SCALE, .service = "web", .count = 1 + rnd(7) };
+                s->what = "scale";
+                run(s, &ev, NULL);
+        } else if (pick < 69) {
+                Event ev = { .kind = EVENT_DELETE, .service = rnd(2) ? "web" : "cache" };
+                s->what = "delete";
+                run(s, &ev, NULL);
+        } else if (pick < 73) {
+                h = random_host(s, true);
+                if (h && hosts_up(s) > 2)
+                        host_lost(s, h);
+        } else if (pick < 78) {
+                h = random_host(s, false);
+                if (h) {
+                        h->up = true;
+                        report_heartbeat(s, h);
+                }
+        } else if (pick < 79) {
+                if (hosts_up(s) == N_HOSTS)
+                        hosts_lost(s);
+        } else if (pick < 81) {
+                Event ev = { .kind = EVENT_CONFIRM_DOWN, .all = true };
+                s->what = "confirm-down";
+                run(s, &ev, NULL);
+        } else if (pick < 84) {
+                Event ev = { .kind = EVENT_DRAIN, .drained = rnd(2) };
+                ev.host = s->hosts[rnd(N_HOSTS)].id;
+                s->what = ev.drained ? "drain" : "undrain";
+                run(s, &ev, NULL);
+        } else if (pick < 89) {
+                restart(s);
+        } else if (pick < 92) {
+                reshard(s);
+        } else if (pick < 95) {
+                static const char *const actions[] = { "pause", "resume", "abort" };
+                Event ev = { .kind = EVENT_ROLLOUT, .action = actions[rnd(3)] };
+                s->what = "rollout";
+                run(s, &ev, NULL);
+        } else if (pick < 97) {
+                controller_restart(s);
+        } else {
+                /* A late or repeated report: the same heartbeat twice. */
+                h = random_host(s, true);
+                if (h) {
+                        report_heartbeat(s, h);
+                        report_heartbeat(s, h);
+                }
+        }
+}
+
+static void sim_done(Sim *s) {
+        for (size_t i = 0; i < N_HOSTS; i++)
+                sim_host_clear(&s->hosts[i]);
+        for (size_t i = 0; i < s->n_ids; i++)
+                free(s->ids[i]);
+        free(s->ids);
+        model_done(&s->m);
+}
+
+static void sequence(unsigned seed) {
+        static const char *const labels[] = { "zone=a", "zone=b", "zone=a role=x", "zone=c",
+                                              "zone=b" };
+        Sim s = { .seed = seed, .now = 1700000000ULL * USEC_PER_SEC };
+        ModelConfig config = {
+                .host_timeout = 5 * USEC_PER_SEC,
+                .shard_unowned_after = 30 * USEC_PER_SEC,
+                .mass_loss_permille = 500,
+                .max_message_size = 4u << 20,
+        };
+
+        s.trace = getenv("BATON_RECONCILE_TRACE") != NULL;
+        rng_state = 0x9E3779B97F4A7C15ULL ^ ((uint64_t) seed * 0x100000001B3ULL);
+        model_init(&s.m, &config);
+        s.m.epoch = 1;
+        for (size_t i = 0; i < N_HOSTS; i++) {
+                snprintf(s.hosts[i].id, sizeof(s.hosts[i].id), "h%zu", i);
+                s.hosts[i].labels = labels[i];
+                s.hosts[i].up = true;
+                s.mono = s.now;
+                report_heartbeat(&s, &s.hosts[i]);
+        }
+        apply_web(&s);
+        apply_gw(&s);
+        for (s.step = 0; s.step < EVENTS_PER_SEQUENCE; s.step++)
+                one_event(&s);
+        sim_done(&s);
+}
+
+static unsigned env_unsigned(const char *name, unsigned def) {
+        const char *v = getenv(name);
+        return v && *v ? (unsigned) strtoul(v, NULL, 10) : def;
+}
+
+TEST(random_sequences_keep_the_invariants) {
+        unsigned n = env_unsigned("BATON_RECONCILE_SEQUENCES", 500),
+                 first = env_unsigned("BATON_RECONCILE_SEED", 1);
+
+        for (unsigned seed = first; seed < first + n; seed++)
+                sequence(seed);
+        printf("# %u sequences of %u events from seed %u\n", n, EVENTS_PER_SEQUENCE, first);
+}
+
+int main(void) {
+        return tap_run(TESTS(random_sequences_keep_the_invariants));
+}
