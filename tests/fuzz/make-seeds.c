@@ -20,6 +20,7 @@
 #include "fnv.h"
 #include "fuzz-fleet.h"
 #include "fuzz-wire.h"
+#include "rollout.h"
 #include "rpc.pb-c.h"
 #include "shardplan.h"
 #include "spec.h"
@@ -761,6 +762,33 @@ static void texts(void) {
         free(text);
         reshard_free(rs);
         shard_layout_done(&layout);
+
+        /* A rolling restart of audio: one done, one restarting, the rest pending. */
+        {
+                InstanceHealth health[6];
+                RolloutAction acts[8];
+                Rollout *ro = NULL;
+
+                for (uint32_t i = 0; i < 6; i++)
+                        health[i] = (InstanceHealth){ i, true, true };
+                if (rollout_new("audio", 42, 6, 1, 2 * USEC_PER_SEC, 900 * USEC_PER_SEC, &ro) < 0 ||
+                    rollout_format(ro, &text) < 0)
+                        die("rollout", -EINVAL);
+                text_seed("rollout", "new-6", text);
+                free(text);
+                (void) rollout_step(ro, health, 6, FUZZ_NOW_US, acts, 8);
+                (void) rollout_step(ro, health, 6, FUZZ_NOW_US + 3 * USEC_PER_SEC, acts, 8);
+                (void) rollout_step(ro, health, 6, FUZZ_NOW_US + 6 * USEC_PER_SEC, acts, 8);
+                if (rollout_format(ro, &text) < 0)
+                        die("rollout", -EINVAL);
+                text_seed("rollout", "under-way", text);
+                free(text);
+                if (rollout_pause(ro, "paused by \"alice\"\n") < 0 || rollout_format(ro, &text) < 0)
+                        die("rollout", -EINVAL);
+                text_seed("rollout", "paused", text);
+                free(text);
+                rollout_free(ro);
+        }
 
         text_seed("shard-status", "active-tokens", "0-15\nactive\nready=0-13 connecting=14-15");
         text_seed("shard-status", "active-no-tokens", "16-31\nactive\nServing");
