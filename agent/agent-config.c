@@ -71,8 +71,15 @@ const ConfigOption agent_config_options[] = {
         O("agent", "declare_topology", CONFIG_BOOL, declare_topology, "yes", 0, 0, 0, NULL,
           "declare exchanges, the host's queue and its binding; no: only check that they exist "
           "(a broker user limited by baton-broker-setup may not declare them)"),
+        O("agent", "command_max_age", CONFIG_DURATION, command_max_age, "10min", 10 * USEC_PER_SEC,
+          24 * 3600 * USEC_PER_SEC, 0, NULL,
+          "a command sent longer ago than this (by the signed send time), or that far in the "
+          "future, is refused: a dead-lettered command cannot be replayed later"),
         O("security", "controller_public_key", CONFIG_STRING, controller_public_key, NULL, 0, 0, 0,
-          NULL, "the controller's Ed25519 public key (file or base64)"),
+          NULL, "the controller's Ed25519 public key (file or base64); required"),
+        O("security", "insecure_unsigned", CONFIG_BOOL, insecure_unsigned, "no", 0, 0, 0, NULL,
+          "without controller_public_key, obey unsigned commands from anyone who can publish to "
+          "this host's queue (for tests only; logged at every start)"),
 };
 const size_t agent_config_n_options = ELEMENTSOF(agent_config_options);
 
@@ -97,6 +104,17 @@ int agent_config_load(const char *path, AgentConfig *ret, char **ret_error) {
                                       c.host);
                         goto fail;
                 }
+        }
+        /* Fail closed: a root agent without the controller's key would obey
+         * anyone who can publish to its queue. */
+        if (isempty(c.controller_public_key) && !c.insecure_unsigned) {
+                r = error_set(ret_error, -ENOKEY,
+                              "%s: [security] controller_public_key is not set: the agent would "
+                              "obey unsigned commands from anyone who can publish to its queue. "
+                              "Set it to the controller's public key (file or base64), or "
+                              "insecure_unsigned = yes for a test set-up",
+                              path ? path : "(defaults)");
+                goto fail;
         }
         c.bus_scope = bus_scope_from_string(c.scope);
         *ret = c;

@@ -17,8 +17,10 @@ typedef struct AgentConfig {
         usec_t heartbeat_interval;
         char *state_dir;
         char *controller_public_key;
-        bool declare_topology; /* no: only check the queue the set-up script made */
-        BusScope bus_scope;    /* parsed from scope */
+        bool insecure_unsigned; /* accept unsigned commands (tests only) */
+        usec_t command_max_age; /* signed commands older (or newer) than this are refused */
+        bool declare_topology;  /* no: only check the queue the set-up script made */
+        BusScope bus_scope;     /* parsed from scope */
 } AgentConfig;
 
 extern const ConfigOption agent_config_options[];

@@ -332,6 +332,18 @@ static void on_command(Broker *b, const BrokerMessage *m, void *userdata) {
                              error ? error : STRERROR(r));
                 return;
         }
+        /* A signed command carries its send time under the signature: an old
+         * one (dead-lettered, then re-published) is refused. */
+        if (a->have_controller_key) {
+                r = codec_check_age(d.envelope, now_realtime_usec(), a->config.command_max_age,
+                                    &error);
+                if (r < 0) {
+                        agent_refuse(a, m->delivery_tag, what ? what : "a message",
+                                     error ? error : "stale command");
+                        codec_decoded_done(&d);
+                        return;
+                }
+        }
         if (!a->synced) {
                 /* Not yet in sync with systemd: try again shortly. */
                 codec_decoded_done(&d);
@@ -410,7 +422,10 @@ int agent_start(Agent *a, uv_loop_t *loop, AgentConfig *config) {
                                                error ? error : strerror(-r));
                 a->have_controller_key = true;
         } else
-                log_warning("No [security] controller_public_key: commands are not verified.");
+                /* Only reachable with insecure_unsigned = yes (agent-config.c). */
+                log_error("INSECURE: no [security] controller_public_key and insecure_unsigned = "
+                          "yes: this agent obeys unsigned commands from anyone who can publish "
+                          "to its queue. Never run it like this outside a test.");
 
         if (uv_timer_init(loop, &a->heartbeat_timer) < 0 ||
             uv_timer_init(loop, &a->memory_timer) < 0 || uv_signal_init(loop, &a->sigterm) < 0 ||

@@ -97,9 +97,6 @@
 #define TAG_SEQ_BITS (64 - TAG_GEN_BITS)
 #define TAG_SEQ_MASK ((UINT64_C(1) << TAG_SEQ_BITS) - 1)
 #define TAG_GEN_MASK ((UINT32_C(1) << TAG_GEN_BITS) - 1)
-/* RabbitMQ's own default max_message_size; larger deliveries are rejected
- * (dead-lettered) unread instead of being allocated. */
-#define MAX_BODY_SIZE (128u * 1024u * 1024u)
 /* Properties of one publish must fit in one frame of FRAME_MAX. */
 #define MAX_PROPERTIES_SIZE (64u * 1024u)
 #define SHORTSTR_MAX 255
@@ -1060,19 +1057,22 @@ static void handle_delivery(Broker *b, Conn *c) {
         BrokerMessage m;
 
         if (a->oversized) {
-                /* Never allocated: refuse it so it is dead-lettered rather than redelivered. */
+                /* Never allocated: refuse it so it is dead-lettered rather than
+                 * redelivered, then tell the consumer (which counts and logs it)
+                 * with its properties, an empty body and its announced size. */
                 if (!no_ack) {
                         int r, saved;
 
                         errno = 0;
                         r = amqp_basic_reject(c->amqp, CHANNEL, a->delivery_tag, false);
                         saved = errno;
-                        if (r != AMQP_STATUS_OK)
+                        if (r != AMQP_STATUS_OK) {
                                 conn_fail_status(b, r, saved, "reject");
-                        else
-                                b->stats.rejected++;
+                                return;
+                        }
+                        b->stats.rejected++;
                 }
-                return;
+                b->stats.oversized++;
         }
 
         m = (BrokerMessage){
@@ -1090,11 +1090,12 @@ static void handle_delivery(Broker *b, Conn *c) {
                 .headers = a->headers,
                 .n_headers = a->n_headers,
                 .body = a->body ? a->body : "",
-                .body_len = (size_t) a->body_size,
-                .delivery_tag =
-                        no_ack ? 0
-                               : ((uint64_t) (b->channel_gen & TAG_GEN_MASK) << TAG_SEQ_BITS) |
-                                         a->delivery_tag,
+                .body_len = (size_t) MIN(a->body_size, (uint64_t) SIZE_MAX),
+                .oversized = a->oversized,
+                .delivery_tag = no_ack || a->oversized ? 0
+                                                       : ((uint64_t) (b->channel_gen & TAG_GEN_MASK)
+                                                          << TAG_SEQ_BITS) |
+                                                                 a->delivery_tag,
                 .redelivered = a->redelivered,
                 .queue = it->name ? it->name : c->sn_names[it->sn],
         };
@@ -1256,7 +1257,7 @@ static void handle_header(Broker *b, Conn *c, const amqp_frame_t *f) {
                 conn_fail(b, -ENOMEM, false, "out of memory");
                 return;
         }
-        if (size > MAX_BODY_SIZE)
+        if (size > b->config.max_body_size)
                 a->oversized = true;
         else if (size > 0) {
                 a->body = malloc((size_t) size);
@@ -2157,6 +2158,7 @@ void broker_config_init(BrokerConfig *c) {
                 .backoff_max = 30 * USEC_PER_SEC,
                 .max_pending = 10000,
                 .max_pending_bytes = 16 * 1024 * 1024,
+                .max_body_size = BROKER_DEFAULT_MAX_BODY_SIZE,
                 .reconnect = true,
         };
 }

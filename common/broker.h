@@ -70,6 +70,10 @@ typedef struct BrokerMessage {
         size_t body_len;
 
         /* deliveries only */
+        /* Larger than max_body_size: not read, already rejected (dead-lettered);
+         * body is "" and body_len its announced size, delivery_tag 0. A decoder
+         * refuses it for its size, and the consumer counts and logs that. */
+        bool oversized;
         uint64_t delivery_tag; /* opaque; see broker_ack() */
         bool redelivered;
         const char *queue; /* the queue this consumer was registered on */
@@ -120,10 +124,15 @@ typedef struct BrokerConfig {
         size_t max_pending; /* messages buffered while unconfirmed or disconnected; 0 = no limit */
         size_t max_pending_bytes; /* 0 = no limit */
         bool reconnect;           /* false: one attempt only (batonctl) */
+        /* A delivery whose content header announces a larger body is rejected
+         * (dead-lettered) unread: nothing is allocated for it. */
+        size_t max_body_size;
 } BrokerConfig;
 
 /* Defaults: heartbeat 10s, connect_timeout 5s, rpc_timeout 10s, prefetch 64,
- * backoff 100ms..30s, max_pending 10000, max_pending_bytes 16 MiB, reconnect. */
+ * backoff 100ms..30s, max_pending 10000, max_pending_bytes 16 MiB, reconnect,
+ * max_body_size BROKER_DEFAULT_MAX_BODY_SIZE. */
+#define BROKER_DEFAULT_MAX_BODY_SIZE (4u * 1024u * 1024u)
 void broker_config_init(BrokerConfig *c);
 
 typedef struct BrokerStats {
@@ -133,6 +142,7 @@ typedef struct BrokerStats {
         uint64_t confirmed;
         uint64_t nacked;
         uint64_t returned;
+        uint64_t oversized; /* deliveries rejected unread for max_body_size */
         uint64_t dropped;
         uint64_t delivered;
         uint64_t acked;

@@ -496,6 +496,50 @@ malformed:
                          (size_t) (p - data));
 }
 
+static void put_u64(uint8_t **p, uint64_t v) {
+        for (int i = 7; i >= 0; i--)
+                *(*p)++ = (uint8_t) (v >> (8 * i));
+}
+
+static void put_field(uint8_t **p, const void *data, size_t len) {
+        put_u64(p, len);
+        if (len > 0)
+                memcpy(*p, data, len);
+        *p += len;
+}
+
+/* The domain tag (with its NUL), then type, sender as 64-bit big-endian
+ * length and bytes, epoch and send time as 64-bit big-endian numbers, then
+ * key id and body as length and bytes: lengths make the concatenation
+ * unambiguous. */
+int codec_signed_payload(const Baton__V1__Envelope *env, uint8_t **ret, size_t *ret_len) {
+        const char *type = strempty(env->type), *sender = strempty(env->sender),
+                   *key_id = strempty(env->key_id);
+        size_t n = sizeof(CODEC_SIGNATURE_DOMAIN) + 4 * 8 + strlen(type) + strlen(sender) +
+                   strlen(key_id) + 2 * 8;
+        uint8_t *buf, *p;
+
+        if (env->body.len > SIZE_MAX - n)
+                return -EMSGSIZE;
+        n += env->body.len;
+        buf = malloc(n);
+        if (!buf)
+                return -ENOMEM;
+        p = buf;
+        memcpy(p, CODEC_SIGNATURE_DOMAIN, sizeof(CODEC_SIGNATURE_DOMAIN)); /* with its NUL */
+        p += sizeof(CODEC_SIGNATURE_DOMAIN);
+        put_field(&p, type, strlen(type));
+        put_field(&p, sender, strlen(sender));
+        put_u64(&p, env->epoch);
+        put_u64(&p, env->sent_at_us);
+        put_field(&p, key_id, strlen(key_id));
+        put_field(&p, env->body.data, env->body.len);
+        assert((size_t) (p - buf) == n);
+        *ret = buf;
+        *ret_len = n;
+        return 0;
+}
+
 int codec_encode(const ProtobufCMessage *body, const char *sender, uint64_t epoch, uint64_t now_us,
                  const SignKey *key, uint8_t **ret_buf, size_t *ret_len) {
         Baton__V1__Envelope env = BATON__V1__ENVELOPE__INIT;
@@ -534,12 +578,18 @@ int codec_encode(const ProtobufCMessage *body, const char *sender, uint64_t epoc
         env.body.data = packed;
         env.body.len = n;
         if (key) {
-                r = sign_detached(key, packed, n, sig);
+                _cleanup_free_ uint8_t *payload = NULL;
+                size_t payload_len;
+
+                env.key_id = (char *) key->pub.id;
+                r = codec_signed_payload(&env, &payload, &payload_len);
+                if (r < 0)
+                        return r;
+                r = sign_detached(key, payload, payload_len, sig);
                 if (r < 0)
                         return r;
                 env.signature.data = sig;
                 env.signature.len = sizeof(sig);
-                env.key_id = (char *) key->pub.id;
         }
 
         n = baton__v1__envelope__get_packed_size(&env);
@@ -615,11 +665,15 @@ int codec_decode(const void *buf, size_t len, const ProtobufCMessageDescriptor *
         if (r < 0)
                 return r;
 
-        if (env->version != CODEC_PROTOCOL_VERSION)
+        /* Version 1 signed the body alone: good enough for unsigned status
+         * from old agents, never for a message whose signature matters. */
+        if (env->version != CODEC_PROTOCOL_VERSION &&
+            (verify || env->version != CODEC_PROTOCOL_VERSION_MIN))
                 return error_set(ret_error, -EPROTONOSUPPORT,
-                                 "%s.version: protocol version %" PRIu32 ", expected %u",
+                                 "%s.version: protocol version %" PRIu32 ", expected %u%s",
                                  baton__v1__envelope__descriptor.name, env->version,
-                                 (unsigned) CODEC_PROTOCOL_VERSION);
+                                 (unsigned) CODEC_PROTOCOL_VERSION,
+                                 verify ? " (signed commands need it)" : "");
 
         r = codec_validate(&env->base, ret_error);
         if (r < 0)
@@ -651,7 +705,14 @@ int codec_decode(const void *buf, size_t len, const ProtobufCMessageDescriptor *
                         return error_set(ret_error, -EKEYREJECTED,
                                          "%s: signed by key \"%s\", expected key %s", env->type,
                                          quote(env->key_id, q1), verify->id);
-                r = sign_verify(verify, env->body.data, env->body.len, env->signature.data,
+                _cleanup_free_ uint8_t *payload = NULL;
+                size_t payload_len;
+
+                r = codec_signed_payload(env, &payload, &payload_len);
+                if (r < 0)
+                        return error_set(ret_error, r, "%s: cannot verify the signature: %s",
+                                         env->type, strerror(-r));
+                r = sign_verify(verify, payload, payload_len, env->signature.data,
                                 env->signature.len);
                 if (r == -EINVAL)
                         return error_set(ret_error, -EKEYREJECTED,
@@ -681,6 +742,24 @@ int codec_decode(const void *buf, size_t len, const ProtobufCMessageDescriptor *
 
         *ret = d;
         d = (CodecDecoded){ 0 };
+        return 0;
+}
+
+int codec_check_age(const Baton__V1__Envelope *env, uint64_t now_us, uint64_t max_age_us,
+                    char **ret_error) {
+        assert(env);
+
+        if (now_us > env->sent_at_us && now_us - env->sent_at_us > max_age_us)
+                return error_set(ret_error, -ESTALE,
+                                 "%s sent %.1fs ago, older than the %.0fs a command may be",
+                                 strna(env->type), (double) (now_us - env->sent_at_us) / 1e6,
+                                 (double) max_age_us / 1e6);
+        if (env->sent_at_us > now_us && env->sent_at_us - now_us > max_age_us)
+                return error_set(ret_error, -ESTALE,
+                                 "%s sent %.1fs in the future (clocks disagree by more than "
+                                 "%.0fs)",
+                                 strna(env->type), (double) (env->sent_at_us - now_us) / 1e6,
+                                 (double) max_age_us / 1e6);
         return 0;
 }
 

@@ -15,7 +15,15 @@
 #include "macro.h"
 #include "sign.h"
 
-#define CODEC_PROTOCOL_VERSION 1
+/* Version 2: the signature covers a domain tag, the envelope's type, sender,
+ * epoch, send time and key id together with the body (codec.c's
+ * signed_payload()), so a signed message can never be re-labelled as another
+ * type or replayed under another epoch or time. Version 1 signed the body
+ * alone: it is still decoded when no signature is required (status from
+ * agents of baton 0.1), never when one is. */
+#define CODEC_PROTOCOL_VERSION 2
+#define CODEC_PROTOCOL_VERSION_MIN 1
+#define CODEC_SIGNATURE_DOMAIN "baton.envelope.v2"
 #define CODEC_CONTENT_TYPE "application/x-protobuf"
 /* Largest envelope accepted on the wire; a Placement of a big host is well
  * under this. */
@@ -41,13 +49,16 @@ int codec_encode(const ProtobufCMessage *body, const char *sender, uint64_t epoc
 /* Decodes and checks one message:
  *  - len ≤ CODEC_MAX_MESSAGE_SIZE (-EMSGSIZE), envelope and body unpack within
  *    CODEC_ALLOC_BUDGET (-EBADMSG);
- *  - version == CODEC_PROTOCOL_VERSION (-EPROTONOSUPPORT);
+ *  - version is CODEC_PROTOCOL_VERSION, or CODEC_PROTOCOL_VERSION_MIN when
+ *    `verify` is NULL (-EPROTONOSUPPORT);
  *  - envelope type is one of `allowed` (-EPROTOTYPE), and equals `amqp_type`
  *    when that is not NULL (-EPROTOTYPE);
  *  - every string valid UTF-8 without NUL bytes, every enum value declared,
  *    every oneof case a member, every message field walked recursively,
  *    field numbers 1..2^29-1 (-EBADMSG);
- *  - when `verify` is not NULL, a valid signature by that key (-EKEYREJECTED).
+ *  - when `verify` is not NULL, a valid signature by that key over the
+ *    domain tag, type, sender, epoch, send time, key id and body
+ *    (-EKEYREJECTED).
  * The signature is checked before the body is unpacked.
  * On error *ret_error (if not NULL) gets a malloc'ed reason naming the field
  * ("baton.v1.Heartbeat.units[3].name: invalid UTF-8"); it is left alone on
@@ -56,6 +67,20 @@ int codec_encode(const ProtobufCMessage *body, const char *sender, uint64_t epoc
 int codec_decode(const void *buf, size_t len, const ProtobufCMessageDescriptor *const *allowed,
                  size_t n_allowed, const char *amqp_type, const SignPublicKey *verify,
                  CodecDecoded *ret, char **ret_error);
+
+/* The bytes a version 2 signature covers for `env` (its signature field is
+ * ignored): the domain tag CODEC_SIGNATURE_DOMAIN, type, sender, epoch, send
+ * time, key id and body. The type binds a signature to its purpose (a signed
+ * Event or Response never passes as a Placement), epoch and time to its term
+ * and moment. *ret is malloc'ed. */
+int codec_signed_payload(const Baton__V1__Envelope *env, uint8_t **ret, size_t *ret_len);
+
+/* Whether a signed command is fresh: its send time (covered by the
+ * signature) is at most `max_age` before `now_us` and at most `max_age` after
+ * it (clocks disagree; a command from far in the future is as suspect as an
+ * old one). -ESTALE with *ret_error saying by how much. */
+int codec_check_age(const Baton__V1__Envelope *env, uint64_t now_us, uint64_t max_age_us,
+                    char **ret_error);
 
 /* Frees what codec_decode() returned and zeroes *d; harmless on a zeroed
  * or already released CodecDecoded, and usable as a _cleanup_ function. */

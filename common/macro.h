@@ -4,6 +4,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,11 @@ static inline int streq_ptr(const char *a, const char *b) {
 }
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
+
+/* s begins with prefix (both non-NULL). */
+static inline bool startswith(const char *s, const char *prefix) {
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
 
 static inline int isempty(const char *s) {
         return !s || !s[0];

@@ -50,6 +50,7 @@ static const ProtobufCMessageDescriptor *const descriptors[] = {
         &baton__v1__shard_report__descriptor,
         &baton__v1__unit_outcome__descriptor,
         &baton__v1__command_result__descriptor,
+        &baton__v1__controller_marker__descriptor,
         /* rpc.proto */
         &baton__v1__ping_request__descriptor,
         &baton__v1__hosts_request__descriptor,

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "macro.h"
@@ -113,17 +114,25 @@ static int parse_id(const char **p, uint32_t *ret) {
         return 0;
 }
 
+static int range_cmp(const void *a, const void *b) {
+        const Range *x = a, *y = b;
+        return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
 /* Parses the first `len` bytes of s. */
 static int parse_n(RangeList *l, const char *s, size_t len) {
-        _cleanup_(rangelist_done) RangeList t = { 0 };
+        _cleanup_(rangelist_done) RangeList t = { 0 }, raw = { 0 };
         _cleanup_free_ char *copy = NULL;
         const char *p;
+        bool sorted = true;
         int r;
 
         copy = strndup(s, len);
         if (!copy)
                 return -ENOMEM;
 
+        /* Collected as written, then sorted once and merged: a hostile list
+         * in descending order costs O(n log n), not O(n²). */
         p = copy;
         while (*p) {
                 uint32_t lo, hi;
@@ -141,9 +150,11 @@ static int parse_n(RangeList *l, const char *s, size_t len) {
                                 return -EINVAL;
                 }
 
-                r = rangelist_add_range(&t, lo, hi);
+                r = reserve(&raw, raw.n_ranges + 1);
                 if (r < 0)
                         return r;
+                sorted = sorted && (raw.n_ranges == 0 || lo >= raw.ranges[raw.n_ranges - 1].lo);
+                raw.ranges[raw.n_ranges++] = (Range){ lo, hi };
 
                 if (*p == ',') {
                         p++;
@@ -153,6 +164,13 @@ static int parse_n(RangeList *l, const char *s, size_t len) {
                         return -EINVAL;
         }
 
+        if (!sorted)
+                qsort(raw.ranges, raw.n_ranges, sizeof(Range), range_cmp);
+        for (size_t i = 0; i < raw.n_ranges; i++) {
+                r = append(&t, raw.ranges[i].lo, raw.ranges[i].hi);
+                if (r < 0)
+                        return r;
+        }
         swap(l, &t);
         return 0;
 }
@@ -199,6 +217,10 @@ int rangelist_add_range(RangeList *l, uint32_t lo, uint32_t hi) {
 
         if (lo > hi)
                 return -EINVAL;
+
+        /* In order (a parser, a loop over shards): O(1). */
+        if (l->n_ranges == 0 || lo >= l->ranges[l->n_ranges - 1].lo)
+                return append(l, lo, hi);
 
         /* Ranges i..j-1 overlap or touch [lo, hi] and merge into one. */
         i = lower_bound(l, lo);

@@ -28,6 +28,9 @@ int topology_add_common(Broker *b) {
         r = broker_add_exchange(b, TOPOLOGY_EXCHANGE_STATUS, "topic", BROKER_DURABLE);
         if (r < 0)
                 return r;
+        r = broker_add_exchange(b, TOPOLOGY_EXCHANGE_RPC, "direct", BROKER_DURABLE);
+        if (r < 0)
+                return r;
         return broker_add_exchange(b, TOPOLOGY_EXCHANGE_EVENTS, "topic", BROKER_DURABLE);
 }
 
@@ -48,6 +51,9 @@ int topology_add_controller(Broker *b, BrokerDeliverFn on_status, BrokerDeliverF
         if (r < 0)
                 return r;
         r = broker_add_queue(b, TOPOLOGY_QUEUE_RPC, BROKER_DURABLE, &controller_args);
+        if (r < 0)
+                return r;
+        r = broker_add_binding(b, TOPOLOGY_QUEUE_RPC, TOPOLOGY_EXCHANGE_RPC, TOPOLOGY_QUEUE_RPC);
         if (r < 0)
                 return r;
         r = broker_add_consumer(b, TOPOLOGY_QUEUE_CONTROLLER, 0, on_status, userdata);
@@ -92,5 +98,5 @@ bool topology_host_id_is_valid(const char *id) {
         for (const char *p = id; *p; p++, n++)
                 if (!isalnum((unsigned char) *p) && *p != '-' && *p != '_')
                         return false;
-        return n <= 64;
+        return n <= TOPOLOGY_HOST_ID_MAX;
 }

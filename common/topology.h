@@ -12,11 +12,19 @@
 #define TOPOLOGY_EXCHANGE_STATUS "baton.status" /* topic, key = <host>.<kind> */
 #define TOPOLOGY_EXCHANGE_EVENTS "baton.events" /* topic, alert.<sev>.<kind> | event.<kind> */
 #define TOPOLOGY_EXCHANGE_DLX "baton.dlx"       /* fanout → baton.dead */
+/* Requests of batonctl: a direct exchange bound to baton.rpc with key
+ * baton.rpc, so operators need write on it and not on amq.default (which
+ * would let them put messages into any queue, an agent's among them). */
+#define TOPOLOGY_EXCHANGE_RPC "baton.requests"
 #define TOPOLOGY_QUEUE_DEAD "baton.dead"
 #define TOPOLOGY_QUEUE_CONTROLLER "baton.controller"
 #define TOPOLOGY_QUEUE_RPC "baton.rpc"
 #define TOPOLOGY_QUEUE_AGENT_PREFIX "baton.agent."
 #define TOPOLOGY_REPLY_TO "amq.rabbitmq.reply-to"
+/* What reply_to looks like on a request that used direct reply-to: the
+ * controller answers nothing else (a reply to a named queue would let a
+ * requester make the controller publish into any queue). */
+#define TOPOLOGY_REPLY_TO_PREFIX "amq.rabbitmq.reply-to."
 
 /* Status routing key kinds. */
 #define TOPOLOGY_KIND_HEARTBEAT "heartbeat"
@@ -39,4 +47,5 @@ int topology_add_agent(Broker *b, const char *host, bool declare, BrokerDeliverF
 
 /* A host id usable in queue names and routing keys: 1–64 of [A-Za-z0-9_-],
  * first character alphanumeric. (No '.', which separates routing key words.) */
+#define TOPOLOGY_HOST_ID_MAX 64
 bool topology_host_id_is_valid(const char *id);

@@ -22,10 +22,25 @@ const ConfigOption controller_config_options[] = {
         O("controller", "shard_unowned_after", CONFIG_DURATION, shard_unowned_after, "30s",
           USEC_PER_SEC / 10, 24 * 3600 * USEC_PER_SEC, 0,
           "a shard without a ready owner this long raises shard-unowned"),
+        O("controller", "status_rate_limit", CONFIG_UINT, status_rate, "100", 1, 1000000, 0,
+          "status messages per second one host may send, each KiB of a message counting as one "
+          "more (bursts of ten times as many); beyond it a heartbeat only proves the host alive "
+          "and the rest is dropped and counted"),
+        O("controller", "rpc_rate_limit", CONFIG_UINT, rpc_rate, "20", 1, 100000, 0,
+          "requests per second one broker user may make (bursts of five times as many); beyond "
+          "it requests are refused"),
+        O("controller", "audit_max_entries", CONFIG_UINT, audit_max_entries, "100000", 10,
+          100000000, 0, "the audit log keeps at most this many newest entries"),
+        O("controller", "audit_max_age", CONFIG_DURATION, audit_max_age, "365d",
+          3600 * USEC_PER_SEC, UINT64_C(100) * 365 * 24 * 3600 * USEC_PER_SEC, 0,
+          "audit entries older than this are removed"),
         O("controller", "metrics_listen", CONFIG_STRING, metrics_listen, NULL, 0, 0, 0,
           "address:port for Prometheus metrics (not implemented yet: must stay empty)"),
         O("security", "signing_key", CONFIG_STRING, signing_key, NULL, 0, 0, 0,
-          "Ed25519 secret key file (0600) that signs commands"),
+          "Ed25519 secret key file (0600) that signs commands; required"),
+        O("security", "insecure_unsigned", CONFIG_BOOL, insecure_unsigned, "no", 0, 0, 0,
+          "without signing_key, send commands unsigned (agents then refuse them unless they are "
+          "insecure too; for tests only, logged at every start)"),
         O("security", "operators", CONFIG_STRING, operators, NULL, 0, 0, 0,
           "broker users allowed to make changes (space-separated); empty: read-only"),
 };
@@ -45,6 +60,15 @@ int controller_config_load(const char *path, ControllerConfig *ret, char **ret_e
                 controller_config_done(&c);
                 return error_set(ret_error, -EOPNOTSUPP,
                                  "%s: [controller] metrics_listen: not implemented yet",
+                                 path ? path : "(defaults)");
+        }
+        if (isempty(c.signing_key) && !c.insecure_unsigned) {
+                controller_config_done(&c);
+                return error_set(ret_error, -ENOKEY,
+                                 "%s: [security] signing_key is not set: agents refuse unsigned "
+                                 "commands. Set it to the controller's secret key file "
+                                 "(baton-keygen makes one), or insecure_unsigned = yes for a test "
+                                 "set-up",
                                  path ? path : "(defaults)");
         }
         if (isempty(c.id)) {

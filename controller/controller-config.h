@@ -13,7 +13,12 @@ typedef struct ControllerConfig {
         usec_t flush_interval;
         usec_t shard_unowned_after;
         char *metrics_listen;
+        uint64_t status_rate; /* status messages per second per host (burst 10×) */
+        uint64_t rpc_rate;    /* requests per second per broker user (burst 5×) */
+        uint64_t audit_max_entries;
+        usec_t audit_max_age;
         char *signing_key;
+        bool insecure_unsigned; /* send commands unsigned (tests only) */
         char *operators;
 } ControllerConfig;
 

@@ -14,14 +14,14 @@
 #include "log.h"
 #include "loop.h"
 #include "status.pb-c.h"
+#include "text.h"
 #include "topology.h"
 #include "util.h"
 
 static const char *const refuse_reason_table[_REFUSE_REASON_MAX] = {
-        [REFUSE_MALFORMED] = "malformed",
-        [REFUSE_WRONG_TYPE] = "wrong-type",
-        [REFUSE_MISMATCH] = "mismatch",
-        [REFUSE_UNAUTHORIZED] = "unauthorized",
+        [REFUSE_MALFORMED] = "malformed",       [REFUSE_WRONG_TYPE] = "wrong-type",
+        [REFUSE_MISMATCH] = "mismatch",         [REFUSE_UNAUTHORIZED] = "unauthorized",
+        [REFUSE_RATE_LIMITED] = "rate-limited", [REFUSE_NOT_OWNED] = "not-owned",
 };
 
 const char *refuse_reason_to_string(RefuseReason r) {
@@ -69,15 +69,18 @@ static HostView *host_view_of(Host *h) {
         return h->userdata;
 }
 
-/* Replaces *dst with a copy of src if they differ; returns true if changed. */
+/* Replaces *dst with a terminal-safe copy of src (text an agent reported)
+ * if they differ; returns true if changed. */
 static bool update_str(char **dst, const char *src) {
         char *copy;
 
-        if (streq_ptr(*dst, src))
-                return false;
-        copy = src ? strdup(src) : NULL;
+        copy = src ? text_sanitize(src) : NULL;
         if (src && !copy)
                 return false; /* keep the old value on OOM; the next heartbeat retries */
+        if (streq_ptr(*dst, copy)) {
+                free(copy);
+                return false;
+        }
         free(*dst);
         *dst = copy;
         return true;
@@ -247,12 +250,17 @@ static int remember_alert(Controller *c, const char *id, const char *kind, int s
 
 /* Raises an alert once: a condition already open is not raised again, also
  * across controller restarts (open alerts are persisted). */
-int alert_raise(Controller *c, const char *kind, int severity, const char *service,
-                const char *host, const char *summary) {
-        _cleanup_free_ char *id = NULL;
+int alert_raise(Controller *c, const char *kind, int severity, const char *service_text,
+                const char *host, const char *summary_text) {
+        /* Summaries quote what agents and workloads report (unit names, job
+         * results): make them safe for every terminal they reach. */
+        _cleanup_free_ char *id = NULL, *summary = text_sanitize(summary_text),
+                            *service = service_text ? text_sanitize(service_text) : NULL;
         uint64_t now = now_realtime_usec();
         int r;
 
+        if (!summary || (service_text && !service))
+                return -ENOMEM;
         if (asprintf(&id, "%s/%s/%s", kind, strempty(service), strempty(host)) < 0)
                 return -ENOMEM;
         if (find_alert(c, id))
@@ -280,13 +288,16 @@ int alert_raise(Controller *c, const char *kind, int severity, const char *servi
         return publish_alert(c, id, kind, severity, service, host, summary, false, now);
 }
 
-int alert_resolve(Controller *c, const char *kind, const char *service, const char *host,
-                  const char *summary) {
-        _cleanup_free_ char *id = NULL;
+int alert_resolve(Controller *c, const char *kind, const char *service_text, const char *host,
+                  const char *summary_text) {
+        _cleanup_free_ char *id = NULL, *summary = text_sanitize(summary_text),
+                            *service = service_text ? text_sanitize(service_text) : NULL;
         OpenAlert *a;
         uint64_t raised;
         int severity, r;
 
+        if (!summary || (service_text && !service))
+                return -ENOMEM;
         if (asprintf(&id, "%s/%s/%s", kind, strempty(service), strempty(host)) < 0)
                 return -ENOMEM;
         a = find_alert(c, id);
@@ -359,48 +370,118 @@ static void flap_alert(Controller *c, const char *host, const char *unit, int ch
         }
 }
 
-static void observe_flap(Controller *c, const char *host, HostView *v, const char *unit,
-                         uint32_t n_restarts, bool active) {
-        struct FlapEntry *e = NULL, *p;
-
-        for (size_t i = 0; i < v->n_flaps; i++)
-                if (streq(v->flaps[i].unit, unit))
-                        e = &v->flaps[i];
-        if (!e) {
-                p = realloc(v->flaps, (v->n_flaps + 1) * sizeof(*p));
-                if (!p)
-                        return;
-                v->flaps = p;
-                e = &v->flaps[v->n_flaps];
-                *e = (struct FlapEntry){ .unit = strdup(unit) };
-                if (!e->unit)
-                        return;
-                v->n_flaps++;
-        }
-        e->seen = true;
+/* One observation of a unit's restart count: charges automatic restarts of
+ * a sharded copy to its budget and raises or resolves unit-flapping. */
+static void flap_update(Controller *c, const char *host, struct FlapEntry *e, uint32_t n_restarts,
+                        bool active) {
         /* Automatic restarts of a sharded copy spend identifies. */
         if (e->tracker.known && n_restarts > e->tracker.last_restarts)
-                shards_charge_restarts(c, host, unit, n_restarts - e->tracker.last_restarts);
-        flap_alert(c, host, unit,
+                shards_charge_restarts(c, host, e->unit, n_restarts - e->tracker.last_restarts);
+        flap_alert(c, host, e->unit,
                    flap_observe(&e->tracker, n_restarts, active, now_monotonic_usec(), FLAP_WINDOW,
                                 FLAP_THRESHOLD));
 }
 
-/* Units no longer reported (removed from the host) stop flapping there. */
-static void forget_unseen_flaps(Controller *c, const char *host, HostView *v) {
-        size_t keep = 0;
+/* A unit no longer reported (removed from the host) stops flapping there. */
+static void flap_forget(Controller *c, const char *host, struct FlapEntry *e) {
+        if (e->tracker.flapping)
+                flap_alert(c, host, e->unit, -1);
+        free(e->unit);
+}
 
-        for (size_t i = 0; i < v->n_flaps; i++) {
-                if (v->flaps[i].seen) {
-                        v->flaps[i].seen = false;
-                        v->flaps[keep++] = v->flaps[i];
-                        continue;
+/* v->flaps and v->units are sorted by unit name: a lookup is a binary
+ * search, so a heartbeat or event costs O(log n) per unit, never O(n). */
+static size_t flap_position(const HostView *v, const char *unit, bool *ret_found) {
+        size_t lo = 0, hi = v->n_flaps;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int k = strcmp(v->flaps[mid].unit, unit);
+                if (k == 0) {
+                        *ret_found = true;
+                        return mid;
                 }
-                if (v->flaps[i].tracker.flapping)
-                        flap_alert(c, host, v->flaps[i].unit, -1);
-                free(v->flaps[i].unit);
+                if (k < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
         }
-        v->n_flaps = keep;
+        *ret_found = false;
+        return lo;
+}
+
+/* A unit event: the one unit's entry, inserted in order when new. */
+static void observe_flap(Controller *c, const char *host, HostView *v, const char *unit,
+                         uint32_t n_restarts, bool active) {
+        struct FlapEntry *p;
+        bool found;
+        size_t i = flap_position(v, unit, &found);
+
+        if (!found) {
+                char *name = strdup(unit);
+
+                p = name ? realloc(v->flaps, (v->n_flaps + 1) * sizeof(*p)) : NULL;
+                if (!p) {
+                        free(name);
+                        return;
+                }
+                v->flaps = p;
+                memmove(&v->flaps[i + 1], &v->flaps[i], (v->n_flaps - i) * sizeof(*p));
+                v->flaps[i] = (struct FlapEntry){ .unit = name };
+                v->n_flaps++;
+        }
+        flap_update(c, host, &v->flaps[i], n_restarts, active);
+}
+
+static int observed_unit_cmp(const void *a, const void *b) {
+        return strcmp(((const struct ObservedUnitState *) a)->name,
+                      ((const struct ObservedUnitState *) b)->name);
+}
+
+/* A heartbeat lists every unit: the flap entries follow it in one merge of
+ * two sorted lists (v->units, already sorted, and the old entries). */
+static void observe_flaps(Controller *c, const char *host, HostView *v) {
+        struct FlapEntry *next = calloc(v->n_units + 1, sizeof(struct FlapEntry));
+        size_t j = 0, n = 0;
+
+        if (!next)
+                return; /* keep the old entries; the next heartbeat retries */
+        for (size_t i = 0; i < v->n_units; i++) {
+                const struct ObservedUnitState *u = &v->units[i];
+                int k = 1;
+
+                while (j < v->n_flaps && (k = strcmp(v->flaps[j].unit, u->name)) < 0)
+                        flap_forget(c, host, &v->flaps[j++]);
+                if (j < v->n_flaps && k == 0)
+                        next[n] = v->flaps[j++];
+                else {
+                        next[n] = (struct FlapEntry){ .unit = strdup(u->name) };
+                        if (!next[n].unit)
+                                continue;
+                }
+                flap_update(c, host, &next[n++], u->n_restarts, streq(u->active_state, "active"));
+        }
+        while (j < v->n_flaps)
+                flap_forget(c, host, &v->flaps[j++]);
+        free(v->flaps);
+        v->flaps = next;
+        v->n_flaps = n;
+}
+
+const struct ObservedUnitState *host_view_unit(const HostView *v, const char *unit) {
+        size_t lo = 0, hi = v ? v->n_units : 0;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int k = strcmp(v->units[mid].name, unit);
+                if (k == 0)
+                        return &v->units[mid];
+                if (k < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
 }
 
 /* ---- hosts --------------------------------------------------------------- */
@@ -487,36 +568,134 @@ static void on_transition(Controller *c, const HostTransition *t) {
         }
 }
 
-static void on_expire(uv_timer_t *t);
+/* ---- liveness, judged as of what has been read ----------------------------
+ *
+ * A heartbeat waiting in the controller's queue proves its host alive just
+ * as one already read does. So hosts are not judged by the clock but by the
+ * horizon: the send time of the newest marker the controller published to
+ * its own status queue and has read back, before which it has read
+ * everything. A controller that falls behind (a burst, a slow disk, a
+ * flooding host) judges the world as it was when it is reading, so it never
+ * declares a host down for its own lag; a host that really stopped is
+ * declared down one timeout after its last heartbeat, as of the horizon. */
 
-static void arm_expire(Controller *c) {
-        usec_t next = host_table_next_deadline(&c->hosts), now = now_monotonic_usec();
-        uint64_t ms;
-
-        if (c->stopping || c->blind)
-                return;
-        if (next == USEC_INFINITY) {
-                (void) uv_timer_stop(&c->expire_timer);
-                return;
-        }
-        ms = next > now ? (next - now + USEC_PER_MSEC - 1) / USEC_PER_MSEC : 0;
-        (void) uv_timer_start(&c->expire_timer, on_expire, ms, 0);
+static usec_t marker_interval(const Controller *c) {
+        return MIN(MAX(c->config.host_timeout / 10, 100 * USEC_PER_MSEC), USEC_PER_SEC);
 }
 
-static void on_expire(uv_timer_t *t) {
-        Controller *c = t->data;
+static void judge_hosts(Controller *c) {
         HostTransition tr[64];
         size_t n;
 
-        if (c->blind)
+        if (c->blind || c->horizon == 0)
                 return;
-
         do {
-                n = host_table_expire(&c->hosts, now_monotonic_usec(), tr, ELEMENTSOF(tr));
+                n = host_table_expire(&c->hosts, c->horizon, tr, ELEMENTSOF(tr));
                 for (size_t i = 0; i < n; i++)
                         on_transition(c, &tr[i]);
         } while (n == ELEMENTSOF(tr));
-        arm_expire(c);
+}
+
+static void on_marker_timer(uv_timer_t *t) {
+        Controller *c = t->data;
+        Baton__V1__ControllerMarker mk = BATON__V1__CONTROLLER_MARKER__INIT;
+        int r;
+
+        if (c->blind || c->stopping)
+                return;
+        mk.controller_id = c->config.id;
+        mk.nonce = c->marker_nonce;
+        mk.seq = ++c->marker_seq;
+        mk.sent_mono_us = now_monotonic_usec();
+        r = controller_publish(c, "", TOPOLOGY_QUEUE_CONTROLLER, &mk.base,
+                               &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY });
+        if (r < 0)
+                log_debug("Failed to publish a marker: %s", STRERROR(r));
+}
+
+static void handle_marker(Controller *c, const BrokerMessage *m) {
+        static const ProtobufCMessageDescriptor *const marker_type[] = {
+                &baton__v1__controller_marker__descriptor,
+        };
+        _cleanup_(codec_decoded_done) CodecDecoded d = { 0 };
+        _cleanup_free_ char *error = NULL;
+        const Baton__V1__ControllerMarker *mk;
+        usec_t now = now_monotonic_usec(), lag;
+        int r;
+
+        r = codec_decode(m->body, m->body_len, marker_type, ELEMENTSOF(marker_type), m->type, NULL,
+                         &d, &error);
+        if (r < 0) {
+                controller_refuse(c, m, r == -EPROTOTYPE ? REFUSE_WRONG_TYPE : REFUSE_MALFORMED,
+                                  error ? error : STRERROR(r));
+                return;
+        }
+        mk = (const Baton__V1__ControllerMarker *) d.body;
+        (void) broker_ack(c->broker, m->delivery_tag);
+        /* Another controller's, or an earlier run's: not a statement about us. */
+        if (!streq(mk->nonce, c->marker_nonce) || mk->sent_mono_us <= c->horizon ||
+            mk->sent_mono_us > now)
+                return;
+        c->horizon = mk->sent_mono_us;
+        lag = now - c->horizon;
+        c->status_lag = lag;
+        if (lag > c->config.host_timeout / 2 && now - c->lag_logged >= 60 * USEC_PER_SEC) {
+                log_warning("Reading status %.1fs behind; hosts are judged as of then.",
+                            (double) lag / USEC_PER_SEC);
+                c->lag_logged = now;
+        }
+        judge_hosts(c);
+}
+
+/* An agent refuses commands from an epoch below the highest it has seen,
+ * and ignores a Placement not newer than the one it applied. A controller
+ * whose database was restored from a backup may stand below what agents
+ * saw (two or more restarts since the backup), or reuse an epoch another
+ * run of it already used (one restart: the agent applied a generation of
+ * "our" epoch that we never sent). Either way it rises above, durably, and
+ * sends every host its Placement again under the new epoch. A claim far
+ * above our epoch is not believed: no run of this controller made it. */
+#define EPOCH_JUMP_MAX (UINT64_C(1) << 20)
+
+static void learn_epoch(Controller *c, Host *h) {
+        HostView *v = h->userdata;
+        uint64_t next;
+        int r;
+
+        if (v->max_epoch_seen > c->epoch && v->max_epoch_seen - c->epoch > EPOCH_JUMP_MAX) {
+                log_warning("Host %s claims to have seen epoch %" PRIu64
+                            ", far above ours (%" PRIu64 "); not believed, ignoring.",
+                            h->id, v->max_epoch_seen, c->epoch);
+                return;
+        }
+        if (v->max_epoch_seen > c->epoch)
+                next = v->max_epoch_seen + 1;
+        else if (v->applied_epoch == c->epoch && v->applied_generation > v->generation)
+                next = c->epoch + 1;
+        else
+                return;
+        r = store_raise_epoch(c->store, next);
+        if (r < 0) {
+                c->counters.store_errors++;
+                log_error_errno(r,
+                                "Failed to raise the epoch to %" PRIu64 ": %s; hosts refuse our "
+                                "commands until it is raised.",
+                                next, store_error(c->store));
+                return;
+        }
+        log_notice("Host %s has seen epoch %" PRIu64 " (applied %" PRIu64 "/%" PRIu64
+                   ", we sent generation %" PRIu64 " in epoch %" PRIu64
+                   "): this database was restored or reused. Raised the epoch to %" PRIu64
+                   " and sending every host its placement again.",
+                   h->id, v->max_epoch_seen, v->applied_epoch, v->applied_generation, v->generation,
+                   c->epoch, next);
+        c->epoch = next;
+        for (size_t i = 0; i < c->hosts.n_hosts; i++) {
+                HostView *o = c->hosts.hosts[i]->userdata;
+                if (o)
+                        o->resend = true;
+        }
+        fleet_sync(c);
 }
 
 static void labels_to_text(const Baton__V1__Heartbeat *hb, char **ret) {
@@ -539,6 +718,7 @@ static void handle_heartbeat(Controller *c, const Baton__V1__Heartbeat *hb) {
         Host *h;
         uint64_t now = now_realtime_usec();
         _cleanup_free_ char *labels = NULL;
+        size_t keep;
         int r;
 
         c->counters.heartbeats++;
@@ -571,34 +751,54 @@ static void handle_heartbeat(Controller *c, const Baton__V1__Heartbeat *hb) {
                 v->memory_available = hb->capacity->memory_available_bytes;
                 v->load1_x100 = hb->capacity->load1_x100;
         }
-        v->units_total = (uint32_t) hb->n_units;
-        v->units_active = 0;
+        /* Sorted by name, without duplicates: lookups are binary searches
+         * and a hostile list of n units costs O(n log n), not O(n²). */
         observed_units_clear(v);
         v->units = calloc(hb->n_units + 1, sizeof(*v->units));
         for (size_t i = 0; v->units && i < hb->n_units; i++) {
                 const Baton__V1__UnitState *u = hb->units[i];
-                if (streq(u->active_state, "active"))
-                        v->units_active++;
-                observe_flap(c, hb->host, v, u->name, u->n_restarts,
-                             streq(u->active_state, "active"));
-                v->units[v->n_units++] = (struct ObservedUnitState){
-                        .name = strdup(u->name),
-                        .active_state = strdup(u->active_state),
-                        .sub_state = strdup(u->sub_state),
+                struct ObservedUnitState o = {
+                        .name = text_sanitize(u->name),
+                        .active_state = text_sanitize(u->active_state),
+                        .sub_state = text_sanitize(u->sub_state),
                         .n_restarts = u->n_restarts,
                         .main_pid = u->main_pid,
                         .state_change_us = u->state_change_us,
                 };
+                if (!o.name || !o.active_state || !o.sub_state) {
+                        free(o.name);
+                        free(o.active_state);
+                        free(o.sub_state);
+                        continue;
+                }
+                v->units[v->n_units++] = o;
         }
-        forget_unseen_flaps(c, hb->host, v);
+        if (v->units)
+                qsort(v->units, v->n_units, sizeof(*v->units), observed_unit_cmp);
+        keep = 0;
+        for (size_t i = 0; i < v->n_units; i++) {
+                if (keep > 0 && streq(v->units[keep - 1].name, v->units[i].name)) {
+                        free(v->units[i].name);
+                        free(v->units[i].active_state);
+                        free(v->units[i].sub_state);
+                } else
+                        v->units[keep++] = v->units[i];
+        }
+        v->n_units = keep;
+        v->units_total = (uint32_t) v->n_units;
+        v->units_active = 0;
+        for (size_t i = 0; i < v->n_units; i++)
+                v->units_active += streq(v->units[i].active_state, "active");
+        observe_flaps(c, hb->host, v);
         v->applied_generation = hb->applied_generation;
+        v->applied_epoch = hb->applied_epoch;
         v->max_epoch_seen = hb->max_epoch_seen;
         v->dirty = true;
+        learn_epoch(c, h);
 
-        if (r > 0) {
+        if (r > 0)
                 on_transition(c, &t);
-                arm_expire(c);
-        } else
+        else
                 fleet_check_host(c, h);
 }
 
@@ -608,28 +808,31 @@ static void handle_unit_event(Controller *c, const Baton__V1__UnitEvent *ev) {
         Host *h = host_table_get(&c->hosts, ev->host);
         HostView *v = h ? h->userdata : NULL;
         const Baton__V1__UnitState *u = ev->unit;
-        _cleanup_free_ char *summary = NULL;
+        _cleanup_free_ char *summary = NULL, *name = NULL;
+        struct ObservedUnitState *o;
 
         if (!v || !u)
                 return;
-        for (size_t i = 0; i < v->n_units; i++)
-                if (streq(v->units[i].name, u->name)) {
-                        char *a = strdup(u->active_state), *s = strdup(u->sub_state);
-                        if (a && s) {
-                                free(v->units[i].active_state);
-                                free(v->units[i].sub_state);
-                                v->units[i].active_state = a;
-                                v->units[i].sub_state = s;
-                                v->units[i].n_restarts = u->n_restarts;
-                                v->units[i].main_pid = u->main_pid;
-                                v->units[i].state_change_us = u->state_change_us;
-                        } else {
-                                free(a);
-                                free(s);
-                        }
-                        break;
+        name = text_sanitize(u->name);
+        if (!name)
+                return;
+        o = (struct ObservedUnitState *) host_view_unit(v, name);
+        if (o) {
+                char *a = text_sanitize(u->active_state), *s = text_sanitize(u->sub_state);
+                if (a && s) {
+                        free(o->active_state);
+                        free(o->sub_state);
+                        o->active_state = a;
+                        o->sub_state = s;
+                        o->n_restarts = u->n_restarts;
+                        o->main_pid = u->main_pid;
+                        o->state_change_us = u->state_change_us;
+                } else {
+                        free(a);
+                        free(s);
                 }
-        observe_flap(c, ev->host, v, u->name, u->n_restarts, streq(u->active_state, "active"));
+        }
+        observe_flap(c, ev->host, v, name, u->n_restarts, streq(u->active_state, "active"));
         if (streq(u->active_state, "failed")) {
                 if (asprintf(&summary, "%s failed on %s (%s)", u->name, ev->host,
                              strna(u->result)) >= 0)
@@ -730,6 +933,55 @@ static const char *status_host(const CodecDecoded *d) {
         return ((Baton__V1__CommandResult *) d->body)->host;
 }
 
+/* status_rate_limit per host, judged before decoding: the routing key
+ * names the host, and the broker's topic permissions make sure an agent can
+ * only use its own. Beyond the limit a heartbeat still proves the host alive
+ * (cheap) and everything else is dropped and counted, so one chatty or
+ * hostile host cannot delay the others' heartbeats. Returns true when the
+ * message was dealt with here. */
+static bool status_over_limit(Controller *c, const BrokerMessage *m) {
+        const char *key = strempty(m->routing_key), *dot = strchr(key, '.');
+        char host[TOPOLOGY_HOST_ID_MAX + 1];
+        /* Each KiB costs as much as a message: a few huge messages cannot
+         * do what many small ones may not. The burst lets one message of the
+         * largest size through a full bucket. */
+        RateLimit l = { .rate = (uint32_t) c->config.status_rate,
+                        .burst = (uint32_t) c->config.status_rate * 10 +
+                                 CODEC_MAX_MESSAGE_SIZE / 1024 + 1 };
+        uint32_t cost = 1 + (uint32_t) (MIN(m->body_len, (size_t) CODEC_MAX_MESSAGE_SIZE) / 1024);
+        usec_t now = now_monotonic_usec();
+        HostTransition t;
+        HostView *v;
+        Host *h;
+        int r;
+
+        if (!dot || (size_t) (dot - key) > TOPOLOGY_HOST_ID_MAX)
+                return false; /* decoded and refused as a mismatch below */
+        memcpy(host, key, (size_t) (dot - key));
+        host[dot - key] = '\0';
+        h = host_table_get(&c->hosts, host);
+        v = h ? h->userdata : NULL;
+        if (!v || token_bucket_take_n(&v->status_bucket, &l, now, cost))
+                return false;
+
+        v->status_dropped++;
+        c->counters.refused[REFUSE_RATE_LIMITED]++;
+        if (now - v->status_dropped_logged >= 60 * USEC_PER_SEC) {
+                log_warning("Host %s sends more than %" PRIu64 " status messages per second "
+                            "(status_rate_limit): dropping the excess (%" PRIu64 " so far), "
+                            "heartbeats only keep it alive.",
+                            host, c->config.status_rate, v->status_dropped);
+                v->status_dropped_logged = now;
+        }
+        if (streq(dot + 1, TOPOLOGY_KIND_HEARTBEAT)) {
+                r = host_table_heartbeat(&c->hosts, host, now, &h, &t);
+                if (r > 0)
+                        on_transition(c, &t);
+        }
+        (void) broker_ack(c->broker, m->delivery_tag);
+        return true;
+}
+
 static void on_status(Broker *b, const BrokerMessage *m, void *userdata) {
         Controller *c = userdata;
         _cleanup_(codec_decoded_done) CodecDecoded d = { 0 };
@@ -739,6 +991,23 @@ static void on_status(Broker *b, const BrokerMessage *m, void *userdata) {
         int r;
 
         c->counters.status_received++;
+        /* Never read (common/broker.c): refused for its size before anything else. */
+        if (m->oversized) {
+                _cleanup_free_ char *why = NULL;
+                if (asprintf(&why, "message of %zu bytes exceeds the limit of %u bytes",
+                             m->body_len, (unsigned) CODEC_MAX_MESSAGE_SIZE) < 0)
+                        why = NULL;
+                controller_refuse(c, m, REFUSE_MALFORMED, why ? why : "oversized");
+                return;
+        }
+        /* The controller's own marker: only it may publish through the
+         * default exchange to this queue. */
+        if (isempty(m->exchange) && streq_ptr(m->routing_key, TOPOLOGY_QUEUE_CONTROLLER)) {
+                handle_marker(c, m);
+                return;
+        }
+        if (status_over_limit(c, m))
+                return;
         r = codec_decode(m->body, m->body_len, status_types, ELEMENTSOF(status_types), m->type,
                          NULL, &d, &error);
         if (r < 0) {
@@ -800,7 +1069,6 @@ static void on_broker_state(Broker *b, BrokerState state, const char *reason, vo
                 /* Hosts get a whole timeout to report in from now on. */
                 c->blind = false;
                 host_table_grace(&c->hosts, now_monotonic_usec());
-                arm_expire(c);
                 /* Re-assert every host's Placement (idempotent on the agents). */
                 (void) fleet_reconcile(c, "connected");
                 break;
@@ -810,7 +1078,6 @@ static void on_broker_state(Broker *b, BrokerState state, const char *reason, vo
                             strna(reason));
                 notifier_status(&c->notifier, "broker unreachable, reconnecting");
                 c->blind = true;
-                (void) uv_timer_stop(&c->expire_timer);
                 break;
         default:
                 break;
@@ -941,7 +1208,10 @@ int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
                                                kerr ? kerr : STRERROR(r));
                 c->have_signing_key = true;
         } else
-                log_warning("No [security] signing_key: commands go out unsigned.");
+                /* Only reachable with insecure_unsigned = yes (controller-config.c). */
+                log_error("INSECURE: no [security] signing_key and insecure_unsigned = yes: "
+                          "commands go out unsigned, and agents that verify refuse them. Never "
+                          "run it like this outside a test.");
         log_info("Controller %s starting with epoch %" PRIu64 ", %zu known hosts, %zu open alerts.",
                  c->config.id, c->epoch, c->hosts.n_hosts, c->n_alerts);
 
@@ -957,14 +1227,19 @@ int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
         if (r < 0)
                 return log_error_errno(r, "Failed to declare the topology: %s", STRERROR(r));
 
-        if (uv_timer_init(loop, &c->expire_timer) < 0 || uv_timer_init(loop, &c->flush_timer) < 0 ||
+        r = random_id(c->marker_nonce);
+        if (r < 0)
+                return log_error_errno(r, "Failed to make a marker nonce: %s", STRERROR(r));
+        if (uv_timer_init(loop, &c->marker_timer) < 0 || uv_timer_init(loop, &c->flush_timer) < 0 ||
             uv_signal_init(loop, &c->sigterm) < 0 || uv_signal_init(loop, &c->sigint) < 0)
                 return log_error_errno(-ENOMEM, "Failed to set up event loop handles.");
-        c->expire_timer.data = c->flush_timer.data = c->sigterm.data = c->sigint.data = c;
+        c->marker_timer.data = c->flush_timer.data = c->sigterm.data = c->sigint.data = c;
         (void) uv_signal_start(&c->sigterm, on_signal, SIGTERM);
         (void) uv_signal_start(&c->sigint, on_signal, SIGINT);
         (void) uv_timer_start(&c->flush_timer, on_flush, c->config.flush_interval / USEC_PER_MSEC,
                               c->config.flush_interval / USEC_PER_MSEC);
+        (void) uv_timer_start(&c->marker_timer, on_marker_timer, marker_interval(c) / USEC_PER_MSEC,
+                              marker_interval(c) / USEC_PER_MSEC);
         (void) notifier_init(&c->notifier, loop);
 
         r = broker_start(c->broker);
@@ -981,7 +1256,7 @@ static void on_broker_closed(void *userdata) {
         Controller *c = userdata;
 
         c->broker = NULL;
-        loop_close_handle((uv_handle_t *) &c->expire_timer);
+        loop_close_handle((uv_handle_t *) &c->marker_timer);
         loop_close_handle((uv_handle_t *) &c->flush_timer);
         loop_close_handle((uv_handle_t *) &c->rollout_timer);
         loop_close_handle((uv_handle_t *) &c->sigterm);
@@ -1006,6 +1281,9 @@ void controller_done(Controller *c) {
         for (size_t i = 0; i < c->n_alerts; i++)
                 open_alert_done(&c->alerts[i]);
         free(c->alerts);
+        for (size_t i = 0; i < c->n_rpc_users; i++)
+                free(c->rpc_users[i].user);
+        free(c->rpc_users);
         rollouts_done(c);
         shards_done(c);
         fleet_done(c);

@@ -15,6 +15,8 @@
 #include "flap.h"
 #include "hosts.h"
 #include "notify.h"
+#include "placement.h"
+#include "ratelimit.h"
 #include "shards.h"
 #include "sign.h"
 #include "store.h"
@@ -25,6 +27,8 @@ typedef enum RefuseReason {
         REFUSE_WRONG_TYPE,   /* a valid message of a type not expected here */
         REFUSE_MISMATCH,     /* routing key, AMQP type and body disagree */
         REFUSE_UNAUTHORIZED, /* mutating request from a user not in operators */
+        REFUSE_RATE_LIMITED, /* over status_rate_limit (per host) or rpc_rate_limit (per user) */
+        REFUSE_NOT_OWNED,    /* a report about units or shards not placed on that host */
         _REFUSE_REASON_MAX,
         _REFUSE_REASON_INVALID = -EINVAL,
 } RefuseReason;
@@ -51,6 +55,7 @@ typedef struct HostView {
         uint32_t units_total;
         uint32_t units_active;
         uint64_t applied_generation;
+        uint64_t applied_epoch;
         uint64_t max_epoch_seen;
         uint64_t first_seen_us; /* wall clock, for display and the store */
         uint64_t last_seen_us;
@@ -82,7 +87,18 @@ typedef struct HostView {
         char *sent_digest;
         uint64_t sent_at_us;
         bool resend; /* send the Placement on the next reconcile even if unchanged */
+
+        /* status_rate_limit: beyond it only liveness counts. */
+        TokenBucket status_bucket;
+        uint64_t status_dropped;
+        usec_t status_dropped_logged; /* monotonic; a line a minute at most */
 } HostView;
+
+/* rpc_rate_limit, per broker user. */
+typedef struct RpcUserBucket {
+        char *user;
+        TokenBucket bucket;
+} RpcUserBucket;
 
 /* An instance and its host, as decided by the last reconcile. */
 typedef struct FleetInstance {
@@ -112,6 +128,8 @@ typedef struct Controller {
 
         OpenAlert *alerts;
         size_t n_alerts;
+        RpcUserBucket *rpc_users;
+        size_t n_rpc_users;
 
         /* Desired state: parsed specs (count is the effective count) and the
          * current placement of every instance. */
@@ -129,7 +147,14 @@ typedef struct Controller {
         SignKey signing_key;
         bool have_signing_key;
 
-        uv_timer_t expire_timer;
+        /* Liveness (controller.c): markers through our own status queue and
+         * the horizon they give. */
+        uv_timer_t marker_timer;
+        char marker_nonce[33];
+        uint64_t marker_seq;
+        usec_t horizon;    /* monotonic: everything sent before it has been read */
+        usec_t status_lag; /* how long the last marker took to come back */
+        usec_t lag_logged;
         uv_timer_t flush_timer;
         uv_signal_t sigterm;
         uv_signal_t sigint;
@@ -195,13 +220,34 @@ int alert_resolve(Controller *c, const char *kind, const char *service, const ch
 int controller_event(Controller *c, const char *kind, const char *service, const char *host,
                      const char *summary, const char *detail_json);
 
+/* The unit `unit` as the host last reported it (v->units is sorted by
+ * name), or NULL. */
+const struct ObservedUnitState *host_view_unit(const HostView *v, const char *unit);
+
 /* fleet.c: desired state and the reconciler. */
 int fleet_load(Controller *c);
 void fleet_done(Controller *c);
 /* Recomputes placement, persists it, and sends every host whose units
  * changed a new Placement generation. `why` is logged. Returns the number of
- * instances that moved, or -errno. */
+ * instances that moved, or -errno (then nothing changed). */
 int fleet_reconcile(Controller *c, const char *why);
+
+/* The same in three steps, so that a verb can write its own records and the
+ * placement in one transaction and change nothing in memory unless that
+ * commits: prepare (compute; may fail), write (the instance rows that
+ * change, inside the caller's transaction), adopt (after the commit: the
+ * new placement, alerts and Placements; cannot fail). */
+struct PlacementResult;
+typedef struct FleetChange {
+        struct PlacementResult res;
+        FleetInstance *next;
+        size_t n_next;
+} FleetChange;
+int fleet_change_prepare(Controller *c, struct ServiceSpec *const *services, size_t n_services,
+                         FleetChange *ret);
+int fleet_change_write(Controller *c, const FleetChange *ch);
+void fleet_change_adopt(Controller *c, FleetChange *ch, const char *why);
+void fleet_change_done(FleetChange *ch);
 /* Whether an instance is active where it is placed (and, for a sharded one,
  * every shard it owns is ready). */
 bool fleet_instance_healthy(Controller *c, const FleetInstance *fi);

@@ -304,8 +304,9 @@ static int run_apply_or_plan(Ctl *ctl, const CtlCommand *cmd, bool plan, int arg
         apply.files = specs.ptrs;
         apply.n_files = specs.n;
         apply.dry_run = dry_run;
-        /* The verb as typed: the controller audits `apply` and lets anyone `plan`. */
-        req.verb = (char *) cmd->name;
+        /* `apply --dry-run` is a plan: the read-only verb, which anyone may
+         * call (the controller decides authority by verb alone). */
+        req.verb = (char *) (dry_run ? "plan" : "apply");
         req.args_case = BATON__V1__REQUEST__ARGS_APPLY;
         req.apply = &apply;
         r = ctl_request_json(ctl, &req, &doc);

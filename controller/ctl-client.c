@@ -86,9 +86,9 @@ static void on_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
                 break;
         case BROKER_RETURNED:
                 finish(call, CTL_EXIT_UNREACHABLE,
-                       "no controller: queue %s does not exist on vhost %s (is baton-controller "
-                       "running?)",
-                       TOPOLOGY_QUEUE_RPC, strna(broker_get_vhost(b)));
+                       "no controller: nothing takes requests on exchange %s in vhost %s (is "
+                       "baton-controller running?)",
+                       TOPOLOGY_EXCHANGE_RPC, strna(broker_get_vhost(b)));
                 break;
         default:
                 /* A permission refusal closes the channel: say what the broker said. */
@@ -96,6 +96,12 @@ static void on_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
                     strncmp(broker_last_channel_close(b), "403 ", 4) == 0)
                         finish(call, CTL_EXIT_REFUSED, "the broker refused the request: %s",
                                broker_last_channel_close(b));
+                else if (outcome == BROKER_DROPPED && broker_last_channel_close(b) &&
+                         strncmp(broker_last_channel_close(b), "404 ", 4) == 0)
+                        finish(call, CTL_EXIT_UNREACHABLE,
+                               "no controller: exchange %s does not exist in vhost %s (is "
+                               "baton-controller running, or baton-broker-setup run?)",
+                               TOPOLOGY_EXCHANGE_RPC, strna(broker_get_vhost(b)));
                 else
                         finish(call, CTL_EXIT_UNREACHABLE,
                                "the broker did not accept the request (%s%s%s)",
@@ -129,7 +135,7 @@ static void send_request(Call *call) {
                  (uint64_t) MAX(call->ctl->timeout / USEC_PER_MSEC, 1));
 
         BrokerMessage m = {
-                .exchange = "",
+                .exchange = TOPOLOGY_EXCHANGE_RPC,
                 .routing_key = TOPOLOGY_QUEUE_RPC,
                 .message_id = call->id,
                 .correlation_id = call->id,

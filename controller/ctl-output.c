@@ -10,6 +10,7 @@
 
 #include "ctl.h"
 #include "duration.h"
+#include "text.h"
 
 struct CtlTable {
         size_t n_columns;
@@ -35,7 +36,9 @@ int ctl_table_add(CtlTable *t, const char *const *cells) {
                 return -ENOMEM;
         t->cells = p;
         for (size_t i = 0; i < t->n_columns; i++) {
-                p[t->n_rows * t->n_columns + i] = strdup(cells[i] ? cells[i] : "-");
+                /* Every cell may hold text an agent or a workload chose:
+                 * nothing in it may drive the terminal. */
+                p[t->n_rows * t->n_columns + i] = text_sanitize(cells[i] ? cells[i] : "-");
                 if (!p[t->n_rows * t->n_columns + i]) {
                         while (i-- > 0)
                                 free(p[t->n_rows * t->n_columns + i]);

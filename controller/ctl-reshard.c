@@ -161,10 +161,10 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
                 return ctl_usage_error(&ctl_command_reshard,
                                        "say what to change: --instances N and/or --shards S");
 
-        ctl_service_request_init(&req, &sr, "reshard", argv[optind]);
+        /* The plan alone is a read-only verb of its own: anyone may ask. */
+        ctl_service_request_init(&req, &sr, dry_run ? "reshard-plan" : "reshard", argv[optind]);
         sr.instances = (uint32_t) instances;
         sr.shards = (uint32_t) shards;
-        sr.count = dry_run ? 1 : 0;
         r = ctl_request_json(ctl, &req, &doc);
         if (r != CTL_EXIT_OK)
                 return r;

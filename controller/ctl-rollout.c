@@ -360,7 +360,8 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
 
         rr.action = (char *) action;
         rr.service = (char *) (argc - optind > 1 ? argv[optind + 1] : "");
-        req.verb = (char *) "rollout";
+        /* Reading is a verb of its own, which anyone may call. */
+        req.verb = (char *) (streq(action, "status") ? "rollout-status" : "rollout");
         req.args_case = BATON__V1__REQUEST__ARGS_ROLLOUT;
         req.rollout = &rr;
         if (arg_follow)

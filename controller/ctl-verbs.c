@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "ctl-verbs.h"
+#include "text.h"
 
 void ctl_service_request_init(Baton__V1__Request *req, Baton__V1__ServiceRequest *sr,
                               const char *verb, const char *service) {
@@ -27,16 +28,7 @@ void ctl_service_request_init(Baton__V1__Request *req, Baton__V1__ServiceRequest
 }
 
 char *ctl_sanitize(const char *s) {
-        char *copy = strdup(strempty(s));
-
-        if (!copy)
-                return NULL;
-        for (char *p = copy; *p; p++)
-                if (*p == '\t')
-                        *p = ' ';
-                else if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                        *p = '?';
-        return copy;
+        return text_sanitize(s);
 }
 
 /* The controller's reason, one stderr line per line of it: a refused apply

@@ -65,9 +65,9 @@ const char *ctl_unit_label(json_t *o, char *buf, size_t len);
 /* Decimal digits only, no sign, no spaces, at most max: -EINVAL or -ERANGE. */
 int ctl_parse_uint(const char *s, uint64_t max, uint64_t *ret);
 
-/* A malloc'ed copy of s for a terminal line: control characters (a newline
- * or an escape sequence in text that came over the network) become '?', a
- * tab a space. NULL when out of memory. */
+/* A malloc'ed copy of s for a terminal line (text_sanitize(): control
+ * characters, bidi overrides and broken UTF-8 in text that came over the
+ * network become '?', a tab a space). NULL when out of memory. */
 char *ctl_sanitize(const char *s);
 
 /* A getopt_long() error ('?' or ':' in c) as a usage error of cmd: exit 2. */

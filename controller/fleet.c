@@ -290,15 +290,29 @@ static char *digest(const HostUnits *hu) {
         return TAKE_PTR(s);
 }
 
+static void placement_init(Controller *c, const char *host, uint64_t generation,
+                           const HostUnits *hu, Baton__V1__Placement *p) {
+        baton__v1__placement__init(p);
+        p->host = (char *) host;
+        p->epoch = c->epoch;
+        p->generation = generation;
+        p->n_units = hu->n;
+        p->units = hu->ptrs;
+}
+
+static size_t placement_size(Controller *c, const char *host, uint64_t generation,
+                             const HostUnits *hu) {
+        Baton__V1__Placement p;
+
+        placement_init(c, host, generation, hu, &p);
+        return protobuf_c_message_get_packed_size(&p.base);
+}
+
 static int publish_placement(Controller *c, const char *host, uint64_t generation,
                              const HostUnits *hu) {
-        Baton__V1__Placement p = BATON__V1__PLACEMENT__INIT;
+        Baton__V1__Placement p;
 
-        p.host = (char *) host;
-        p.epoch = c->epoch;
-        p.generation = generation;
-        p.n_units = hu->n;
-        p.units = hu->ptrs;
+        placement_init(c, host, generation, hu, &p);
         return controller_publish(
                 c, TOPOLOGY_EXCHANGE_CMD, host, &p.base,
                 &(PublishOptions){ .persistent = true, .expiration = PLACEMENT_EXPIRATION_MS });
@@ -336,9 +350,30 @@ static int sync_host(Controller *c, Host *h, const HostIndex *index, bool resend
                 v->sent_digest = TAKE_PTR(d);
         }
         r = publish_placement(c, h->id, v->generation, &hu);
+        if (r == -EMSGSIZE) {
+                _cleanup_free_ char *summary = NULL;
+
+                /* It will not fit next time either: say so where operators look,
+                 * naming host and size, instead of retrying in the log. */
+                if (asprintf(&summary,
+                             "the placement of %s (%zu units, %zu bytes) is larger than a message "
+                             "may be (%u bytes); the host keeps what it runs. Move services "
+                             "off it (fewer or smaller units) or drain it",
+                             h->id, hu.n, placement_size(c, h->id, v->generation, &hu),
+                             (unsigned) CODEC_MAX_MESSAGE_SIZE) >= 0)
+                        (void) alert_raise(c, "placement-too-large",
+                                           BATON__V1__SEVERITY__SEVERITY_CRITICAL, NULL, h->id,
+                                           summary);
+                return log_error_errno(r, "The placement of %s is too large to send.", h->id);
+        }
         if (r < 0)
                 return log_warning_errno(r, "Failed to send the placement of %s: %s", h->id,
                                          STRERROR(r));
+        {
+                _cleanup_free_ char *summary = NULL;
+                if (asprintf(&summary, "the placement of %s fits in a message again", h->id) >= 0)
+                        (void) alert_resolve(c, "placement-too-large", NULL, h->id, summary);
+        }
         v->sent_at_us = now_realtime_usec();
         log_info("%s placement %" PRIu64 "/%" PRIu64 " to %s: %zu units.",
                  changed ? "Sent" : "Re-sent", c->epoch, v->generation, h->id, hu.n);
@@ -351,9 +386,12 @@ void fleet_check_host(Controller *c, Host *h) {
         _cleanup_free_ HostIndexEntry *mine = NULL;
         size_t n = 0;
 
-        /* Nothing placed yet, or the host is at (or past: a restored
-         * database) what we sent. */
-        if (!v || !v->sent_digest || v->applied_generation >= v->generation || h->alive == false)
+        /* Nothing placed yet, or the host is at what we sent: (epoch,
+         * generation) as the agent orders Placements. (Past it means another
+         * run of this controller used our epoch: learn_epoch() raises it.) */
+        if (!v || !v->sent_digest || h->alive == false ||
+            (v->applied_epoch == c->epoch && v->applied_generation >= v->generation) ||
+            v->applied_epoch > c->epoch)
                 return;
         if (now - v->sent_at_us < RESEND_AFTER_US)
                 return;
@@ -404,16 +442,15 @@ bool fleet_instance_healthy(Controller *c, const FleetInstance *fi) {
         const ServiceSpec *s = fleet_service(c, fi->service);
         Host *h = host_table_get(&c->hosts, fi->host);
         HostView *v = h && h->alive ? h->userdata : NULL;
+        const struct ObservedUnitState *o;
         _cleanup_free_ char *unit = NULL;
 
         if (!s || !v || fleet_instance_unit(c, s, fi->instance, &unit) < 0)
                 return false;
         if (s->kind == SERVICE_SHARDED)
                 return shards_instance_ready(c, s, fi->instance, fi->host);
-        for (size_t k = 0; k < v->n_units; k++)
-                if (streq(v->units[k].name, unit))
-                        return streq_ptr(v->units[k].active_state, "active");
-        return false;
+        o = host_view_unit(v, unit);
+        return o && streq_ptr(o->active_state, "active");
 }
 
 /* Drains go step by step: a drained host keeps its instances except, per
@@ -583,49 +620,76 @@ static void mark_moved_shards(Controller *c, const PlacementResult *res) {
         }
 }
 
-int fleet_reconcile(Controller *c, const char *why) {
-        _cleanup_(placement_result_done) PlacementResult res = { 0 };
-        FleetInstance *next;
-        size_t moved;
+void fleet_change_done(FleetChange *ch) {
+        placement_result_done(&ch->res);
+        instances_free(ch->next, ch->n_next);
+        *ch = (FleetChange){ 0 };
+}
+
+int fleet_change_prepare(Controller *c, ServiceSpec *const *services, size_t n_services,
+                         FleetChange *ret) {
+        FleetChange ch = { 0 };
         int r;
 
-        r = fleet_compute(c, c->services, c->n_services, &res);
+        r = fleet_compute(c, services, n_services, &ch.res);
         if (r < 0)
                 return log_error_errno(r, "Failed to compute placement: %s", STRERROR(r));
-        moved = res.n_moved;
-
-        next = calloc(res.n_assignments + 1, sizeof(FleetInstance));
-        if (!next)
+        ch.next = calloc(ch.res.n_assignments + 1, sizeof(FleetInstance));
+        if (!ch.next) {
+                fleet_change_done(&ch);
                 return -ENOMEM;
-        for (size_t i = 0; i < res.n_assignments; i++) {
-                next[i] = (FleetInstance){ strdup(res.assignments[i].service),
-                                           res.assignments[i].instance,
-                                           strdup(res.assignments[i].host) };
-                if (!next[i].service || !next[i].host) {
-                        instances_free(next, i + 1);
+        }
+        for (size_t i = 0; i < ch.res.n_assignments; i++) {
+                const Assignment *a = &ch.res.assignments[i];
+
+                ch.next[i] = (FleetInstance){ strdup(a->service), a->instance, strdup(a->host) };
+                ch.n_next++;
+                if (!ch.next[i].service || !ch.next[i].host) {
+                        fleet_change_done(&ch);
                         return -ENOMEM;
                 }
         }
+        *ret = ch;
+        return 0;
+}
 
-        /* One transaction: the placement on disk is always a whole one. */
-        r = store_begin(c->store);
-        if (r >= 0)
-                r = store_clear_instances(c->store);
-        for (size_t i = 0; r >= 0 && i < res.n_assignments; i++)
-                r = store_put_instance(c->store, next[i].service, next[i].instance, next[i].host);
-        if (r >= 0)
-                r = store_commit(c->store);
-        if (r < 0) {
-                store_rollback(c->store);
-                instances_free(next, res.n_assignments);
-                c->counters.store_errors++;
-                return log_error_errno(r, "Failed to persist the placement: %s",
-                                       store_error(c->store));
+int fleet_change_write(Controller *c, const FleetChange *ch) {
+        size_t i = 0, k = 0;
+        int r = 0;
+
+        /* Both sorted by (service, instance): one merge finds what changed. */
+        while (r >= 0 && (i < c->n_instances || k < ch->n_next)) {
+                const FleetInstance *old = i < c->n_instances ? &c->instances[i] : NULL;
+                const FleetInstance *nw = k < ch->n_next ? &ch->next[k] : NULL;
+                int cmp = !old ? 1 : !nw ? -1 : strcmp(old->service, nw->service);
+
+                if (cmp == 0)
+                        cmp = (old->instance > nw->instance) - (old->instance < nw->instance);
+                if (cmp < 0) {
+                        r = store_delete_instance(c->store, old->service, old->instance);
+                        i++;
+                } else if (cmp > 0) {
+                        r = store_put_instance(c->store, nw->service, nw->instance, nw->host);
+                        k++;
+                } else {
+                        if (!streq(old->host, nw->host))
+                                r = store_put_instance(c->store, nw->service, nw->instance,
+                                                       nw->host);
+                        i++;
+                        k++;
+                }
         }
-        mark_moved_shards(c, &res);
+        return r;
+}
+
+void fleet_change_adopt(Controller *c, FleetChange *ch, const char *why) {
+        const PlacementResult *res = &ch->res;
+
+        mark_moved_shards(c, res);
         instances_free(c->instances, c->n_instances);
-        c->instances = next;
-        c->n_instances = res.n_assignments;
+        c->instances = TAKE_PTR(ch->next);
+        c->n_instances = ch->n_next;
+        ch->n_next = 0;
 
         /* placement-impossible: one alert per service, resolved once placed. */
         for (size_t i = 0; i < c->n_services; i++) {
@@ -634,11 +698,11 @@ int fleet_reconcile(Controller *c, const char *why) {
                 size_t unplaced = 0;
                 const PlacementProblem *first = NULL;
 
-                for (size_t k = 0; k < res.n_problems; k++)
-                        if (streq(res.problems[k].service, svc)) {
+                for (size_t k = 0; k < res->n_problems; k++)
+                        if (streq(res->problems[k].service, svc)) {
                                 unplaced++;
                                 if (!first)
-                                        first = &res.problems[k];
+                                        first = &res->problems[k];
                         }
                 if (unplaced > 0) {
                         if (asprintf(&summary, "%zu instance(s) of %s cannot be placed: %s (%s)",
@@ -657,7 +721,32 @@ int fleet_reconcile(Controller *c, const char *why) {
         fleet_sync(c);
 
         log_info("Reconciled (%s): %zu instances placed, %zu moved, %zu unplaced.", why,
-                 res.n_assignments, moved, res.n_problems);
+                 res->n_assignments, res->n_moved, res->n_problems);
+}
+
+int fleet_reconcile(Controller *c, const char *why) {
+        _cleanup_(fleet_change_done) FleetChange ch = { 0 };
+        size_t moved;
+        int r;
+
+        r = fleet_change_prepare(c, c->services, c->n_services, &ch);
+        if (r < 0)
+                return r;
+        moved = ch.res.n_moved;
+
+        /* One transaction: the placement on disk is always a whole one. */
+        r = store_begin(c->store);
+        if (r >= 0)
+                r = fleet_change_write(c, &ch);
+        if (r >= 0)
+                r = store_commit(c->store);
+        if (r < 0) {
+                store_rollback(c->store);
+                c->counters.store_errors++;
+                return log_error_errno(r, "Failed to persist the placement (%s): %s", why,
+                                       store_error(c->store));
+        }
+        fleet_change_adopt(c, &ch, why);
         return (int) MIN(moved, (size_t) INT32_MAX);
 }
 

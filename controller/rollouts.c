@@ -162,19 +162,19 @@ static void health_of(Controller *c, const Rollout *r, const ServiceSpec *s, uin
         usec_t started = instance < r->n_items ? r->items[instance].started_at : 0;
         Host *h = host ? host_table_get(&c->hosts, host) : NULL;
         HostView *v = h && h->alive ? h->userdata : NULL;
+        const struct ObservedUnitState *o;
 
         *ret = (InstanceHealth){ .instance = instance };
         if (!v || fleet_instance_unit(c, s, instance, &unit) < 0)
                 return;
-        for (size_t k = 0; k < v->n_units; k++)
-                if (streq(v->units[k].name, unit)) {
-                        /* Sharded: healthy once every shard it owns is ready again. */
-                        ret->healthy = streq_ptr(v->units[k].active_state, "active") &&
-                                       (s->kind != SERVICE_SHARDED ||
-                                        shards_instance_ready(c, s, instance, host));
-                        ret->restarted_since_issue =
-                                started > 0 && v->units[k].state_change_us > started;
-                }
+        o = host_view_unit(v, unit);
+        if (o) {
+                /* Sharded: healthy once every shard it owns is ready again. */
+                ret->healthy =
+                        streq_ptr(o->active_state, "active") &&
+                        (s->kind != SERVICE_SHARDED || shards_instance_ready(c, s, instance, host));
+                ret->restarted_since_issue = started > 0 && o->state_change_us > started;
+        }
 }
 
 /* A sharded service restarts through its start gate, one instance at a time:

@@ -217,7 +217,7 @@ static void rolling_update(Controller *c, const char *service, json_t *services)
 int rpc_verb_apply(RpcContext *x) {
         Controller *c = x->c;
         const Baton__V1__ApplyRequest *req = x->request->apply;
-        _cleanup_(placement_result_done) PlacementResult res = { 0 };
+        _cleanup_(fleet_change_done) FleetChange change = { 0 };
         _cleanup_free_ char *errors = NULL, *names = NULL;
         ServiceSpec **parsed = NULL, **next = NULL;
         _cleanup_free_ bool *updated = NULL;
@@ -293,17 +293,21 @@ int rpc_verb_apply(RpcContext *x) {
                 parsed[k] = NULL;
         }
 
-        r = fleet_compute(c, next, n_next, &res);
+        /* Placed once: the same computation is the plan shown and, for apply,
+         * the placement adopted. */
+        r = fleet_change_prepare(c, next, n_next, &change);
         if (r < 0)
                 goto finish;
         json_t *doc =
                 json_pack("{s:b, s:b, s:O, s:o, s:o}", "dry_run", dry, "applied", !dry, "services",
-                          services, "placements", placements_json(c, next, n_next, &res),
-                          "problems", problems_json(&res));
+                          services, "placements", placements_json(c, next, n_next, &change.res),
+                          "problems", problems_json(&change.res));
 
         if (!dry) {
                 uint64_t now = now_realtime_usec();
 
+                /* The services and their placement in one transaction; nothing
+                 * changes in memory or goes out unless it commits. */
                 r = store_begin(c->store);
                 for (size_t k = 0; r >= 0 && k < n_next; k++)
                         if (!fleet_service(c, next[k]->name) ||
@@ -313,12 +317,19 @@ int rpc_verb_apply(RpcContext *x) {
                                 r = store_put_service(c->store, next[k]->name, next[k]->file_name,
                                                       next[k]->unit_text, next[k]->count, now);
                 if (r >= 0)
+                        r = fleet_change_write(c, &change);
+                if (r >= 0)
                         r = store_commit(c->store);
                 if (r < 0) {
                         store_rollback(c->store);
+                        c->counters.store_errors++;
                         json_decref(doc);
+                        log_error_errno(r, "Failed to store apply of %s: %s", strempty(names),
+                                        store_error(c->store));
                         r = rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
-                                     "cannot store the services: %s", store_error(c->store));
+                                     "cannot store the services and their placement: %s; nothing "
+                                     "changed",
+                                     store_error(c->store));
                         goto finish;
                 }
                 /* Services whose unit changed for systemd (not just [X-Baton])
@@ -331,7 +342,7 @@ int rpc_verb_apply(RpcContext *x) {
                 specs_free(c->services, c->n_services);
                 c->services = TAKE_PTR(next);
                 c->n_services = n_next;
-                (void) fleet_reconcile(c, "apply");
+                fleet_change_adopt(c, &change, "apply");
                 for (size_t k = 0; k < n_next; k++)
                         if (updated[k])
                                 rolling_update(c, c->services[k]->name, services);
@@ -352,8 +363,10 @@ finish:
 
 int rpc_verb_delete(RpcContext *x) {
         Controller *c = x->c;
+        _cleanup_(fleet_change_done) FleetChange change = { 0 };
+        _cleanup_free_ ServiceSpec **rest = NULL;
         const char *name;
-        size_t removed = 0, i;
+        size_t removed = 0, i, n_rest = 0;
         int r;
 
         if (x->request->args_case != BATON__V1__REQUEST__ARGS_SERVICE ||
@@ -367,17 +380,43 @@ int rpc_verb_delete(RpcContext *x) {
         if (i == c->n_services)
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "no service '%s'", name);
 
-        r = store_delete_service(c->store, name);
+        /* The fleet without it, placed; then its rows, its shard state and
+         * the placement in one transaction. */
+        rest = calloc(c->n_services + 1, sizeof(ServiceSpec *));
+        if (!rest)
+                return -ENOMEM;
+        for (size_t k = 0; k < c->n_services; k++)
+                if (k != i)
+                        rest[n_rest++] = c->services[k];
+        r = fleet_change_prepare(c, rest, n_rest, &change);
         if (r < 0)
-                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "cannot delete: %s",
+                return r;
+        r = store_begin(c->store);
+        if (r >= 0)
+                r = store_delete_service(c->store, name);
+        if (r >= 0)
+                r = store_delete_shard_state(c->store, name);
+        if (r >= 0)
+                r = fleet_change_write(c, &change);
+        if (r >= 0)
+                r = store_commit(c->store);
+        if (r < 0) {
+                store_rollback(c->store);
+                c->counters.store_errors++;
+                log_error_errno(r, "Failed to store the deletion of %s: %s", name,
                                 store_error(c->store));
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                "cannot delete %s: %s; nothing changed", name,
+                                store_error(c->store));
+        }
+
         for (size_t k = 0; k < c->n_instances; k++)
                 removed += streq(c->instances[k].service, name);
         shards_forget(c, name);
         alerts_resolve_service(c, name);
         service_spec_free(c->services[i]);
         c->services[i] = c->services[--c->n_services];
-        (void) fleet_reconcile(c, "delete");
+        fleet_change_adopt(c, &change, "delete");
         return rpc_set_json(
                 x, json_pack("{s:s, s:i}", "service", name, "removed_instances", (int) removed));
 }
@@ -386,10 +425,7 @@ static const struct ObservedUnitState *observed(Controller *c, const char *host,
         Host *h = host_table_get(&c->hosts, host);
         HostView *v = h ? h->userdata : NULL;
 
-        for (size_t i = 0; v && i < v->n_units; i++)
-                if (streq(v->units[i].name, unit))
-                        return &v->units[i];
-        return NULL;
+        return host_view_unit(v, unit);
 }
 
 int rpc_verb_status(RpcContext *x) {
@@ -446,6 +482,7 @@ int rpc_verb_status(RpcContext *x) {
 int rpc_verb_scale(RpcContext *x) {
         Controller *c = x->c;
         const Baton__V1__ServiceRequest *req = x->request->service;
+        _cleanup_(fleet_change_done) FleetChange change = { 0 };
         ServiceSpec *s;
         uint32_t previous;
         int r;
@@ -474,13 +511,34 @@ int rpc_verb_scale(RpcContext *x) {
                                 "%s: %u is above MaxReplicas=%u", s->name, req->count,
                                 s->max_replicas);
         previous = s->count;
-        r = store_put_service(c->store, s->name, s->file_name, s->unit_text, req->count,
-                              now_realtime_usec());
-        if (r < 0)
-                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "cannot store: %s",
-                                store_error(c->store));
+        /* The new count and its placement in one transaction. */
         s->count = req->count;
-        (void) fleet_reconcile(c, "scale");
+        r = fleet_change_prepare(c, c->services, c->n_services, &change);
+        if (r >= 0) {
+                r = store_begin(c->store);
+                if (r >= 0)
+                        r = store_put_service(c->store, s->name, s->file_name, s->unit_text,
+                                              req->count, now_realtime_usec());
+                if (r >= 0)
+                        r = fleet_change_write(c, &change);
+                if (r >= 0)
+                        r = store_commit(c->store);
+                if (r < 0) {
+                        store_rollback(c->store);
+                        c->counters.store_errors++;
+                        log_error_errno(r, "Failed to store the scale of %s: %s", s->name,
+                                        store_error(c->store));
+                }
+        }
+        if (r < 0) {
+                s->count = previous;
+                if (r == -ENOMEM)
+                        return r;
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                "cannot scale %s: %s; nothing changed", s->name,
+                                store_error(c->store));
+        }
+        fleet_change_adopt(c, &change, "scale");
         return rpc_set_json(x, json_pack("{s:s, s:i, s:i}", "service", s->name, "count",
                                          (int) s->count, "previous", (int) previous));
 }
@@ -496,6 +554,7 @@ static size_t instances_on(Controller *c, const char *host) {
 int rpc_verb_drain(RpcContext *x) {
         Controller *c = x->c;
         bool drain = streq(x->request->verb, "drain");
+        _cleanup_(fleet_change_done) FleetChange change = { 0 };
         const char *host;
         HostTransition t;
         size_t before;
@@ -514,8 +573,31 @@ int rpc_verb_drain(RpcContext *x) {
         before = instances_on(c, host);
         r = host_table_set_drained(&c->hosts, host, drain, &t);
         if (r > 0) {
-                (void) controller_persist_host(c, h);
-                (void) fleet_reconcile(c, drain ? "drain" : "undrain");
+                /* The host's state and the placement it causes in one
+                 * transaction; undone in memory if that fails. */
+                r = fleet_change_prepare(c, c->services, c->n_services, &change);
+                if (r >= 0) {
+                        r = store_begin(c->store);
+                        if (r >= 0)
+                                r = controller_persist_host(c, h);
+                        if (r >= 0)
+                                r = fleet_change_write(c, &change);
+                        if (r >= 0)
+                                r = store_commit(c->store);
+                        if (r < 0) {
+                                store_rollback(c->store);
+                                c->counters.store_errors++;
+                        }
+                }
+                if (r < 0) {
+                        (void) host_table_set_drained(&c->hosts, host, !drain, &t);
+                        if (r == -ENOMEM)
+                                return r;
+                        return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                        "cannot %s %s: %s; nothing changed", x->request->verb, host,
+                                        store_error(c->store));
+                }
+                fleet_change_adopt(c, &change, drain ? "drain" : "undrain");
         }
         return rpc_set_json(
                 x, json_pack("{s:s, s:s, s:i}", "host", host, "state",
@@ -671,52 +753,116 @@ static json_t *rollout_json(const Rollout *r) {
 
 int rpc_verb_rollout(RpcContext *x) {
         Controller *c = x->c;
-        const Baton__V1__RolloutRequest *req = x->request->rollout;
+        const Baton__V1__RolloutRequest *req =
+                x->request->args_case == BATON__V1__REQUEST__ARGS_ROLLOUT ? x->request->rollout
+                                                                          : NULL;
+        bool status_verb = streq(x->request->verb, "rollout-status");
         const char *action, *svc;
         json_t *arr, *reshards;
         int r = 0;
 
-        if (x->request->args_case != BATON__V1__REQUEST__ARGS_ROLLOUT)
+        /* `rollout-status` reads; `rollout` changes (rpc.c's table decides
+         * who may call which). */
+        action = status_verb ? "status" : req ? req->action : "";
+        svc = req ? req->service : NULL;
+        if (!status_verb && streq(action, "status"))
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE,
-                                "rollout needs status|pause|resume|abort");
-        action = req->action;
-        svc = req->service;
-        if (!streq(action, "status") && !streq(action, "pause") && !streq(action, "resume") &&
+                                "the status of rollouts is the read-only verb rollout-status");
+        if (!status_verb && !streq(action, "pause") && !streq(action, "resume") &&
             !streq(action, "abort"))
-                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "unknown rollout action '%s'",
-                                action);
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE,
+                                "unknown rollout action '%s' (pause, resume, abort)", action);
+        if (status_verb && req && !isempty(req->action) && !streq(req->action, "status"))
+                return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE,
+                                "rollout-status only reads; '%s' is the verb rollout", req->action);
         if (asprintf(&x->audit_request, "%s %s", action, strempty(svc)) < 0)
                 x->audit_request = NULL;
 
         if (!streq(action, "status")) {
-                size_t n = 0;
+                size_t n = 0, n_changed = 0;
+                _cleanup_free_ char **before = calloc(c->n_rollouts + 1, sizeof(char *));
+                _cleanup_free_ Rollout **changed = calloc(c->n_rollouts + 1, sizeof(Rollout *));
+                int k = 0;
 
+                if (!before || !changed)
+                        return -ENOMEM;
                 for (size_t i = 0; i < c->n_rollouts; i++) {
                         Rollout *ro = c->rollouts[i];
-                        _cleanup_free_ char *text = NULL;
 
                         if (!isempty(svc) && !streq(ro->service, svc))
                                 continue;
+                        r = rollout_format(ro, &before[n_changed]);
+                        if (r < 0)
+                                break;
                         if (streq(action, "pause"))
                                 r = rollout_pause(ro, "paused by an operator");
                         else if (streq(action, "resume"))
                                 r = rollout_resume(ro);
                         else
                                 r = rollout_abort(ro, "aborted by an operator");
-                        if (r == -EBUSY)
+                        if (r == -EBUSY) {
+                                free(before[n_changed]);
+                                before[n_changed] = NULL;
+                                r = 0;
                                 continue;
+                        }
                         if (r < 0)
-                                return r;
-                        n++;
-                        if (rollout_format(ro, &text) >= 0)
-                                (void) store_put_rollout(c->store, ro->service, ro->id, text);
+                                break;
+                        changed[n_changed++] = ro;
                 }
+                /* Every changed rollout stored in one transaction, or none
+                 * changed: on failure each goes back to what is on disk. */
+                if (r >= 0 && n_changed > 0) {
+                        r = store_begin(c->store);
+                        for (size_t i = 0; r >= 0 && i < n_changed; i++) {
+                                _cleanup_free_ char *text = NULL;
+                                r = rollout_format(changed[i], &text);
+                                if (r >= 0)
+                                        r = store_put_rollout(c->store, changed[i]->service,
+                                                              changed[i]->id, text);
+                        }
+                        if (r >= 0)
+                                r = store_commit(c->store);
+                        if (r < 0)
+                                store_rollback(c->store);
+                }
+                if (r < 0) {
+                        for (size_t i = 0; i < n_changed; i++) {
+                                Rollout *back = NULL;
+                                if (rollout_parse(before[i], &back, NULL) >= 0) {
+                                        for (size_t j = 0; j < c->n_rollouts; j++)
+                                                if (c->rollouts[j] == changed[i]) {
+                                                        rollout_free(c->rollouts[j]);
+                                                        c->rollouts[j] = back;
+                                                }
+                                }
+                        }
+                        for (size_t i = 0; i <= n_changed; i++)
+                                free(before[i]);
+                        c->counters.store_errors++;
+                        if (r == -ENOMEM)
+                                return r;
+                        return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                        "cannot store the rollout: %s; nothing changed",
+                                        store_error(c->store));
+                }
+                for (size_t i = 0; i <= n_changed; i++)
+                        free(before[i]);
+                n = n_changed;
                 /* A reshard is a rollout of its service too. */
                 for (size_t i = 0; i < c->n_shard_services; i++) {
                         const char *name = c->shard_services[i]->service;
-                        if ((isempty(svc) || streq(name, svc)) &&
-                            shards_reshard_control(c, name, action) >= 0)
+                        if (!isempty(svc) && !streq(name, svc))
+                                continue;
+                        k = shards_reshard_control(c, name, action);
+                        if (k > 0)
                                 n++;
+                        else if (k < 0)
+                                return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
+                                                "cannot %s the reshard of %s: %s%s", action, name,
+                                                k == -ENOMEM ? "out of memory"
+                                                             : store_error(c->store),
+                                                n > 0 ? " (rollouts were changed)" : "");
                 }
                 if (n == 0)
                         return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,

@@ -50,24 +50,26 @@ int rpc_verb_reshard(RpcContext *x) {
         bool dry_run;
         int r;
 
+        /* The plan only is the read-only verb reshard-plan (batonctl reshard
+         * --dry-run); the verb, not an argument, says which. */
+        dry_run = streq(x->request->verb, "reshard-plan");
         if (x->request->args_case == BATON__V1__REQUEST__ARGS_SERVICE &&
-            asprintf(&x->audit_request, "%s --instances %u --shards %u%s", req->service,
-                     req->instances, req->shards, req->count == 1 ? " --dry-run" : "") < 0)
+            asprintf(&x->audit_request, "%s --instances %u --shards %u", req->service,
+                     req->instances, req->shards) < 0)
                 x->audit_request = NULL;
-        s = sharded(x, "reshard");
+        s = sharded(x, x->request->verb);
         if (!s)
                 return 0;
         if (req->instances == 0 && req->shards == 0)
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE,
-                                "reshard needs --instances N and/or --shards S");
-        /* count = 1 asks for the plan only (batonctl reshard --dry-run). */
-        dry_run = req->count == 1;
+                                "%s needs --instances N and/or --shards S", x->request->verb);
         r = shards_reshard(x->c, s->name, req->instances, req->shards, dry_run, &plan, &error);
         if (r == -ENOMEM)
                 return r;
         if (r < 0) {
-                Baton__V1__Status st = r == -ENOENT ? BATON__V1__STATUS__STATUS_FAILED
-                                                    : BATON__V1__STATUS__STATUS_REFUSED;
+                Baton__V1__Status st = r == -ENOENT || r == -EIO
+                                               ? BATON__V1__STATUS__STATUS_FAILED
+                                               : BATON__V1__STATUS__STATUS_REFUSED;
                 if (plan)
                         (void) rpc_set_json(x, plan);
                 return rpc_fail(x, st, "%s", error ? error : STRERROR(r));

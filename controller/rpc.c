@@ -12,11 +12,34 @@
 #include "controller.h"
 #include "log.h"
 #include "rpc-internal.h"
+#include "topology.h"
 #include "util.h"
+
+/* Who may call a verb. Decided by the verb alone, never by which argument
+ * block a request carries: a request cannot make itself look harmless. */
+typedef enum RpcAuthority {
+        RPC_READ_ONLY,  /* anyone the broker lets publish a request */
+        RPC_MUTATING,   /* operators; audited, refused or not */
+        RPC_PRIVILEGED, /* operators; reads what is secret (the whole database); audited */
+        _RPC_AUTHORITY_MAX,
+        _RPC_AUTHORITY_INVALID = -EINVAL,
+} RpcAuthority;
+
+static const char *const rpc_authority_table[_RPC_AUTHORITY_MAX] = {
+        [RPC_READ_ONLY] = "read-only",
+        [RPC_MUTATING] = "mutating",
+        [RPC_PRIVILEGED] = "privileged",
+};
+
+/* The argument blocks (Request.args) a verb accepts; anything else is a
+ * usage error before its handler runs. */
+#define ARG(c) (1u << (BATON__V1__REQUEST__ARGS_##c))
+#define ARG_NONE (1u << BATON__V1__REQUEST__ARGS__NOT_SET)
 
 typedef struct RpcVerb {
         const char *name;
-        bool mutating;
+        RpcAuthority authority;
+        unsigned args;
         int (*handler)(RpcContext *x);
 } RpcVerb;
 
@@ -49,9 +72,9 @@ int rpc_set_json(RpcContext *x, json_t *doc) {
 static int verb_ping(RpcContext *x) {
         Controller *c = x->c;
         static const char *const counter_names[] = {
-                "status_received", "heartbeats",    "rpc_received",
-                "rpc_answered",    "alerts_raised", "alerts_resolved",
-                "publish_failed",  "store_errors",  "refused_total",
+                "status_received", "heartbeats",      "rpc_received",   "rpc_answered",
+                "alerts_raised",   "alerts_resolved", "publish_failed", "store_errors",
+                "refused_total",   "status_lag_ms",
         };
         uint64_t refused_total = 0;
         size_t n = ELEMENTSOF(counter_names) + _REFUSE_REASON_MAX, k = 0;
@@ -59,9 +82,16 @@ static int verb_ping(RpcContext *x) {
         for (size_t i = 0; i < _REFUSE_REASON_MAX; i++)
                 refused_total += c->counters.refused[i];
         const uint64_t values[] = {
-                c->counters.status_received, c->counters.heartbeats,    c->counters.rpc_received,
-                c->counters.rpc_answered,    c->counters.alerts_raised, c->counters.alerts_resolved,
-                c->counters.publish_failed,  c->counters.store_errors,  refused_total,
+                c->counters.status_received,
+                c->counters.heartbeats,
+                c->counters.rpc_received,
+                c->counters.rpc_answered,
+                c->counters.alerts_raised,
+                c->counters.alerts_resolved,
+                c->counters.publish_failed,
+                c->counters.store_errors,
+                refused_total,
+                c->status_lag / USEC_PER_MSEC,
         };
         _Static_assert(ELEMENTSOF(values) == ELEMENTSOF(counter_names), "counter table");
 
@@ -76,12 +106,11 @@ static int verb_ping(RpcContext *x) {
                 x->counter_ptrs[k] = &x->counters[k];
         }
         /* One counter per refusal reason, named so dashboards can split them. */
-        static const char *const refused_names[_REFUSE_REASON_MAX] = {
-                [REFUSE_MALFORMED] = "refused.malformed",
-                [REFUSE_WRONG_TYPE] = "refused.wrong-type",
-                [REFUSE_MISMATCH] = "refused.mismatch",
-                [REFUSE_UNAUTHORIZED] = "refused.unauthorized",
-        };
+        static char refused_names[_REFUSE_REASON_MAX][32];
+        for (size_t i = 0; i < _REFUSE_REASON_MAX; i++)
+                if (!refused_names[i][0])
+                        snprintf(refused_names[i], sizeof(refused_names[i]), "refused.%s",
+                                 refuse_reason_to_string((RefuseReason) i));
         for (size_t i = 0; i < _REFUSE_REASON_MAX; i++, k++) {
                 baton__v1__counter__init(&x->counters[k]);
                 x->counters[k].name = (char *) refused_names[i];
@@ -177,26 +206,30 @@ static int verb_hosts(RpcContext *x) {
         return 0;
 }
 
-/* Every verb of DESIGN.md §7. A verb without a handler is answered with a
- * clear "not implemented yet", never with a fake success. */
+/* Every verb of DESIGN.md §7, with its authority and argument blocks. The
+ * read-only variants of mutating commands are verbs of their own (`plan`,
+ * `reshard-plan`, `rollout-status`), so no argument can turn a mutating
+ * verb into a read-only one. */
 /* clang-format off */
 static const RpcVerb verbs[] = {
-        { "ping",    false, verb_ping },
-        { "hosts",   false, verb_hosts },
-        { "status",  false, rpc_verb_status },
-        { "plan",    false, rpc_verb_apply },
-        { "shards",  false, rpc_verb_shards },
-        { "alerts",  false, rpc_verb_alerts },
-        { "audit",   false, rpc_verb_audit },
-        { "apply",   true,  rpc_verb_apply },
-        { "delete",  true,  rpc_verb_delete },
-        { "restart", true,  rpc_verb_restart },
-        { "scale",   true,  rpc_verb_scale },
-        { "reshard", true,  rpc_verb_reshard },
-        { "drain",   true,  rpc_verb_drain },
-        { "undrain", true,  rpc_verb_drain },
-        { "rollout", true,  rpc_verb_rollout },
-        { "backup",  true,  rpc_verb_backup },
+        { "ping",           RPC_READ_ONLY,  ARG_NONE | ARG(PING),     verb_ping },
+        { "hosts",          RPC_READ_ONLY,  ARG_NONE | ARG(HOSTS),    verb_hosts },
+        { "status",         RPC_READ_ONLY,  ARG_NONE | ARG(SERVICE),  rpc_verb_status },
+        { "plan",           RPC_READ_ONLY,  ARG(APPLY),               rpc_verb_apply },
+        { "shards",         RPC_READ_ONLY,  ARG(SERVICE),             rpc_verb_shards },
+        { "reshard-plan",   RPC_READ_ONLY,  ARG(SERVICE),             rpc_verb_reshard },
+        { "rollout-status", RPC_READ_ONLY,  ARG_NONE | ARG(ROLLOUT),  rpc_verb_rollout },
+        { "alerts",         RPC_READ_ONLY,  ARG_NONE,                 rpc_verb_alerts },
+        { "audit",          RPC_READ_ONLY,  ARG_NONE | ARG(SERVICE),  rpc_verb_audit },
+        { "apply",          RPC_MUTATING,   ARG(APPLY),               rpc_verb_apply },
+        { "delete",         RPC_MUTATING,   ARG(SERVICE),             rpc_verb_delete },
+        { "restart",        RPC_MUTATING,   ARG(SERVICE),             rpc_verb_restart },
+        { "scale",          RPC_MUTATING,   ARG(SERVICE),             rpc_verb_scale },
+        { "reshard",        RPC_MUTATING,   ARG(SERVICE),             rpc_verb_reshard },
+        { "drain",          RPC_MUTATING,   ARG(HOST),                rpc_verb_drain },
+        { "undrain",        RPC_MUTATING,   ARG(HOST),                rpc_verb_drain },
+        { "rollout",        RPC_MUTATING,   ARG(ROLLOUT),             rpc_verb_rollout },
+        { "backup",         RPC_PRIVILEGED, ARG_NONE,                 rpc_verb_backup },
 };
 /* clang-format on */
 
@@ -207,14 +240,36 @@ static const RpcVerb *find_verb(const char *name) {
         return NULL;
 }
 
-/* `rollout status` and `apply --dry-run` change nothing: no operator needed,
- * nothing to audit. */
-static bool request_is_read_only(const Baton__V1__Request *req) {
-        if (req->args_case == BATON__V1__REQUEST__ARGS_ROLLOUT)
-                return streq(req->rollout->action, "status");
-        if (req->args_case == BATON__V1__REQUEST__ARGS_APPLY)
-                return req->apply->dry_run;
-        return false;
+static const char *args_name(Baton__V1__Request__ArgsCase c) {
+        switch (c) {
+        case BATON__V1__REQUEST__ARGS__NOT_SET:
+                return "none";
+        case BATON__V1__REQUEST__ARGS_PING:
+                return "ping";
+        case BATON__V1__REQUEST__ARGS_HOSTS:
+                return "hosts";
+        case BATON__V1__REQUEST__ARGS_APPLY:
+                return "apply";
+        case BATON__V1__REQUEST__ARGS_SERVICE:
+                return "service";
+        case BATON__V1__REQUEST__ARGS_HOST:
+                return "host";
+        case BATON__V1__REQUEST__ARGS_ROLLOUT:
+                return "rollout";
+        default:
+                return "unknown";
+        }
+}
+
+/* "service, host" for an error message: the blocks a verb takes. */
+static void args_list(unsigned mask, char *buf, size_t len) {
+        size_t n = 0;
+
+        buf[0] = '\0';
+        for (unsigned c = 0; c < 32 && n < len; c++)
+                if (mask & (1u << c))
+                        n += (size_t) snprintf(buf + n, len - n, "%s%s", n ? ", " : "",
+                                               args_name((Baton__V1__Request__ArgsCase) c));
 }
 
 /* Operators are space-separated broker user names. */
@@ -296,16 +351,127 @@ static const ProtobufCMessageDescriptor *const request_types[] = {
         &baton__v1__request__descriptor,
 };
 
+/* Per broker user: rpc_rate_limit requests per second, bursts of five
+ * times that. Users are broker accounts, so the table stays small; it is
+ * still bounded, evicting the longest idle. */
+#define RPC_USERS_MAX 4096
+
+static bool rpc_rate_ok(Controller *c, const char *user) {
+        RateLimit l = { .rate = (uint32_t) c->config.rpc_rate,
+                        .burst = (uint32_t) c->config.rpc_rate * 5 };
+        usec_t now = now_monotonic_usec();
+        RpcUserBucket *u = NULL, *p;
+        size_t oldest = 0;
+
+        user = strempty(user);
+        for (size_t i = 0; i < c->n_rpc_users; i++) {
+                if (streq(c->rpc_users[i].user, user)) {
+                        u = &c->rpc_users[i];
+                        break;
+                }
+                if (c->rpc_users[i].bucket.last < c->rpc_users[oldest].bucket.last)
+                        oldest = i;
+        }
+        if (!u && c->n_rpc_users >= RPC_USERS_MAX) {
+                u = &c->rpc_users[oldest];
+                free(u->user);
+                *u = (RpcUserBucket){ .user = strdup(user) };
+        } else if (!u) {
+                p = realloc(c->rpc_users, (c->n_rpc_users + 1) * sizeof(RpcUserBucket));
+                if (!p)
+                        return true; /* out of memory: do not punish the user for it */
+                c->rpc_users = p;
+                u = &c->rpc_users[c->n_rpc_users++];
+                *u = (RpcUserBucket){ .user = strdup(user) };
+        }
+        if (!u->user) {
+                c->n_rpc_users -= u == &c->rpc_users[c->n_rpc_users - 1];
+                return true;
+        }
+        return token_bucket_take(&u->bucket, &l, now);
+}
+
+/* Decides what to do with a decoded request: refusals for authority and
+ * arguments, else the verb's handler. */
+static void dispatch(RpcContext *x, const RpcVerb *verb) {
+        Controller *c = x->c;
+        char allowed[128];
+        int r;
+
+        if (!verb) {
+                rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "unknown verb '%s'", x->request->verb);
+                return;
+        }
+        if (verb->authority != RPC_READ_ONLY && isempty(x->user)) {
+                c->counters.refused[REFUSE_UNAUTHORIZED]++;
+                rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                         "'%s' is %s and the request carries no user_id", verb->name,
+                         rpc_authority_table[verb->authority]);
+                return;
+        }
+        if (verb->authority != RPC_READ_ONLY && !is_operator(c->config.operators, x->user)) {
+                c->counters.refused[REFUSE_UNAUTHORIZED]++;
+                rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
+                         "'%s' is %s: user '%s' is not an operator ([security] operators)",
+                         verb->name, rpc_authority_table[verb->authority], x->user);
+                return;
+        }
+        if (!(verb->args & (1u << x->request->args_case))) {
+                args_list(verb->args, allowed, sizeof(allowed));
+                rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE,
+                         "'%s' takes arguments of kind %s, not %s", verb->name, allowed,
+                         args_name(x->request->args_case));
+                return;
+        }
+        r = verb->handler(x);
+        if (r < 0)
+                rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "internal error: %s", strerror(-r));
+}
+
 void rpc_handle(Controller *c, const BrokerMessage *m) {
         _cleanup_(codec_decoded_done) CodecDecoded d = { 0 };
         _cleanup_free_ char *error = NULL;
         RpcContext x = { .c = c, .user = m->user_id };
         const RpcVerb *verb;
-        bool mutating;
         int r;
 
         c->counters.rpc_received++;
         baton__v1__response__init(&x.response);
+
+        /* Replies go only to direct reply-to: a reply_to naming a queue would
+         * make the controller publish a signed Response into it. */
+        if (!startswith(strempty(m->reply_to), TOPOLOGY_REPLY_TO_PREFIX)) {
+                controller_refuse(c, m, REFUSE_MALFORMED,
+                                  "reply_to is not direct reply-to (amq.rabbitmq.reply-to)");
+                return;
+        }
+        /* Requests come through baton.requests; operators may not write to
+         * any other exchange, so anything else is not a request. */
+        if (!streq_ptr(m->exchange, TOPOLOGY_EXCHANGE_RPC)) {
+                controller_refuse(c, m, REFUSE_MISMATCH,
+                                  "request not published to exchange " TOPOLOGY_EXCHANGE_RPC);
+                rpc_fail(&x, BATON__V1__STATUS__STATUS_USAGE,
+                         "requests go to exchange %s (this batonctl is older than the "
+                         "controller?)",
+                         TOPOLOGY_EXCHANGE_RPC);
+                send_reply(c, m, &x.response);
+                rpc_context_done(&x);
+                return;
+        }
+        if (!rpc_rate_ok(c, x.user)) {
+                c->counters.refused[REFUSE_RATE_LIMITED]++;
+                log_warning("Refusing a request of '%s': more than %" PRIu64
+                            " requests per second (rpc_rate_limit).",
+                            strempty(x.user), c->config.rpc_rate);
+                rpc_fail(&x, BATON__V1__STATUS__STATUS_REFUSED,
+                         "too many requests from '%s': at most %" PRIu64
+                         " per second ([controller] rpc_rate_limit); try again shortly",
+                         strempty(x.user), c->config.rpc_rate);
+                send_reply(c, m, &x.response);
+                (void) broker_ack(c->broker, m->delivery_tag);
+                rpc_context_done(&x);
+                return;
+        }
 
         r = codec_decode(m->body, m->body_len, request_types, ELEMENTSOF(request_types), m->type,
                          NULL, &d, &error);
@@ -320,37 +486,34 @@ void rpc_handle(Controller *c, const BrokerMessage *m) {
                 return;
         }
         x.request = (const Baton__V1__Request *) d.body;
-
         verb = find_verb(x.request->verb);
-        mutating = verb && verb->mutating && !request_is_read_only(x.request);
-        if (!verb)
-                rpc_fail(&x, BATON__V1__STATUS__STATUS_USAGE, "unknown verb '%s'", x.request->verb);
-        else if (mutating && isempty(x.user)) {
-                c->counters.refused[REFUSE_UNAUTHORIZED]++;
-                rpc_fail(&x, BATON__V1__STATUS__STATUS_REFUSED,
-                         "'%s' changes the fleet and the request carries no user_id", verb->name);
-        } else if (mutating && !is_operator(c->config.operators, x.user)) {
-                c->counters.refused[REFUSE_UNAUTHORIZED]++;
-                rpc_fail(&x, BATON__V1__STATUS__STATUS_REFUSED,
-                         "user '%s' is not an operator ([security] operators)", x.user);
-        } else if (!verb->handler)
-                rpc_fail(&x, BATON__V1__STATUS__STATUS_FAILED,
-                         "'%s' is not implemented by this controller (baton %s) yet", verb->name,
-                         BATON_VERSION);
-        else {
-                r = verb->handler(&x);
-                if (r < 0)
-                        rpc_fail(&x, BATON__V1__STATUS__STATUS_FAILED, "internal error: %s",
-                                 strerror(-r));
-        }
+        dispatch(&x, verb);
 
-        if (mutating) {
+        /* Every call that may change the fleet or read its secrets is in the
+         * audit log, refused or not. A privileged answer is not given unless
+         * it is recorded. */
+        if (verb && verb->authority != RPC_READ_ONLY) {
+                _cleanup_free_ char *what = NULL;
+
+                if (!x.audit_request &&
+                    asprintf(&what, "(arguments: %s)", args_name(x.request->args_case)) < 0)
+                        what = NULL;
                 r = store_audit(c->store, now_realtime_usec(), strempty(x.user), verb->name,
-                                x.audit_request,
-                                x.response.status == 0 ? "ok" : strempty(x.response.error));
-                if (r < 0)
-                        log_warning_errno(r, "Failed to write the audit log: %s, ignoring.",
-                                          store_error(c->store));
+                                x.audit_request ? x.audit_request : what,
+                                x.response.status == 0 ? "ok" : strempty(x.response.error),
+                                c->config.audit_max_entries, c->config.audit_max_age);
+                if (r < 0) {
+                        c->counters.store_errors++;
+                        log_error_errno(r, "Failed to write the audit log for '%s' of %s: %s",
+                                        verb->name, strempty(x.user), store_error(c->store));
+                        if (verb->authority == RPC_PRIVILEGED) {
+                                x.response.result_case = BATON__V1__RESPONSE__RESULT__NOT_SET;
+                                rpc_fail(&x, BATON__V1__STATUS__STATUS_FAILED,
+                                         "'%s' is not served: the audit log cannot be written "
+                                         "(%s)",
+                                         verb->name, store_error(c->store));
+                        }
+                }
         }
 
         send_reply(c, m, &x.response);

@@ -461,9 +461,62 @@ void shard_reports_clear(HostView *v) {
         v->n_shard_reports = 0;
 }
 
+/* What the controller itself placed as `unit` on `host`: the copy's shards
+ * and epoch. -ENOENT if that unit of that instance is not placed there. */
+static int placed_copy(Controller *c, const char *host, const char *service, uint32_t instance,
+                       const char *unit, RangeList *ret_shards, uint64_t *ret_epoch) {
+        const ServiceSpec *s = fleet_service(c, service);
+        const FleetInstance *fi = fleet_find_instance(c, service, instance);
+        ShardCopy copies[2];
+        size_t n = 0;
+        int r = -ENOENT;
+
+        if (!s || s->kind != SERVICE_SHARDED || !fi || !streq(fi->host, host))
+                return -ENOENT;
+        if (shards_copies(c, s, instance, copies, &n) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                if (r == -ENOENT && streq(copies[i].unit, unit)) {
+                        r = rangelist_parse(ret_shards, copies[i].shards);
+                        *ret_epoch = copies[i].epoch;
+                }
+        for (size_t i = 0; i < n; i++)
+                shard_copy_done(&copies[i]);
+        return r;
+}
+
+/* A host vouches only for what the controller placed there: a copy it was
+ * not given counts for nothing, and of a copy it was given only the shards
+ * the controller assigned to it (in the epoch it assigned them) count,
+ * whatever the report claims. Returns -ENOENT for a copy not placed there. */
+static int trust_report(Controller *c, const char *host, ShardCopyReport *r) {
+        _cleanup_(rangelist_done) RangeList mine = { 0 };
+        uint64_t epoch = 0;
+        size_t claimed;
+        int k;
+
+        k = placed_copy(c, host, r->service, r->instance, r->unit, &mine, &epoch);
+        if (k < 0)
+                return k;
+        if (r->epoch != epoch)
+                rangelist_clear(&mine);
+        claimed = rangelist_count(&r->ready) + rangelist_count(&r->connecting) +
+                  rangelist_count(&r->failed) + rangelist_count(&r->assigned);
+        if (rangelist_intersect(&r->assigned, &mine) < 0 ||
+            rangelist_intersect(&r->ready, &mine) < 0 ||
+            rangelist_intersect(&r->connecting, &mine) < 0 ||
+            rangelist_intersect(&r->failed, &mine) < 0)
+                return -ENOMEM;
+        return claimed > rangelist_count(&r->ready) + rangelist_count(&r->connecting) +
+                                       rangelist_count(&r->failed) + rangelist_count(&r->assigned)
+                       ? 1
+                       : 0;
+}
+
 void shards_handle_report(Controller *c, HostView *v, const Baton__V1__ShardReport *rep) {
         ShardCopyReport *next = calloc(rep->n_instances + 1, sizeof(ShardCopyReport));
         size_t n = 0;
+        int k;
 
         if (!next)
                 return;
@@ -491,12 +544,27 @@ void shards_handle_report(Controller *c, HostView *v, const Baton__V1__ShardRepo
                         report_done(r);
                         continue;
                 }
+                k = trust_report(c, rep->host, r);
+                if (k != 0) {
+                        /* Right after a move or a reshard step a host may still
+                         * report what it ran before: common, so not a warning,
+                         * but counted. */
+                        c->counters.refused[REFUSE_NOT_OWNED]++;
+                        log_debug("Shard report of %s from %s: %s.", r->unit, rep->host,
+                                  k == -ENOENT ? "not placed there, ignored"
+                                  : k > 0      ? "claims shards it was not assigned, cut to its "
+                                                 "assignment"
+                                               : "out of memory, ignored");
+                        if (k < 0) {
+                                report_done(r);
+                                continue;
+                        }
+                }
                 n++;
         }
         shard_reports_clear(v);
         v->shard_reports = next;
         v->n_shard_reports = n;
-        (void) c;
 }
 
 /* ---- budget -------------------------------------------------------------- */
@@ -707,22 +775,51 @@ int shards_reshard(Controller *c, const char *service, uint32_t instances, uint3
         if (dry_run)
                 return 0;
 
-        c->next_rollout_id++;
-        r = set_count(c, s, MAX(n_to, ss->layout.n_instances));
-        if (r < 0)
-                return error_set(ret_error, r, "cannot store the reshard: %s",
-                                 store_error(c->store));
-        reshard_free(ss->reshard);
-        ss->reshard = TAKE_PTR(rs);
-        r = save(c, ss);
-        if (r < 0)
-                return error_set(ret_error, r, "cannot store the reshard: %s",
-                                 store_error(c->store));
+        /* The count, the reshard and the placement they cause in one
+         * transaction; undone in memory unless it commits. */
+        {
+                _cleanup_(fleet_change_done) FleetChange change = { 0 };
+                Reshard *before = ss->reshard;
+                uint32_t count_before = s->count, count = MAX(n_to, ss->layout.n_instances);
+
+                s->count = count;
+                ss->reshard = rs;
+                r = fleet_change_prepare(c, c->services, c->n_services, &change);
+                if (r >= 0) {
+                        r = store_begin(c->store);
+                        if (r >= 0 && count != count_before)
+                                r = store_put_service(c->store, s->name, s->file_name, s->unit_text,
+                                                      count, now_realtime_usec());
+                        if (r >= 0)
+                                r = save(c, ss);
+                        if (r >= 0)
+                                r = fleet_change_write(c, &change);
+                        if (r >= 0)
+                                r = store_commit(c->store);
+                        if (r < 0) {
+                                store_rollback(c->store);
+                                c->counters.store_errors++;
+                        }
+                }
+                if (r < 0) {
+                        s->count = count_before;
+                        ss->reshard = before;
+                        ss->dirty = true;
+                        /* -EIO whatever SQLite said (a lock is -EBUSY, which means
+                         * "one under way" here): the caller reports a failure. */
+                        return error_set(ret_error, r == -ENOMEM ? r : -EIO,
+                                         "cannot store the reshard: %s; nothing changed",
+                                         r == -ENOMEM ? "out of memory" : store_error(c->store));
+                }
+                TAKE_PTR(rs);
+                reshard_free(before);
+                c->next_rollout_id++;
+                fleet_change_adopt(c, &change, "reshard");
+        }
         log_info("Reshard %" PRIu64 " of %s: %u → %u instances, %u → %u shards, %" PRIu64
                  " identifies.",
                  ss->reshard->id, s->name, ss->layout.n_instances, n_to, ss->layout.shard_count,
                  to_count, identifies);
-        (void) fleet_reconcile(c, "reshard");
         return 0;
 }
 
@@ -730,8 +827,14 @@ int shards_reshard_control(Controller *c, const char *service, const char *actio
         ShardService *ss = find(c, service, NULL);
         int r;
 
+        _cleanup_free_ char *before = NULL, *error = NULL;
+        Reshard *was = NULL;
+
         if (!ss || !reshard_active(ss))
-                return -ENOENT;
+                return 0;
+        r = reshard_format(ss->reshard, &before);
+        if (r < 0)
+                return r;
         if (streq(action, "pause"))
                 r = reshard_pause(ss->reshard, NULL);
         else if (streq(action, "resume"))
@@ -741,10 +844,18 @@ int shards_reshard_control(Controller *c, const char *service, const char *actio
         else
                 return -EINVAL;
         if (r < 0)
+                return 0; /* not in a state for it */
+        r = save(c, ss);
+        if (r < 0) {
+                /* Not stored: not done. Back to what is on disk. */
+                if (reshard_parse(before, &was, &error) >= 0) {
+                        reshard_free(ss->reshard);
+                        ss->reshard = was;
+                }
                 return r;
-        (void) save(c, ss);
+        }
         shards_step(c);
-        return 0;
+        return 1;
 }
 
 /* ---- the map ------------------------------------------------------------- */

@@ -113,10 +113,12 @@ BudgetVerdict shards_budget_check(struct Controller *c, const struct ServiceSpec
 /* Starts a reshard: -ENOENT unknown service, -EINVAL not sharded or bad
  * numbers (*ret_error says why), -EBUSY one (or a rollout) under way,
  * -EALREADY nothing to change, -EDQUOT over budget (*ret_error has the
- * numbers). */
+ * numbers), -EIO when it could not be stored (then nothing changed). */
 int shards_reshard(struct Controller *c, const char *service, uint32_t instances, uint32_t shards,
                    bool dry_run, json_t **ret_plan, char **ret_error);
-/* Operator controls of a reshard under way (rollout pause/resume/abort). */
+/* Operator controls of a reshard under way (rollout pause/resume/abort):
+ * 1 done (and stored), 0 nothing to do (no reshard, or not in a state for
+ * it), -errno when it could not be stored (then nothing changed). */
 int shards_reshard_control(struct Controller *c, const char *service, const char *action);
 Reshard *shards_reshard_of(struct Controller *c, const char *service);
 

@@ -301,6 +301,27 @@ finish:
         return r;
 }
 
+static int step_done(Store *s, sqlite3_stmt *st);
+
+int store_raise_epoch(Store *s, uint64_t epoch) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r, k;
+
+        r = exec(s, "PRAGMA synchronous = FULL");
+        if (r < 0)
+                return r;
+        r = prepare(s,
+                    "UPDATE meta SET value = CAST(?1 AS TEXT) "
+                    "WHERE key = 'epoch' AND CAST(value AS INTEGER) < ?1",
+                    &st);
+        if (r >= 0) {
+                sqlite3_bind_int64(st, 1, (sqlite3_int64) epoch);
+                r = step_done(s, st);
+        }
+        k = exec(s, "PRAGMA synchronous = NORMAL");
+        return r < 0 ? r : k;
+}
+
 static int step_done(Store *s, sqlite3_stmt *st) {
         int rc = sqlite3_step(st), r;
 
@@ -424,8 +445,9 @@ int store_load_alerts(Store *s, int (*fn)(const StoreAlert *a, void *userdata), 
 }
 
 int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, const char *request,
-                const char *outcome) {
-        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+                const char *outcome, uint64_t max_entries, uint64_t max_age_us) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL, *prune = NULL;
+        sqlite3_int64 seq;
         int r;
 
         r = prepare(s,
@@ -439,7 +461,23 @@ int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, co
         bind_text(st, 3, verb);
         bind_text(st, 4, request);
         bind_text(st, 5, outcome);
-        return step_done(s, st);
+        r = step_done(s, st);
+        if (r < 0)
+                return r;
+        seq = sqlite3_last_insert_rowid(s->db);
+
+        /* Bounded by count and age. Sequence numbers only grow, so the
+         * count bound is one indexed range delete; run it now and then. */
+        if (max_entries == 0 || seq % 64 != 0)
+                return 0;
+        r = prepare(s, "DELETE FROM audit WHERE seq <= ?1 OR at_us < ?2", &prune);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(prune, 1,
+                           seq > (sqlite3_int64) max_entries ? seq - (sqlite3_int64) max_entries
+                                                             : 0);
+        sqlite3_bind_int64(prune, 2, at_us > max_age_us ? (sqlite3_int64) (at_us - max_age_us) : 0);
+        return step_done(s, prune);
 }
 
 int store_put_service(Store *s, const char *name, const char *file_name, const char *text,
@@ -511,6 +549,18 @@ int store_put_instance(Store *s, const char *service, uint32_t instance, const c
         bind_text(st, 1, service);
         sqlite3_bind_int64(st, 2, instance);
         bind_text(st, 3, host);
+        return step_done(s, st);
+}
+
+int store_delete_instance(Store *s, const char *service, uint32_t instance) {
+        _cleanup_stmt_ sqlite3_stmt *st = NULL;
+        int r;
+
+        r = prepare(s, "DELETE FROM instances WHERE service = ?1 AND instance = ?2", &st);
+        if (r < 0)
+                return r;
+        bind_text(st, 1, service);
+        sqlite3_bind_int64(st, 2, instance);
         return step_done(s, st);
 }
 

@@ -50,6 +50,10 @@ int store_schema_version(Store *s, int *ret);
  * share an epoch. */
 int store_bump_epoch(Store *s, uint64_t *ret);
 
+/* Raises the persisted epoch to `epoch` if it is lower (durably, like
+ * store_bump_epoch()); never lowers it. Outside a transaction. */
+int store_raise_epoch(Store *s, uint64_t epoch);
+
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
@@ -72,9 +76,11 @@ int store_load_services(Store *s,
                                   uint32_t count, void *userdata),
                         void *userdata);
 
-/* Where each instance is placed. Replaced wholesale by the reconciler. */
+/* Where each instance is placed; the reconciler writes only the rows that
+ * change. */
 int store_clear_instances(Store *s);
 int store_put_instance(Store *s, const char *service, uint32_t instance, const char *host);
+int store_delete_instance(Store *s, const char *service, uint32_t instance);
 int store_load_instances(Store *s,
                          int (*fn)(const char *service, uint32_t instance, const char *host,
                                    void *userdata),
@@ -97,8 +103,10 @@ int store_load_audit(Store *s, unsigned limit,
                                const char *request, const char *outcome, void *userdata),
                      void *userdata);
 
+/* Appends an entry; every 64th entry also prunes the log to its newest
+ * `max_entries` (0: unbounded) and to entries younger than `max_age_us`. */
 int store_audit(Store *s, uint64_t at_us, const char *user, const char *verb, const char *request,
-                const char *outcome);
+                const char *outcome, uint64_t max_entries, uint64_t max_age_us);
 
 /* Last SQLite error message, for logs. */
 /* Sharded services: layout text, reshard text (NULL: none) and budget

@@ -205,7 +205,7 @@ def ping(world):
     world.broker.add_vhost(empty)
     try:
         t0 = time.monotonic()
-        fails(world, 3, 'ping', says=['queue baton.rpc does not exist', 'baton-controller'],
+        fails(world, 3, 'ping', says=['exchange baton.requests does not exist', 'baton-controller'],
               broker=url_for(world.broker.port, empty))
         assert time.monotonic() - t0 < 5
     finally:

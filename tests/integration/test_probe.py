@@ -66,7 +66,7 @@ def heartbeat_decoded_with_all_fields(world):
     assert m['type'] == 'baton.v1.Heartbeat', m
     assert m['content_type'] == 'application/x-protobuf', m
     env = m['envelope']
-    assert env['sender'] == 'h1' and env['signed'] is False and env['version'] == 1, env
+    assert env['sender'] == 'h1' and env['signed'] is False and env['version'] == 2, env
     assert env['epoch'] == 0 and env['sent_at_us'] > 1700000000000000, env
     # Above INT64_MAX a uint64 comes back as a decimal string (JSON via jansson).
     expected = W.probe_json_safe(body)

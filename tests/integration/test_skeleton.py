@@ -147,7 +147,7 @@ def malformed_rpc_is_dead_lettered_and_answered(world):
         replies = []
         ch.basic_consume('amq.rabbitmq.reply-to', lambda c, m, p, b: replies.append((p, b)),
                          auto_ack=True)
-        ch.basic_publish('', 'baton.rpc', b'not a protobuf',
+        ch.basic_publish('baton.requests', 'baton.rpc', b'not a protobuf',
                          pika.BasicProperties(reply_to='amq.rabbitmq.reply-to',
                                               correlation_id='bad-1',
                                               type='baton.v1.Request'))

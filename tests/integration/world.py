@@ -1276,6 +1276,8 @@ class World:
             'broker': {'url': self.broker.url if self.broker else None, 'heartbeat': '2s'},
             'agent': {'host': host.name, 'scope': 'user', 'heartbeat_interval': '1s',
                       'state_dir': state_dir, 'manage_units': '*'},
+            # Agents refuse to start without the controller's key: the world's own.
+            'security': {'controller_public_key': self.keygen()[1]},
         }
         conf = os.path.join(host.dir, 'agent.conf')
         write_ini(conf, defaults, config)
@@ -1293,6 +1295,7 @@ class World:
             'broker': {'url': self.broker.url if self.broker else None, 'heartbeat': '2s'},
             'controller': {'database': os.path.join(self.dir, 'controller.db'),
                            'host_timeout': '5s'},
+            'security': {'signing_key': self.keygen()[0]},
         }
         conf = os.path.join(self.dir, 'controller.conf')
         write_ini(conf, defaults, config)
@@ -1349,9 +1352,10 @@ class World:
         return self._keys[name]
 
     # send(**props) → baton-probe options
-    _SEND_VALUE_PROPS = {'sender': '--sender', 'expiration': '--expiration',
+    _SEND_VALUE_PROPS = {'sender': '--sender', 'expiration': '--expiration', 'age': '--age',
+                         'future': '--future',
                          'user_id': '--user-id', 'message_id': '--message-id',
-                         'timeout': '--timeout'}
+                         'timeout': '--timeout', 'repeat': '--repeat'}
     _SEND_FLAG_PROPS = {'persistent': '--persistent', 'mandatory': '--mandatory'}
 
     def send(self, type: str, body: dict | None = None, exchange: str = 'baton.cmd',

@@ -56,6 +56,11 @@ typedef struct Probe {
         BrokerHeader headers[MAX_HEADERS];
         unsigned publish_flags;
         bool sent;
+        uint64_t repeat;    /* copies to publish */
+        uint64_t confirmed; /* of them */
+        char copy_id[33];   /* message id of the latest copy */
+        bool await_reply;   /* a request: wait for its reply on direct reply-to */
+        bool got_reply;
 
         /* listen */
         Bind binds[MAX_BINDS];
@@ -79,6 +84,8 @@ static void help(void) {
                "A test tool: publishes baton messages given as JSON, prints what arrives\n"
                "as JSON lines, with the project's own codec, signatures and broker client.\n\n"
                "keygen: writes an Ed25519 key pair and prints the public key (base64).\n\n"
+               "encode: prints the envelope send would publish, as hex (send's options\n"
+               "without a broker).\n\n"
                "Common options:\n"
                "  --broker URL          amqp://user:pass@host:port/vhost ($BATON_BROKER)\n"
                "  --no-declare          do not declare baton's exchanges first\n"
@@ -91,13 +98,20 @@ static void help(void) {
                "  --routing-key KEY\n"
                "  --epoch N             envelope epoch (default: the body's epoch field, or 0)\n"
                "  --sender S            envelope sender (default controller)\n"
+               "  --age DURATION        envelope send time this long ago (signed; default 0)\n"
+               "  --future DURATION     envelope send time this far ahead (signed)\n"
                "  --key SECRET_FILE     sign the body with this key\n"
                "  --expiration MS       AMQP expiration\n"
                "  --user-id U           AMQP user_id (the broker checks it)\n"
                "  --message-id ID       AMQP message_id (default: random)\n"
                "  --header KEY=VALUE    AMQP header (repeatable)\n"
                "  --persistent          delivery mode 2\n"
-               "  --mandatory           fail when no queue takes the message\n\n"
+               "  --mandatory           fail when no queue takes the message\n"
+               "  --reply-to Q          AMQP reply_to\n"
+               "  --await-reply         wait for a reply on direct reply-to (reply_to is\n"
+               "                        amq.rabbitmq.reply-to unless given) and print it\n"
+               "                        as a JSON line; exit 1 if none comes in time\n"
+               "  --repeat N            publish N copies (fresh message ids), wait for all\n\n"
                "listen options (a server-named exclusive queue bound as given):\n"
                "  --bind EXCHANGE:KEY   binding (repeatable, at least one)\n"
                "  --count N             exit 0 after N messages (1 if fewer by --for)\n"
@@ -206,6 +220,11 @@ static int broker_setup(Probe *p, const char *url, usec_t timeout, bool reconnec
                 bc.heartbeat = 0;
         else
                 bc.backoff_max = USEC_PER_SEC;
+        /* A sender floods on purpose (--repeat): buffer all of it. A listener
+         * takes whatever arrives, up to what any broker may carry. */
+        bc.max_pending = 0;
+        bc.max_pending_bytes = 0;
+        bc.max_body_size = MAX_INPUT_FILE;
         return broker_new(&p->loop, &bc, state_cb, p, &p->broker);
 }
 
@@ -340,9 +359,13 @@ static void on_confirm(Broker *b, BrokerOutcome outcome, void *userdata) {
         BrokerStats stats;
 
         if (outcome == BROKER_CONFIRMED) {
-                printf("%s\n", p->msg.message_id);
-                (void) fflush(stdout);
-                finish(p, EXIT_OK);
+                if (++p->confirmed < p->repeat)
+                        return;
+                if (!p->await_reply) {
+                        printf("%s\n", p->msg.message_id);
+                        (void) fflush(stdout);
+                        finish(p, EXIT_OK);
+                }
                 return;
         }
         if (outcome == BROKER_RETURNED)
@@ -365,10 +388,16 @@ static void send_on_state(Broker *b, BrokerState state, const char *reason, void
 
         if (state == BROKER_CONNECTED && !p->sent) {
                 p->sent = true;
-                r = broker_publish(b, &p->msg, p->publish_flags, on_confirm, p);
-                if (r < 0) {
-                        log_error_errno(r, "Cannot publish: %s", STRERROR(r));
-                        finish(p, EXIT_FAILED);
+                for (uint64_t i = 0; i < p->repeat; i++) {
+                        /* Copies are distinct messages, as a flooding sender's would be. */
+                        if (i > 0 && random_id(p->copy_id) >= 0)
+                                p->msg.message_id = p->copy_id;
+                        r = broker_publish(b, &p->msg, p->publish_flags, on_confirm, p);
+                        if (r < 0) {
+                                log_error_errno(r, "Cannot publish: %s", STRERROR(r));
+                                finish(p, EXIT_FAILED);
+                                return;
+                        }
                 }
         } else if (state == BROKER_DISCONNECTED) {
                 log_error("Lost the broker: %s", strna(reason));
@@ -379,9 +408,30 @@ static void send_on_state(Broker *b, BrokerState state, const char *reason, void
 static void send_on_timeout(uv_timer_t *t) {
         Probe *p = t->data;
 
-        log_error("%s within the timeout.",
-                  p->sent ? "The broker did not confirm the message" : "Could not connect");
+        log_error("%s within the timeout.", !p->sent ? "Could not connect"
+                                            : p->confirmed < p->repeat
+                                                    ? "The broker did not confirm the message"
+                                                    : "No reply came");
         finish(p, EXIT_FAILED);
+}
+
+static json_t *delivery_json(Probe *p, const BrokerMessage *m);
+static int write_line(Probe *p, json_t *line);
+
+static void on_reply(Broker *b, const BrokerMessage *m, void *userdata) {
+        Probe *p = userdata;
+        _cleanup_(json_decrefp) json_t *line = NULL;
+
+        if (p->got_reply)
+                return;
+        p->got_reply = true;
+        line = delivery_json(p, m);
+        if (!line || write_line(p, line) < 0) {
+                log_error("Cannot print the reply.");
+                finish(p, EXIT_FAILED);
+                return;
+        }
+        finish(p, EXIT_OK);
 }
 
 /* The envelope epoch defaults to the body's own `epoch` field (Placement and
@@ -403,7 +453,7 @@ static void messagep(ProtobufCMessage **m) {
                 protobuf_c_message_free_unpacked(*m, NULL);
 }
 
-static int verb_send(int argc, char *argv[]) {
+static int verb_send(int argc, char *argv[], bool encode_only) {
         enum {
                 ARG_BROKER = 0x100,
                 ARG_TYPE,
@@ -413,6 +463,8 @@ static int verb_send(int argc, char *argv[]) {
                 ARG_ROUTING_KEY,
                 ARG_EPOCH,
                 ARG_SENDER,
+                ARG_AGE,
+                ARG_FUTURE,
                 ARG_KEY,
                 ARG_EXPIRATION,
                 ARG_USER_ID,
@@ -420,6 +472,9 @@ static int verb_send(int argc, char *argv[]) {
                 ARG_HEADER,
                 ARG_PERSISTENT,
                 ARG_MANDATORY,
+                ARG_REPLY_TO,
+                ARG_AWAIT_REPLY,
+                ARG_REPEAT,
                 ARG_NO_DECLARE,
                 ARG_TIMEOUT,
         };
@@ -432,6 +487,8 @@ static int verb_send(int argc, char *argv[]) {
                 { "routing-key", required_argument, NULL, ARG_ROUTING_KEY },
                 { "epoch", required_argument, NULL, ARG_EPOCH },
                 { "sender", required_argument, NULL, ARG_SENDER },
+                { "age", required_argument, NULL, ARG_AGE },
+                { "future", required_argument, NULL, ARG_FUTURE },
                 { "key", required_argument, NULL, ARG_KEY },
                 { "expiration", required_argument, NULL, ARG_EXPIRATION },
                 { "user-id", required_argument, NULL, ARG_USER_ID },
@@ -439,6 +496,9 @@ static int verb_send(int argc, char *argv[]) {
                 { "header", required_argument, NULL, ARG_HEADER },
                 { "persistent", no_argument, NULL, ARG_PERSISTENT },
                 { "mandatory", no_argument, NULL, ARG_MANDATORY },
+                { "reply-to", required_argument, NULL, ARG_REPLY_TO },
+                { "await-reply", no_argument, NULL, ARG_AWAIT_REPLY },
+                { "repeat", required_argument, NULL, ARG_REPEAT },
                 { "no-declare", no_argument, NULL, ARG_NO_DECLARE },
                 { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 { "help", no_argument, NULL, 'h' },
@@ -446,25 +506,35 @@ static int verb_send(int argc, char *argv[]) {
         };
         const char *url = getenv("BATON_BROKER"), *type = NULL, *json_arg = NULL, *raw_arg = NULL,
                    *exchange = NULL, *routing_key = NULL, *sender = "controller", *key_path = NULL,
-                   *expiration = NULL, *user_id = NULL, *message_id = NULL;
+                   *expiration = NULL, *user_id = NULL, *message_id = NULL, *reply_to = NULL;
         _cleanup_(messagep) ProtobufCMessage *body = NULL;
         _cleanup_free_ uint8_t *wire = NULL;
         _cleanup_free_ char *json_text = NULL, *error = NULL;
         _cleanup_(json_decrefp) json_t *json = NULL;
         const ProtobufCMessageDescriptor *desc = NULL;
         bool have_epoch = false, persistent = false, declare = true;
-        usec_t timeout = DEFAULT_TIMEOUT, now;
+        usec_t timeout = DEFAULT_TIMEOUT, now, age = 0, future = 0;
         char id[33];
         uint64_t epoch = 0;
         size_t wire_len = 0, json_len;
         SignKey key;
-        Probe p = { .out_fd = STDOUT_FILENO, .duration = USEC_INFINITY };
+        Probe p = { .out_fd = STDOUT_FILENO, .duration = USEC_INFINITY, .repeat = 1 };
         int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
                 switch (c) {
                 case ARG_BROKER:
                         url = optarg;
+                        break;
+                case ARG_REPLY_TO:
+                        reply_to = optarg;
+                        break;
+                case ARG_AWAIT_REPLY:
+                        p.await_reply = true;
+                        break;
+                case ARG_REPEAT:
+                        if (parse_u64(optarg, &p.repeat) < 0 || p.repeat == 0 || p.repeat > 1000000)
+                                return usage_error("--repeat: 1..1000000, not %s", optarg);
                         break;
                 case ARG_TYPE:
                         type = optarg;
@@ -488,6 +558,14 @@ static int verb_send(int argc, char *argv[]) {
                         break;
                 case ARG_SENDER:
                         sender = optarg;
+                        break;
+                case ARG_AGE:
+                        if (duration_parse(optarg, &age) < 0 || age == USEC_INFINITY)
+                                return usage_error("--age: not a duration: %s", optarg);
+                        break;
+                case ARG_FUTURE:
+                        if (duration_parse(optarg, &future) < 0 || future == USEC_INFINITY)
+                                return usage_error("--future: not a duration: %s", optarg);
                         break;
                 case ARG_KEY:
                         key_path = optarg;
@@ -536,11 +614,13 @@ static int verb_send(int argc, char *argv[]) {
         }
         if (optind < argc)
                 return usage_error("send: unexpected argument: %s", argv[optind]);
-        if (isempty(url))
+        if (encode_only && raw_arg)
+                return usage_error("encode: --raw-body makes no sense here");
+        if (!encode_only && isempty(url))
                 return usage_error("send: --broker is required (or $BATON_BROKER)");
-        if (check_url(url) < 0)
+        if (!encode_only && check_url(url) < 0)
                 return EXIT_USAGE;
-        if (!exchange || !routing_key)
+        if (!encode_only && (!exchange || !routing_key))
                 return usage_error("send: --exchange and --routing-key are required");
         if (raw_arg && json_arg)
                 return usage_error("send: --raw-body and --json exclude each other");
@@ -581,8 +661,8 @@ static int verb_send(int argc, char *argv[]) {
                 }
                 if (!have_epoch)
                         epoch = body_epoch(body);
-                r = codec_encode(body, sender, epoch, now_realtime_usec(), key_path ? &key : NULL,
-                                 &wire, &wire_len);
+                r = codec_encode(body, sender, epoch, now_realtime_usec() - age + future,
+                                 key_path ? &key : NULL, &wire, &wire_len);
                 explicit_bzero(&key, sizeof(key));
                 if (r < 0) {
                         _cleanup_free_ char *why = NULL;
@@ -593,6 +673,13 @@ static int verb_send(int argc, char *argv[]) {
                                         why ? why : STRERROR(r));
                         return EXIT_FAILED;
                 }
+        }
+
+        if (encode_only) {
+                for (size_t i = 0; i < wire_len; i++)
+                        printf("%02x", wire[i]);
+                printf("\n");
+                return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
         }
 
         if (!message_id) {
@@ -610,6 +697,8 @@ static int verb_send(int argc, char *argv[]) {
         p.msg.type = type;
         p.msg.content_type = CODEC_CONTENT_TYPE;
         p.msg.user_id = user_id;
+        p.msg.reply_to = reply_to ? reply_to : p.await_reply ? TOPOLOGY_REPLY_TO : NULL;
+        p.msg.correlation_id = p.await_reply ? message_id : NULL;
         p.msg.expiration = expiration;
         p.msg.timestamp = now / USEC_PER_SEC;
         p.msg.persistent = persistent;
@@ -624,6 +713,8 @@ static int verb_send(int argc, char *argv[]) {
         r = broker_setup(&p, url, timeout, false, send_on_state);
         if (r >= 0 && declare)
                 r = topology_add_common(p.broker);
+        if (r >= 0 && p.await_reply)
+                r = broker_add_consumer(p.broker, TOPOLOGY_REPLY_TO, BROKER_NO_ACK, on_reply, &p);
         if (r >= 0)
                 r = broker_start(p.broker);
         if (r < 0) {
@@ -1028,7 +1119,7 @@ int main(int argc, char *argv[]) {
         (void) signal(SIGPIPE, SIG_IGN);
 
         if (argc < 2)
-                return usage_error("a verb is required: keygen, send or listen");
+                return usage_error("a verb is required: keygen, send, encode or listen");
         verb = argv[1];
         if (streq(verb, "-h") || streq(verb, "--help")) {
                 help();
@@ -1039,7 +1130,9 @@ int main(int argc, char *argv[]) {
         if (streq(verb, "keygen"))
                 return verb_keygen(argc - 1, argv + 1);
         if (streq(verb, "send"))
-                return verb_send(argc - 1, argv + 1);
+                return verb_send(argc - 1, argv + 1, false);
+        if (streq(verb, "encode"))
+                return verb_send(argc - 1, argv + 1, true);
         if (streq(verb, "listen"))
                 return verb_listen(argc - 1, argv + 1);
         return usage_error("unknown verb: %s", verb);

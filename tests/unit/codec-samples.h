@@ -51,6 +51,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         static Baton__V1__ShardReport shard_report;
         static Baton__V1__UnitOutcome uo0, uo1, *uos[2];
         static Baton__V1__CommandResult cr_generation, cr_restart;
+        static Baton__V1__ControllerMarker marker;
         /* rpc.proto */
         static Baton__V1__PingRequest ping;
         static Baton__V1__HostsRequest hosts_req;
@@ -245,6 +246,12 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         shard_report.n_instances = 2;
         shard_report.instances = sirs;
         shard_report.at_us = UINT64_C(1700000000000006);
+
+        baton__v1__controller_marker__init(&marker);
+        marker.controller_id = SAMPLE_STR("ctl-1");
+        marker.nonce = SAMPLE_STR("0123456789abcdef0123456789abcdef");
+        marker.seq = 42;
+        marker.sent_mono_us = UINT64_C(123456789);
 
         baton__v1__unit_outcome__init(&uo0);
         uo0.unit = SAMPLE_STR("gateway@4.service");
@@ -479,6 +486,10 @@ static const CodecSample *codec_samples(size_t *ret_n) {
                   &shard_report.base,
                   { "host: \"host-g\"", "unit: \"sentinel@2.service\"",
                     "unit: \"sentinel@3.service\"", "at_us: 1700000000000006" } },
+                { "controller-marker",
+                  &marker.base,
+                  { "controller_id: \"ctl-1\"", "nonce: \"0123456789abcdef0123456789abcdef\"",
+                    "seq: 42", "sent_mono_us: 123456789" } },
                 { "unit-outcome",
                   &uo0.base,
                   { "unit: \"gateway@4.service\"", "action: \"restarted\"", "ok: true",

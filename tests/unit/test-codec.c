@@ -14,21 +14,22 @@
 #include "tap.h"
 
 static const ProtobufCMessageDescriptor *const all_types[] = {
-        &baton__v1__env_var__descriptor,        &baton__v1__shard_assignment__descriptor,
-        &baton__v1__placed_unit__descriptor,    &baton__v1__placement__descriptor,
-        &baton__v1__restart__descriptor,        &baton__v1__envelope__descriptor,
-        &baton__v1__alert__descriptor,          &baton__v1__event__descriptor,
-        &baton__v1__label__descriptor,          &baton__v1__capacity__descriptor,
-        &baton__v1__unit_state__descriptor,     &baton__v1__heartbeat__descriptor,
-        &baton__v1__unit_event__descriptor,     &baton__v1__shard_instance_report__descriptor,
-        &baton__v1__shard_report__descriptor,   &baton__v1__unit_outcome__descriptor,
-        &baton__v1__command_result__descriptor, &baton__v1__ping_request__descriptor,
-        &baton__v1__hosts_request__descriptor,  &baton__v1__spec_file__descriptor,
-        &baton__v1__apply_request__descriptor,  &baton__v1__service_request__descriptor,
-        &baton__v1__host_request__descriptor,   &baton__v1__rollout_request__descriptor,
-        &baton__v1__request__descriptor,        &baton__v1__counter__descriptor,
-        &baton__v1__pong__descriptor,           &baton__v1__host_info__descriptor,
-        &baton__v1__host_list__descriptor,      &baton__v1__response__descriptor,
+        &baton__v1__env_var__descriptor,         &baton__v1__shard_assignment__descriptor,
+        &baton__v1__placed_unit__descriptor,     &baton__v1__placement__descriptor,
+        &baton__v1__restart__descriptor,         &baton__v1__envelope__descriptor,
+        &baton__v1__alert__descriptor,           &baton__v1__event__descriptor,
+        &baton__v1__label__descriptor,           &baton__v1__capacity__descriptor,
+        &baton__v1__unit_state__descriptor,      &baton__v1__heartbeat__descriptor,
+        &baton__v1__unit_event__descriptor,      &baton__v1__shard_instance_report__descriptor,
+        &baton__v1__shard_report__descriptor,    &baton__v1__unit_outcome__descriptor,
+        &baton__v1__command_result__descriptor,  &baton__v1__controller_marker__descriptor,
+        &baton__v1__ping_request__descriptor,    &baton__v1__hosts_request__descriptor,
+        &baton__v1__spec_file__descriptor,       &baton__v1__apply_request__descriptor,
+        &baton__v1__service_request__descriptor, &baton__v1__host_request__descriptor,
+        &baton__v1__rollout_request__descriptor, &baton__v1__request__descriptor,
+        &baton__v1__counter__descriptor,         &baton__v1__pong__descriptor,
+        &baton__v1__host_info__descriptor,       &baton__v1__host_list__descriptor,
+        &baton__v1__response__descriptor,
 };
 
 static const uint8_t seed_a[SIGN_SEED_BYTES] = { 1, 2, 3, 4, 5, 6, 7, 8 };
@@ -58,10 +59,14 @@ static uint8_t *wrap(const char *type, uint32_t version, const uint8_t *body, si
         env.body.data = (uint8_t *) body;
         env.body.len = body_len;
         if (sign_with) {
-                ASSERT_OK(sign_detached(sign_with, body, body_len, sig));
+                _cleanup_free_ uint8_t *payload = NULL;
+                size_t payload_len;
+
+                env.key_id = (char *) (key_id ? key_id : sign_with->pub.id);
+                ASSERT_OK(codec_signed_payload(&env, &payload, &payload_len));
+                ASSERT_OK(sign_detached(sign_with, payload, payload_len, sig));
                 env.signature.data = sig;
                 env.signature.len = sizeof(sig);
-                env.key_id = (char *) (key_id ? key_id : sign_with->pub.id);
         }
         return pack_message(&env.base, ret_len);
 }
@@ -429,10 +434,38 @@ TEST(version_mismatch) {
         size_t body_len, len;
 
         body = pack_message(sample("restart")->msg, &body_len);
-        buf = wrap("baton.v1.Restart", 2, body, body_len, NULL, NULL, &len);
+        buf = wrap("baton.v1.Restart", 3, body, body_len, NULL, NULL, &len);
         ASSERT_ERR(decode_one(buf, len, NULL, NULL, NULL, &error), -EPROTONOSUPPORT);
-        ASSERT_STREQ(error, "baton.v1.Envelope.version: protocol version 2, expected 1");
+        ASSERT_STREQ(error, "baton.v1.Envelope.version: protocol version 3, expected 2");
         free(buf);
+
+        /* Version 1 (a signature over the body alone) is read from unsigned
+         * senders (agents of baton 0.1), never where a signature matters. */
+        buf = wrap("baton.v1.Restart", 1, body, body_len, NULL, NULL, &len);
+        ASSERT_OK(decode_one(buf, len, NULL, NULL, NULL, NULL));
+        free(buf);
+        {
+                SignKey key;
+                uint8_t sig[SIGN_SIGNATURE_BYTES];
+                Baton__V1__Envelope env = BATON__V1__ENVELOPE__INIT;
+
+                ASSERT_OK(sign_key_from_seed(seed_a, &key));
+                ASSERT_OK(sign_detached(&key, body, body_len, sig));
+                env.version = 1;
+                env.type = (char *) "baton.v1.Restart";
+                env.body.data = body;
+                env.body.len = body_len;
+                env.signature.data = sig;
+                env.signature.len = sizeof(sig);
+                env.key_id = key.pub.id;
+                buf = pack_message(&env.base, &len);
+                free(error);
+                error = NULL;
+                ASSERT_ERR(decode_one(buf, len, NULL, NULL, &key.pub, &error), -EPROTONOSUPPORT);
+                ASSERT_STREQ(error, "baton.v1.Envelope.version: protocol version 1, expected 2 "
+                                    "(signed commands need it)");
+                free(buf);
+        }
 
         buf = wrap("baton.v1.Restart", 0, body, body_len, NULL, NULL, &len);
         ASSERT_ERR(decode_one(buf, len, NULL, NULL, NULL, NULL), -EPROTONOSUPPORT);
@@ -730,8 +763,18 @@ TEST(signed_round_trip) {
         ASSERT_OK(codec_decode(buf, len, &d, 1, "baton.v1.Placement", &key.pub, &dec, NULL));
         ASSERT_STREQ(dec.envelope->key_id, key.pub.id);
         ASSERT_EQ_UINT(dec.envelope->signature.len, SIGN_SIGNATURE_BYTES);
-        ASSERT_OK(sign_verify(&key.pub, dec.envelope->body.data, dec.envelope->body.len,
-                              dec.envelope->signature.data, dec.envelope->signature.len));
+        {
+                _cleanup_free_ uint8_t *payload = NULL;
+                size_t payload_len;
+
+                /* The signature covers more than the body: the body alone fails. */
+                ASSERT_OK(codec_signed_payload(dec.envelope, &payload, &payload_len));
+                ASSERT_OK(sign_verify(&key.pub, payload, payload_len, dec.envelope->signature.data,
+                                      dec.envelope->signature.len));
+                ASSERT_ERR(sign_verify(&key.pub, dec.envelope->body.data, dec.envelope->body.len,
+                                       dec.envelope->signature.data, dec.envelope->signature.len),
+                           -EKEYREJECTED);
+        }
         ASSERT_EQ_UINT(((Baton__V1__Placement *) dec.body)->generation, (UINT64_C(1) << 40) + 7);
         codec_decoded_done(&dec);
 
@@ -774,7 +817,23 @@ TEST(tampered_signature_rejected) {
         ASSERT_OK(sign_key_from_seed(seed_a, &key));
         ASSERT_OK(codec_encode(sample("restart")->msg, "controller", 43, 5, &key, &buf, &len));
         body = pack_message(sample("restart")->msg, &body_len);
-        ASSERT_OK(sign_detached(&key, body, body_len, sig)); /* Ed25519 is deterministic */
+        {
+                Baton__V1__Envelope env = BATON__V1__ENVELOPE__INIT;
+                _cleanup_free_ uint8_t *payload = NULL;
+                size_t payload_len;
+
+                env.version = CODEC_PROTOCOL_VERSION;
+                env.sender = (char *) "controller";
+                env.epoch = 43;
+                env.sent_at_us = 5;
+                env.type = (char *) "baton.v1.Restart";
+                env.key_id = key.pub.id;
+                env.body.data = body;
+                env.body.len = body_len;
+                ASSERT_OK(codec_signed_payload(&env, &payload, &payload_len));
+                /* Ed25519 is deterministic: the same signature as the encoder's. */
+                ASSERT_OK(sign_detached(&key, payload, payload_len, sig));
+        }
         at = memmem(buf, len, sig, sizeof(sig));
         ASSERT_NOT_NULL(at);
         at[10] ^= 0x01;
@@ -816,13 +875,14 @@ TEST(wrong_key_rejected) {
 
         /* Signed by b but claiming a's key id: refused by the signature. */
         body = pack_message(sample("placement")->msg, &body_len);
-        buf = wrap("baton.v1.Placement", 1, body, body_len, &b, a.pub.id, &len);
+        buf = wrap("baton.v1.Placement", CODEC_PROTOCOL_VERSION, body, body_len, &b, a.pub.id,
+                   &len);
         ASSERT_ERR(decode_one(buf, len, NULL, NULL, &a.pub, &error), -EKEYREJECTED);
         ASSERT_NOT_NULL(strstr(error, "bad signature"));
         free(buf);
 
         /* Signed by a with the right id: accepted. */
-        buf = wrap("baton.v1.Placement", 1, body, body_len, &a, NULL, &len);
+        buf = wrap("baton.v1.Placement", CODEC_PROTOCOL_VERSION, body, body_len, &a, NULL, &len);
         ASSERT_OK(decode_one(buf, len, NULL, NULL, &a.pub, NULL));
 }
 
@@ -837,7 +897,7 @@ TEST(short_signature_rejected) {
         ASSERT_OK(sign_key_from_seed(seed_a, &key));
         body = pack_message(sample("restart")->msg, &body_len);
         ASSERT_OK(sign_detached(&key, body, body_len, sig));
-        env.version = 1;
+        env.version = CODEC_PROTOCOL_VERSION;
         env.type = (char *) "baton.v1.Restart";
         env.body.data = body;
         env.body.len = body_len;
@@ -847,6 +907,99 @@ TEST(short_signature_rejected) {
         buf = pack_message(&env.base, &len);
         ASSERT_ERR(decode_one(buf, len, NULL, NULL, &key.pub, &error), -EKEYREJECTED);
         ASSERT_STREQ(error, "baton.v1.Restart: signature of 63 bytes, expected 64");
+}
+
+/* Re-signs nothing: takes a message signed by the controller, changes one
+ * envelope field an attacker controls, and packs it again. */
+static uint8_t *relabel(const uint8_t *buf, size_t len, const char *type, const char *sender,
+                        int64_t epoch_delta, int64_t time_delta, size_t *ret_len) {
+        Baton__V1__Envelope *env = baton__v1__envelope__unpack(NULL, len, buf);
+        char *own_type, *own_sender;
+        uint8_t *out;
+
+        ASSERT_NOT_NULL(env);
+        own_type = env->type;
+        own_sender = env->sender;
+        if (type)
+                env->type = (char *) type;
+        if (sender)
+                env->sender = (char *) sender;
+        env->epoch += (uint64_t) epoch_delta;
+        env->sent_at_us += (uint64_t) time_delta;
+        out = pack_message(&env->base, ret_len);
+        env->type = own_type; /* the unpacked strings are freed with env */
+        env->sender = own_sender;
+        baton__v1__envelope__free_unpacked(env, NULL);
+        return out;
+}
+
+TEST(signature_binds_type_sender_epoch_and_time) {
+        _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_free_ char *error = NULL;
+        Baton__V1__Alert alert = BATON__V1__ALERT__INIT;
+        SignKey key;
+        size_t len;
+        struct {
+                const char *type, *sender;
+                int64_t epoch, time;
+        } changes[] = {
+                { "baton.v1.Restart", NULL, 0, 0 },   /* a signed Alert re-labelled as a command */
+                { "baton.v1.Placement", NULL, 0, 0 }, /* … or as a Placement */
+                { NULL, "batonctl:eve", 0, 0 },       /* another sender */
+                { NULL, NULL, 1, 0 },                 /* a later epoch: past an agent's fence */
+                { NULL, NULL, 0, 3600 * 1000000LL },  /* a fresher send time: past the age bound */
+        };
+
+        ASSERT_OK(sign_key_from_seed(seed_a, &key));
+        alert.id = (char *) "host-down/h";
+        alert.kind = (char *) "host-down";
+        alert.severity = BATON__V1__SEVERITY__SEVERITY_CRITICAL;
+        alert.summary = (char *) "x";
+        ASSERT_OK(codec_encode(&alert.base, "controller", 7, 1700000000000000, &key, &buf, &len));
+        ASSERT_OK(decode_one(buf, len, NULL, NULL, &key.pub, NULL));
+
+        for (size_t i = 0; i < ELEMENTSOF(changes); i++) {
+                _cleanup_free_ uint8_t *forged = NULL;
+                size_t forged_len;
+
+                forged = relabel(buf, len, changes[i].type, changes[i].sender, changes[i].epoch,
+                                 changes[i].time, &forged_len);
+                free(error);
+                error = NULL;
+                ASSERT_ERR(decode_one(forged, forged_len, NULL, NULL, &key.pub, &error),
+                           -EKEYREJECTED);
+                ASSERT_CONTAINS(error, "bad signature");
+        }
+}
+
+TEST(command_age) {
+        Baton__V1__Envelope env = BATON__V1__ENVELOPE__INIT;
+        _cleanup_free_ char *error = NULL;
+        const uint64_t now = 1700000000000000, bound = 600 * 1000000ULL;
+
+        env.type = (char *) "baton.v1.Placement";
+        env.sent_at_us = now;
+        ASSERT_OK(codec_check_age(&env, now, bound, NULL));
+        env.sent_at_us = now - bound;
+        ASSERT_OK(codec_check_age(&env, now, bound, NULL));
+        env.sent_at_us = now + bound;
+        ASSERT_OK(codec_check_age(&env, now, bound, NULL));
+        env.sent_at_us = now - bound - 1000000;
+        ASSERT_ERR(codec_check_age(&env, now, bound, &error), -ESTALE);
+        ASSERT_STREQ(error, "baton.v1.Placement sent 601.0s ago, older than the 600s a command "
+                            "may be");
+        free(error);
+        error = NULL;
+        env.sent_at_us = now + bound + 500000;
+        ASSERT_ERR(codec_check_age(&env, now, bound, &error), -ESTALE);
+        ASSERT_STREQ(error, "baton.v1.Placement sent 600.5s in the future (clocks disagree by "
+                            "more than 600s)");
+        /* Extremes do not wrap around. */
+        env.sent_at_us = 0;
+        ASSERT_ERR(codec_check_age(&env, now, bound, NULL), -ESTALE);
+        env.sent_at_us = UINT64_MAX;
+        ASSERT_ERR(codec_check_age(&env, now, bound, NULL), -ESTALE);
+        ASSERT_OK(codec_check_age(&env, UINT64_MAX, bound, NULL));
 }
 
 TEST(signature_checked_before_body_is_parsed) {
@@ -981,16 +1134,16 @@ TEST(mutations_never_crash) {
 }
 
 int main(void) {
-        return tap_run(TESTS(utf8_validator, short_type, samples_set_every_field,
-                             round_trip_every_type, round_trip_every_type_signed, round_trip_values,
-                             wrong_type, unknown_type_name_is_quoted_safely, amqp_type_mismatch,
-                             version_mismatch, truncated_at_every_length, oversized,
-                             amplification_hits_budget, bad_utf8_in_nested_repeated_string,
-                             bad_utf8_in_envelope, nul_in_string, unknown_enum_value,
-                             invalid_local_messages, signed_round_trip, tampered_body_rejected,
-                             tampered_signature_rejected, unsigned_when_required,
-                             wrong_key_rejected, short_signature_rejected,
-                             signature_checked_before_body_is_parsed, unknown_fields_tolerated,
-                             garbage_rejected, malformed_body, field_number_zero_rejected,
-                             ret_untouched_on_failure, mutations_never_crash));
+        return tap_run(TESTS(
+                utf8_validator, short_type, samples_set_every_field, round_trip_every_type,
+                round_trip_every_type_signed, round_trip_values, wrong_type,
+                unknown_type_name_is_quoted_safely, amqp_type_mismatch, version_mismatch,
+                signature_binds_type_sender_epoch_and_time, command_age, truncated_at_every_length,
+                oversized, amplification_hits_budget, bad_utf8_in_nested_repeated_string,
+                bad_utf8_in_envelope, nul_in_string, unknown_enum_value, invalid_local_messages,
+                signed_round_trip, tampered_body_rejected, tampered_signature_rejected,
+                unsigned_when_required, wrong_key_rejected, short_signature_rejected,
+                signature_checked_before_body_is_parsed, unknown_fields_tolerated, garbage_rejected,
+                malformed_body, field_number_zero_rejected, ret_untouched_on_failure,
+                mutations_never_crash));
 }

@@ -81,7 +81,7 @@ static int dump_envelope(const char *dir, FILE *m, const CodecSample *placement)
         static const uint8_t seed[SIGN_SEED_BYTES] = { 42 };
         _cleanup_free_ uint8_t *buf = NULL;
         char key_id[64];
-        const char *expect[] = { "version: 1",
+        const char *expect[] = { "version: 2",
                                  "sender: \"controller\"",
                                  "sent_at_us: 1700000000999999",
                                  "epoch: 18446744073709551614",
