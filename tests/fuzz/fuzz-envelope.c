@@ -43,10 +43,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (r < 0) {
                         if (r != -ENOMEM && !error)
                                 fuzz_fail("%s: a refusal without a reason (%d)", rx->name, r);
-                        /* Only the type or the signature may stop a receiver
-                         * that the permissive decode lets through. */
+                        /* Only the type or the signature (which needs the
+                         * current protocol) may stop a receiver that the
+                         * permissive decode lets through. */
                         if (r_any >= 0 && r != -ENOMEM && r != -EPROTOTYPE &&
-                            !(rx->verify && r == -EKEYREJECTED))
+                            !(rx->verify && (r == -EKEYREJECTED || r == -EPROTONOSUPPORT)))
                                 fuzz_fail("%s refuses with %d (%s) what any-type decoding takes",
                                           rx->name, r, strna(error));
                         if (r_any >= 0 && has_type(rx, any.descriptor) && !rx->verify &&

@@ -334,6 +334,9 @@ static void drive(const CodecDecoded *d) {
 
         if (!desired || !dropins || !hashes)
                 abort();
+        /* agent.c refuses a stale command before it looks at it. */
+        if (codec_check_age(d->envelope, FUZZ_NOW_US, FUZZ_COMMAND_MAX_AGE_US, NULL) < 0)
+                goto finish;
         FUZZ_ASSERT(placement_order(p->epoch, p->generation, p->epoch, p->generation) == 0);
         if (p->generation < UINT64_MAX)
                 FUZZ_ASSERT(placement_order(p->epoch, p->generation + 1, p->epoch, p->generation) >
@@ -404,7 +407,7 @@ static void drive(const CodecDecoded *d) {
         }
         if (!refused)
                 plan_and_carry_out(p, desired, (const char(*)[17]) hashes, n);
-
+finish:
         for (size_t i = 0; i < n; i++)
                 free(dropins[i]);
         free(dropins);

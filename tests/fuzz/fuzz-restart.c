@@ -19,6 +19,9 @@ static void drive(const CodecDecoded *d) {
         size_t n;
         int r;
 
+        /* agent.c refuses a stale command before it looks at it. */
+        if (codec_check_age(d->envelope, FUZZ_NOW_US, FUZZ_COMMAND_MAX_AGE_US, NULL) < 0)
+                return;
         /* The order of agent/apply.c's apply_restart(); what passes all of
          * it is a unit this agent may restart. */
         if (valid_id && unit_name_is_valid(rs->unit, UNIT_NAME_PLAIN | UNIT_NAME_INSTANCE) &&

@@ -26,6 +26,9 @@ static const ProtobufCMessageDescriptor *const status_types[] = {
         &baton__v1__shard_report__descriptor,
         &baton__v1__command_result__descriptor,
 };
+static const ProtobufCMessageDescriptor *const marker_types[] = {
+        &baton__v1__controller_marker__descriptor,
+};
 static const ProtobufCMessageDescriptor *const rpc_types[] = {
         &baton__v1__request__descriptor,
 };
@@ -40,25 +43,34 @@ static const ProtobufCMessageDescriptor *const watch_types[] = {
 const FuzzReceiver fuzz_rx_agent = { "agent", agent_types, ELEMENTSOF(agent_types), true };
 const FuzzReceiver fuzz_rx_status = { "controller status", status_types, ELEMENTSOF(status_types),
                                       false };
+const FuzzReceiver fuzz_rx_marker = { "controller marker", marker_types, ELEMENTSOF(marker_types),
+                                      false };
 const FuzzReceiver fuzz_rx_rpc = { "controller rpc", rpc_types, ELEMENTSOF(rpc_types), false };
 const FuzzReceiver fuzz_rx_ctl = { "batonctl", ctl_types, ELEMENTSOF(ctl_types), false };
 const FuzzReceiver fuzz_rx_watch = { "batonctl watch", watch_types, ELEMENTSOF(watch_types),
                                      false };
 const FuzzReceiver *const fuzz_receivers[] = {
-        &fuzz_rx_agent, &fuzz_rx_status, &fuzz_rx_rpc, &fuzz_rx_ctl, &fuzz_rx_watch,
+        &fuzz_rx_agent, &fuzz_rx_status, &fuzz_rx_marker,
+        &fuzz_rx_rpc,   &fuzz_rx_ctl,    &fuzz_rx_watch,
 };
 const size_t fuzz_n_receivers = ELEMENTSOF(fuzz_receivers);
 
 int fuzz_sign_envelope(Baton__V1__Envelope *env, const SignKey *key,
                        uint8_t sig[SIGN_SIGNATURE_BYTES]) {
+        _cleanup_free_ uint8_t *payload = NULL;
+        size_t len;
         int r;
 
-        /* Protocol 1: an Ed25519 signature over the body bytes. */
-        r = sign_detached(key, env->body.data, env->body.len, sig);
+        /* Protocol 2: the key id is part of what is signed. */
+        env->version = CODEC_PROTOCOL_VERSION;
+        env->key_id = (char *) key->pub.id;
+        r = codec_signed_payload(env, &payload, &len);
+        if (r < 0)
+                return r;
+        r = sign_detached(key, payload, len, sig);
         if (r < 0)
                 return r;
         env->signature = (ProtobufCBinaryData){ SIGN_SIGNATURE_BYTES, sig };
-        env->key_id = (char *) key->pub.id;
         return 0;
 }
 
@@ -226,7 +238,20 @@ static bool rx_accepts(const FuzzReceiver *rx, const ProtobufCMessageDescriptor 
 }
 
 /* A signed message with one thing changed must be refused as forged. */
-static void check_tampered(const FuzzReceiver *rx, const Baton__V1__Envelope *env, bool body) {
+typedef enum Tamper {
+        TAMPER_BODY,
+        TAMPER_SIGNATURE,
+        TAMPER_EPOCH,   /* replayed under another term */
+        TAMPER_SENT_AT, /* replayed at another time */
+        TAMPER_TYPE,    /* re-labelled as the receiver's other type */
+        _TAMPER_MAX,
+} Tamper;
+
+static const char *const tamper_names[_TAMPER_MAX] = {
+        "body", "signature", "epoch", "send time", "type",
+};
+
+static void check_tampered(const FuzzReceiver *rx, const Baton__V1__Envelope *env, Tamper what) {
         const SignKey *key = fuzz_test_key();
         Baton__V1__Envelope t = *env;
         _cleanup_free_ uint8_t *bytes = NULL, *buf = NULL;
@@ -234,7 +259,7 @@ static void check_tampered(const FuzzReceiver *rx, const Baton__V1__Envelope *en
         size_t n;
         int r;
 
-        if (body) {
+        if (what == TAMPER_BODY) {
                 /* One more byte: a body the signature does not cover. */
                 bytes = malloc(env->body.len + 1);
                 if (!bytes)
@@ -243,7 +268,7 @@ static void check_tampered(const FuzzReceiver *rx, const Baton__V1__Envelope *en
                         memcpy(bytes, env->body.data, env->body.len);
                 bytes[env->body.len] = 0;
                 t.body = (ProtobufCBinaryData){ env->body.len + 1, bytes };
-        } else {
+        } else if (what == TAMPER_SIGNATURE) {
                 bytes = malloc(MAX(env->signature.len, 1u));
                 if (!bytes)
                         abort();
@@ -252,6 +277,16 @@ static void check_tampered(const FuzzReceiver *rx, const Baton__V1__Envelope *en
                 if (env->signature.len > 0)
                         bytes[env->signature.len / 2] ^= 0x20;
                 t.signature = (ProtobufCBinaryData){ env->signature.len, bytes };
+        } else if (what == TAMPER_EPOCH)
+                t.epoch++;
+        else if (what == TAMPER_SENT_AT)
+                t.sent_at_us ^= 1;
+        else {
+                for (size_t i = 0; i < rx->n_types; i++)
+                        if (!streq(rx->types[i]->name, env->type))
+                                t.type = (char *) rx->types[i]->name;
+                if (t.type == env->type)
+                        return; /* the receiver takes one type */
         }
         n = baton__v1__envelope__get_packed_size(&t);
         buf = malloc(n);
@@ -261,10 +296,10 @@ static void check_tampered(const FuzzReceiver *rx, const Baton__V1__Envelope *en
         r = codec_decode(buf, n, rx->types, rx->n_types, NULL, &key->pub, &d, NULL);
         if (r >= 0)
                 fuzz_fail("%s: a %s with a changed %s passes verification", rx->name, env->type,
-                          body ? "body" : "signature");
+                          tamper_names[what]);
         if (r != -EKEYREJECTED && r != -EMSGSIZE && r != -ENOMEM)
                 fuzz_fail("%s: a changed %s is refused with %d, not as forged", rx->name,
-                          body ? "body" : "signature", r);
+                          tamper_names[what], r);
 }
 
 void fuzz_wire_check_accepted(const FuzzReceiver *rx, const CodecDecoded *d) {
@@ -279,14 +314,16 @@ void fuzz_wire_check_accepted(const FuzzReceiver *rx, const CodecDecoded *d) {
         FUZZ_ASSERT(d->body->descriptor == d->descriptor);
         FUZZ_ASSERT(rx_accepts(rx, d->descriptor));
         FUZZ_ASSERT(streq(d->envelope->type, d->descriptor->name));
-        FUZZ_ASSERT(d->envelope->version == CODEC_PROTOCOL_VERSION);
+        FUZZ_ASSERT(d->envelope->version == CODEC_PROTOCOL_VERSION ||
+                    (!rx->verify && d->envelope->version >= CODEC_PROTOCOL_VERSION_MIN &&
+                     d->envelope->version <= CODEC_PROTOCOL_VERSION));
         FUZZ_ASSERT(codec_validate(d->body, NULL) == 0);
         FUZZ_ASSERT(codec_validate(&d->envelope->base, NULL) == 0);
         if (rx->verify) {
                 FUZZ_ASSERT(d->envelope->signature.len == SIGN_SIGNATURE_BYTES);
                 FUZZ_ASSERT(streq(d->envelope->key_id, key->pub.id));
-                check_tampered(rx, d->envelope, true);
-                check_tampered(rx, d->envelope, false);
+                for (Tamper t = 0; t < _TAMPER_MAX; t++)
+                        check_tampered(rx, d->envelope, t);
         }
 
         /* What a relay (or the sender again) would write is accepted as the

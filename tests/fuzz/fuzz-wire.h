@@ -23,6 +23,8 @@
 #define FUZZ_KEY_SEED "baton-fuzz-test-key-not-a-secret"
 /* The clock the targets and the seeds agree on (2023-11-14T22:13:20Z). */
 #define FUZZ_NOW_US UINT64_C(1700000000000000)
+/* The agent's default command_max_age: older or newer commands are refused. */
+#define FUZZ_COMMAND_MAX_AGE_US (600 * USEC_PER_SEC)
 
 /* The controller's key as every agent target knows it. The first call also
  * checks that fuzz_sign_envelope() signs as codec_encode() does. */
@@ -41,11 +43,12 @@ typedef struct FuzzReceiver {
 } FuzzReceiver;
 
 /* The agent (Placement, Restart; signed), the controller's status consumer
- * (Heartbeat, UnitEvent, ShardReport, CommandResult) and RPC queue
- * (Request), batonctl's reply queue (Response) and `batonctl watch` (Alert,
- * Event): the same lists their code passes to codec_decode(). */
+ * (Heartbeat, UnitEvent, ShardReport, CommandResult; its own markers apart)
+ * and RPC queue (Request), batonctl's reply queue (Response) and `batonctl
+ * watch` (Alert, Event): the same lists their code passes to codec_decode(). */
 extern const FuzzReceiver fuzz_rx_agent;
 extern const FuzzReceiver fuzz_rx_status;
+extern const FuzzReceiver fuzz_rx_marker;
 extern const FuzzReceiver fuzz_rx_rpc;
 extern const FuzzReceiver fuzz_rx_ctl;
 extern const FuzzReceiver fuzz_rx_watch;

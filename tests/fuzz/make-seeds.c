@@ -464,6 +464,17 @@ static void status(void) {
         res.error = (char *) "superseded by a newer placement";
         res.n_units = 0;
         message("command-result", "superseded", &res.base, FUZZ_HOST, false, false);
+
+        /* The controller's own marker on its status queue. */
+        {
+                Baton__V1__ControllerMarker mk = BATON__V1__CONTROLLER_MARKER__INIT;
+
+                mk.controller_id = (char *) "ops-1";
+                mk.nonce = (char *) "9f0c3b1e6d2a4f58";
+                mk.seq = 17;
+                mk.sent_mono_us = 86400 * USEC_PER_SEC;
+                message("envelope", "controller-marker", &mk.base, "controller", false, false);
+        }
 }
 
 /* ---- rpc ----------------------------------------------------------------- */
