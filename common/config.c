@@ -592,6 +592,16 @@ static void dump_value(const ConfigOption *o, const void *target, FILE *f) {
         }
 }
 
+/* inih reads ';' after whitespace as the start of a comment, so a string that
+ * begins with one (loaded from "key =;…") goes right after the '=', where it
+ * reads back as itself. */
+static const char *dump_separator(const ConfigOption *o, const void *target) {
+        if (o->type == CONFIG_STRING && !(o->flags & CONFIG_SECRET) &&
+            strempty(*(char *const *) field_of(o, target))[0] == ';')
+                return " =";
+        return " = ";
+}
+
 int config_dump(const ConfigOption *table, size_t n, const void *target, FILE *f) {
         assert(table || n == 0);
         assert(target);
@@ -610,7 +620,7 @@ int config_dump(const ConfigOption *table, size_t n, const void *target, FILE *f
                 for (size_t j = i; j < n; j++) {
                         if (!streq(table[j].section, table[i].section))
                                 continue;
-                        fprintf(f, "%s = ", table[j].name);
+                        fprintf(f, "%s%s", table[j].name, dump_separator(&table[j], target));
                         dump_value(&table[j], target, f);
                         fputc('\n', f);
                 }

@@ -3,7 +3,9 @@
 # The whole test suite, as CI runs it: installs what is missing, builds with
 # -Werror and runs every unit and integration test, builds again with
 # AddressSanitizer and UndefinedBehaviorSanitizer and runs them all again,
-# checks formatting, and ends with "N passed, N failed[, N skipped]".
+# runs a bounded coverage-guided fuzzing campaign (tests/fuzz/campaign.sh;
+# BATON_FUZZ_SECONDS per target), checks formatting, and ends with
+# "N passed, N failed[, N skipped]".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -36,6 +38,16 @@ run_suite() { # name, setup options...
 run_suite werror --buildtype=debugoptimized
 run_suite sanitize --buildtype=debug -Db_sanitize=address,undefined
 
+# One check: every fuzz target from its checked-in corpus for a bounded time,
+# built with clang and libFuzzer in its own build directory.
+echo "=== fuzz campaign"
+rm -rf build-fuzz
+fuzz_ok=1
+if ! BATON_FUZZ_BUILD=build-fuzz tests/fuzz/campaign.sh; then
+        fuzz_ok=0
+        status=1
+fi
+
 echo "=== clang-format"
 mapfile -t sources < <(git ls-files '*.c' '*.h' | grep -v '^common/poison/')
 format_ok=1
@@ -44,11 +56,12 @@ if ! clang-format --dry-run --Werror "${sources[@]}"; then
         status=1
 fi
 
-python3 - "$format_ok" build-werror build-sanitize <<'PY'
+python3 - "$format_ok" "$fuzz_ok" build-werror build-sanitize <<'PY'
 import json, os, sys
 fmt_ok = sys.argv[1] == '1'
+fuzz_ok = sys.argv[2] == '1'
 passed = failed = skipped = 0
-for d in sys.argv[2:]:
+for d in sys.argv[3:]:
     log = os.path.join(d, 'meson-logs', 'testlog.json')
     if not os.path.exists(log):
         print(f'{d}: no test log (build failed)')
@@ -64,6 +77,11 @@ for d in sys.argv[2:]:
         else:
             failed += 1
             print(f'{d}: {t.get("name")}: {res}')
+if fuzz_ok:
+    passed += 1
+else:
+    failed += 1
+    print('fuzz campaign: a target failed (see "=== fuzz campaign" above)')
 if fmt_ok:
     passed += 1
 else:

@@ -1,15 +1,20 @@
 /* SPDX-License-Identifier: MIT */
 /* A standalone driver for libFuzzer-style targets, so every target runs
- * without clang: over the files named on the command line (a corpus, or a
- * crash to reproduce), or over N inputs from a seeded generator that mixes
- * raw bytes with tokens the parsers care about. */
+ * without clang: over the files and directories named on the command line
+ * (a corpus, or a crash to reproduce), or over N inputs from a seeded
+ * generator that mixes raw bytes with tokens the parsers care about. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 
@@ -118,6 +123,38 @@ static const char *const generic_tokens[] = {
 
 static uint64_t rnd_state;
 
+/* The input being run, for the crash handler. */
+static const uint8_t *current;
+static size_t current_len;
+
+/* A generated input that crashes exists nowhere else: write it to
+ * fuzz-crash-input (or $FUZZ_CRASH_FILE) so that `fuzz-NAME FILE` repeats
+ * it. Only async-signal-safe calls; then the default action. */
+static void on_crash(int sig) {
+        static const char msg[] = "fuzz: the crashing input is in ";
+        const char *path = getenv("FUZZ_CRASH_FILE");
+        int fd;
+
+        if (!path)
+                path = "fuzz-crash-input";
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0 && current) {
+                if (write(fd, current, current_len) >= 0 && write(2, msg, sizeof(msg) - 1) >= 0 &&
+                    write(2, path, strlen(path)) >= 0)
+                        (void) !write(2, "\n", 1);
+                close(fd);
+        }
+        signal(sig, SIG_DFL);
+        raise(sig);
+}
+
+static void run_one(const uint8_t *data, size_t len) {
+        current = data;
+        current_len = len;
+        LLVMFuzzerTestOneInput(data, len);
+        current = NULL;
+}
+
 static uint64_t rnd(void) {
         /* splitmix64 */
         uint64_t z = (rnd_state += 0x9e3779b97f4a7c15ULL);
@@ -178,6 +215,50 @@ static int run_file(const char *path, uint8_t *buf) {
         return 0;
 }
 
+static int skip_dot(const struct dirent *e) {
+        return e->d_name[0] != '.';
+}
+
+/* Every file of a corpus directory, in name order so that runs repeat;
+ * adds what it ran to *n_files. */
+static int run_dir(const char *path, uint8_t *buf, int *n_files) {
+        struct dirent **names = NULL;
+        int n, failed = 0;
+
+        n = scandir(path, &names, skip_dot, alphasort);
+        if (n < 0) {
+                fprintf(stderr, "%s: %s\n", path, strerror(errno));
+                return -1;
+        }
+        for (int i = 0; i < n; i++) {
+                char *file = NULL;
+
+                if (asprintf(&file, "%s/%s", path, names[i]->d_name) < 0 || run_file(file, buf) < 0)
+                        failed = -1;
+                else
+                        (*n_files)++;
+                free(file);
+                free(names[i]);
+        }
+        free(names);
+        if (n == 0) {
+                fprintf(stderr, "%s: empty corpus directory\n", path);
+                return -1;
+        }
+        return failed;
+}
+
+static int run_path(const char *path, uint8_t *buf, int *n_files) {
+        struct stat st;
+
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+                return run_dir(path, buf, n_files);
+        if (run_file(path, buf) < 0)
+                return -1;
+        (*n_files)++;
+        return 0;
+}
+
 static int parse_u64(const char *s, uint64_t *ret) {
         char *end;
 
@@ -188,10 +269,11 @@ static int parse_u64(const char *s, uint64_t *ret) {
 
 static void usage(const char *argv0) {
         fprintf(stderr,
-                "usage: %s FILE…\n"
+                "usage: %s FILE|DIR…\n"
                 "       %s --random N [--seed S]\n"
-                "Runs the fuzz target over each FILE, or over N generated inputs\n"
-                "(reproducible: the same seed gives the same inputs).\n",
+                "Runs the fuzz target over each FILE and every file in each DIR (a\n"
+                "corpus), or over N generated inputs (reproducible: the same seed\n"
+                "gives the same inputs).\n",
                 argv0, argv0);
 }
 
@@ -234,17 +316,18 @@ int main(int argc, char **argv) {
                         i++;
                         continue;
                 }
-                if (run_file(argv[i], buf) < 0)
+                if (run_path(argv[i], buf, &n_files) < 0)
                         failed++;
-                n_files++;
         }
 
         if (random) {
+                signal(SIGABRT, on_crash);
+                signal(SIGSEGV, on_crash);
                 rnd_state = seed;
                 for (uint64_t i = 0; i < n_random; i++) {
                         size_t n = generate(buf, RANDOM_LEN_MAX);
 
-                        LLVMFuzzerTestOneInput(buf, n);
+                        run_one(buf, n);
                 }
         }
 

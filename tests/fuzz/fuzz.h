@@ -3,8 +3,10 @@
  * token list for fuzz-main.c's generator, and the input as a C string. */
 #pragma once
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,3 +26,22 @@ static inline char *fuzz_strdup(const uint8_t *data, size_t size) {
         }
         return s;
 }
+
+/* Aborts with a message on stderr: a broken promise, for the fuzzer to keep. */
+__attribute__((noreturn, format(printf, 1, 2), unused)) static void fuzz_fail(const char *fmt,
+                                                                              ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        fputs("fuzz: broken promise: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        abort();
+}
+
+#define FUZZ_ASSERT(expr)                                                                          \
+        do {                                                                                       \
+                if (!(expr))                                                                       \
+                        fuzz_fail("%s:%d: %s", __FILE__, __LINE__, #expr);                         \
+        } while (0)

@@ -49,6 +49,7 @@ def full_heartbeat() -> dict:
         'system_state': 'degraded',
         'agent_started_us': 1700000000000004,
         'refused_total': 3,
+        'status_malformed': 4,
     }
 
 

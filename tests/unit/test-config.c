@@ -582,6 +582,33 @@ TEST(dump) {
         config_done(table, ELEMENTSOF(table), &d);
 }
 
+/* Found by fuzz-config: "host =;h" loads as ";h", which "host = ;h" would
+ * not (inih takes " ;" for a comment). */
+TEST(dump_value_starting_with_semicolon) {
+        static const char text[] = "[agent]\nhost =; host-a\n";
+        TestConfig c = { 0 }, d = { 0 };
+        char *out = NULL;
+        size_t len = 0;
+        FILE *f;
+
+        ASSERT_OK(config_load_string(table, ELEMENTSOF(table), &c, "in", text, strlen(text), NULL));
+        ASSERT_STREQ(c.host, "; host-a");
+        f = open_memstream(&out, &len);
+        ASSERT_NOT_NULL(f);
+        ASSERT_OK(config_dump(table, ELEMENTSOF(table), &c, f));
+        fclose(f);
+        ASSERT_CONTAINS(out, "\n[agent]\n");
+        ASSERT_CONTAINS(out, "\nhost =; host-a\n");
+        /* Its [agent] part, whose secret token line would not load. */
+        *strstr(out, "token = ") = '\0';
+        ASSERT_OK(config_load_string(table, ELEMENTSOF(table), &d, "dump", strstr(out, "[agent]"),
+                                     strlen(strstr(out, "[agent]")), NULL));
+        ASSERT_STREQ(d.host, "; host-a");
+        free(out);
+        config_done(table, ELEMENTSOF(table), &c);
+        config_done(table, ELEMENTSOF(table), &d);
+}
+
 int main(void) {
         int r = tap_run(TESTS(defaults_without_file, file_values_of_every_type, crlf_and_bom,
                               booleans, unknown_section, unknown_key, duplicate_key,
@@ -589,7 +616,8 @@ int main(void) {
                               validate_callback, secret_values_are_not_echoed, syntax_errors,
                               only_first_error_reported, long_lines, nul_byte_and_indentation,
                               empty_value_means_default, missing_and_unreadable_file, required_keys,
-                              reload_replaces_strings, load_string, overrides, dump));
+                              reload_replaces_strings, load_string, overrides, dump,
+                              dump_value_starting_with_semicolon));
 
         if (tmp_path[0])
                 unlink(tmp_path);
