@@ -109,7 +109,8 @@ static void drive(Rollout *r, Bytes *b) {
         usec_t now = 1000000;
 
         for (unsigned s = 0; s < 32 && b->n > 0; s++) {
-                size_t n_health = 0, max = r->n_items + 2, n, n2;
+                size_t n_health = 0, max = r->n_items + 2, n, n2, started;
+                uint32_t may_start;
                 char *text = NULL;
                 Rollout *copy;
 
@@ -126,8 +127,14 @@ static void drive(Rollout *r, Bytes *b) {
                 if (take(b, 8) == 0)
                         max = take(b, 3);
 
-                n = rollout_step(r, health, n_health, now, acts, max);
+                /* What the start gate allows: mostly anything, sometimes a few. */
+                may_start = take(b, 4) == 0 ? (uint32_t) take(b, 3) : UINT32_MAX;
+                n = rollout_step(r, health, n_health, now, may_start, acts, max);
                 FUZZ_ASSERT(n <= max);
+                started = 0;
+                for (size_t i = 0; i < n; i++)
+                        started += acts[i].kind == ROLLOUT_ACTION_RESTART;
+                FUZZ_ASSERT(started <= may_start);
                 for (size_t i = 0; i < n; i++)
                         if (acts[i].kind == ROLLOUT_ACTION_RESTART) {
                                 char *id = NULL;
@@ -149,7 +156,7 @@ static void drive(Rollout *r, Bytes *b) {
                 if (!copy)
                         fuzz_fail("a reachable rollout does not load: %s", text);
                 free(text);
-                n2 = rollout_step(copy, health, n_health, now, again, max);
+                n2 = rollout_step(copy, health, n_health, now, may_start, again, max);
                 for (size_t i = 0; i < n2; i++)
                         for (size_t k = 0; k < n; k++)
                                 if (again[i].kind == ROLLOUT_ACTION_RESTART &&

@@ -787,9 +787,11 @@ static void texts(void) {
                         die("rollout", -EINVAL);
                 text_seed("rollout", "new-6", text);
                 free(text);
-                (void) rollout_step(ro, health, 6, FUZZ_NOW_US, acts, 8);
-                (void) rollout_step(ro, health, 6, FUZZ_NOW_US + 3 * USEC_PER_SEC, acts, 8);
-                (void) rollout_step(ro, health, 6, FUZZ_NOW_US + 6 * USEC_PER_SEC, acts, 8);
+                (void) rollout_step(ro, health, 6, FUZZ_NOW_US, UINT32_MAX, acts, 8);
+                (void) rollout_step(ro, health, 6, FUZZ_NOW_US + 3 * USEC_PER_SEC, UINT32_MAX, acts,
+                                    8);
+                (void) rollout_step(ro, health, 6, FUZZ_NOW_US + 6 * USEC_PER_SEC, UINT32_MAX, acts,
+                                    8);
                 if (rollout_format(ro, &text) < 0)
                         die("rollout", -EINVAL);
                 text_seed("rollout", "under-way", text);
