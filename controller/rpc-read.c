@@ -137,6 +137,8 @@ int rpc_verb_hosts(RpcContext *x) {
                         hi->max_epoch_seen = v->max_epoch_seen;
                         hi->systemd_version = (char *) strempty(v->systemd_version);
                         hi->system_state = (char *) strempty(v->system_state);
+                        if (reconcile_host_held(&x->c->model, h))
+                                hi->held_instances = (uint32_t) v->n_placed;
                         x->host_labels[i] = split_words(v->labels, &hi->n_labels);
                         if (!x->host_labels[i])
                                 return -ENOMEM;

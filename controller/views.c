@@ -62,6 +62,26 @@ json_t *view_shards_summary(const Model *m, const ServiceSpec *s) {
                          "ready", (int) ready, "resharding", shard_state_resharding(ss));
 }
 
+json_t *view_mass_loss(const Model *m) {
+        json_t *hosts;
+        size_t n = 0;
+
+        if (!reconcile_holding(m))
+                return json_null();
+        hosts = json_array();
+        for (size_t i = 0; hosts && i < m->hosts.n_hosts; i++) {
+                const Host *h = m->hosts.hosts[i];
+                const HostModel *v = h->userdata;
+
+                if (!reconcile_host_held(m, h))
+                        continue;
+                n += v->n_placed;
+                json_array_append_new(hosts, json_string(h->id));
+        }
+        return json_pack("{s:o, s:I}", "held_hosts", hosts ? hosts : json_null(), "held_instances",
+                         (json_int_t) n);
+}
+
 json_t *view_status(const Model *m, const char *only) {
         json_t *arr = json_array();
 
@@ -79,21 +99,24 @@ json_t *view_status(const Model *m, const char *only) {
                         const HostModel *v = in ? model_host(m, in->host) : NULL;
                         _cleanup_free_ char *unit = NULL;
                         const UnitObs *o;
+                        const Host *h;
                         bool ok;
 
                         if (reconcile_instance_unit(m, s, k, &unit) < 0)
                                 continue;
                         o = v ? host_model_unit(v, unit) : NULL;
                         ok = in && reconcile_instance_healthy(m, in);
+                        h = in ? host_table_get(&m->hosts, in->host) : NULL;
                         healthy += ok;
                         json_array_append_new(
                                 insts,
-                                json_pack("{s:i, s:s, s:o, s:s, s:s, s:i, s:b}", "instance",
+                                json_pack("{s:i, s:s, s:o, s:s, s:s, s:i, s:b, s:b}", "instance",
                                           (int) k, "unit", unit, "host",
                                           in ? json_string(in->host) : json_null(), "active_state",
                                           o ? o->active_state : "unknown", "sub_state",
                                           o ? o->sub_state : "unknown", "n_restarts",
-                                          o ? (int) o->n_restarts : 0, "healthy", ok));
+                                          o ? (int) o->n_restarts : 0, "healthy", ok, "held",
+                                          h && reconcile_host_held(m, h)));
                 }
                 json_array_append_new(
                         arr, json_pack("{s:s, s:s, s:i, s:i, s:o, s:o}", "service", s->name, "kind",
@@ -101,7 +124,7 @@ json_t *view_status(const Model *m, const char *only) {
                                        "healthy", healthy, "instances", insts, "shards",
                                        view_shards_summary(m, s)));
         }
-        return json_pack("{s:o}", "services", arr);
+        return json_pack("{s:o, s:o}", "services", arr, "mass_host_loss", view_mass_loss(m));
 }
 
 static const char *shard_state_word(const CopyObs *rep, uint32_t shard) {
@@ -355,8 +378,9 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run)
                                                           p->problems[i].service, "instance",
                                                           (int) p->problems[i].instance, "reason",
                                                           p->problems[i].reason));
-        return json_pack("{s:b, s:b, s:o, s:o, s:o}", "dry_run", dry_run, "applied", !dry_run,
-                         "services", services, "placements", placements, "problems", problems);
+        return json_pack("{s:b, s:b, s:o, s:o, s:o, s:o}", "dry_run", dry_run, "applied", !dry_run,
+                         "services", services, "placements", placements, "problems", problems,
+                         "mass_host_loss", view_mass_loss(m));
 }
 
 json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run) {

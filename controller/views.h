@@ -9,6 +9,9 @@
 #include "plan.h"
 #include "reconcile.h"
 
+/* JSON null, or while a mass-host-loss is held {"held_hosts": [...],
+ * "held_instances": N}: what `batonctl hosts confirm-down` would move. */
+json_t *view_mass_loss(const Model *m);
 /* `batonctl status [SERVICE]`: services with their instances. */
 json_t *view_status(const Model *m, const char *only);
 /* The shard map of a sharded service (`batonctl shards`); NULL on OOM or

@@ -820,6 +820,16 @@ static const char *problem_word(PlacementProblemKind k) {
  * stability). The cost is that of the services placed, plus one look at
  * every host. */
 
+bool reconcile_holding(const Model *m) {
+        _cleanup_free_ char *id = alert_id(ALERT_MASS_HOST_LOSS, NULL, NULL);
+        return id && model_alert(m, id);
+}
+
+bool reconcile_host_held(const Model *m, const Host *h) {
+        const HostModel *v = h->userdata;
+        return !h->alive && v && v->n_placed > 0 && reconcile_holding(m);
+}
+
 /* Whether down hosts keep their instances: a mass-host-loss wave is held
  * until the hosts return or an operator confirms (released hosts). */
 static bool rec_holding(Rec *r) {
@@ -2805,7 +2815,11 @@ static int on_result(Rec *r) {
 
 /* mass-host-loss: more than mass_loss_permille of the hosts down within one
  * host_timeout (and at least this many) looks more like the controller's
- * side of a partition than like hosts dying: re-placement is held. */
+ * side of a partition than like hosts dying: re-placement is held. Hosts
+ * that stopped at the same moment expire a little apart (each by its last
+ * heartbeat), so a host silent for half the timeout counts as going down
+ * with them: the wave is held from its first host on, not from the host
+ * that happens to cross the share. */
 #define MASS_LOSS_MIN_HOSTS 2
 
 static int check_mass_loss(Rec *r) {
@@ -2819,9 +2833,11 @@ static int check_mass_loss(Rec *r) {
                 const Host *h = m->hosts.hosts[i];
                 const HostModel *v = h->userdata;
 
-                if (h->alive)
+                if (h->alive) {
                         total++;
-                else if (v && v->state_since_us + m->config.host_timeout >= r->now) {
+                        down += v && v->last_seen_us > 0 &&
+                                v->last_seen_us + m->config.host_timeout / 2 < r->now;
+                } else if (v && v->state_since_us + m->config.host_timeout >= r->now) {
                         down++;
                         total++;
                 }

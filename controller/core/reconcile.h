@@ -150,6 +150,13 @@ int reconcile_instance_unit(const Model *m, const ServiceSpec *s, uint32_t insta
  * it owns ready). */
 bool reconcile_instance_healthy(const Model *m, const Instance *in);
 
+/* A mass-host-loss is open: hosts that are down keep their instances until
+ * they return or an operator confirms them down. */
+bool reconcile_holding(const Model *m);
+/* Host h is down and keeps its instances because of an open mass-host-loss
+ * (for `status`, `hosts` and `plan`: what confirm-down would move). */
+bool reconcile_host_held(const Model *m, const Host *h);
+
 /* The serving epoch and shard total of a sharded service (a new-total reshard
  * serves its new epoch once cut over). */
 void reconcile_serving(const ShardState *s, uint64_t *ret_epoch, uint32_t *ret_count);

@@ -258,6 +258,7 @@ static int print_result(json_t *doc) {
                 printf("\n");
                 print_problems(doc, problems);
         }
+        ctl_print_mass_loss(doc);
         if (changes && ctl_json_true(doc, "dry_run"))
                 printf("\nDry run: nothing was changed.\n");
         return CTL_EXIT_OK;

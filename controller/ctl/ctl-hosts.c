@@ -29,7 +29,7 @@ static json_t *host_json(const Baton__V1__HostInfo *h) {
 
         return json_pack(
                 "{s:s, s:s, s:I, s:s, s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:f, "
-                "s:i, s:i, s:I, s:I, s:o}",
+                "s:i, s:i, s:I, s:I, s:o, s:i}",
                 "host", h->host, "state", h->state, "last_seen_us", (json_int_t) h->last_seen_us,
                 "last_seen", ctl_format_time(last_seen, sizeof(last_seen), h->last_seen_us),
                 "state_since_us", (json_int_t) h->state_since_us, "boot_id", h->boot_id,
@@ -39,7 +39,8 @@ static json_t *host_json(const Baton__V1__HostInfo *h) {
                 (json_int_t) h->memory_available_bytes, "load1", (double) h->load1_x100 / 100.0,
                 "units_total", (int) h->units_total, "units_active", (int) h->units_active,
                 "applied_generation", (json_int_t) h->applied_generation, "max_epoch_seen",
-                (json_int_t) h->max_epoch_seen, "labels", labels_json(h));
+                (json_int_t) h->max_epoch_seen, "labels", labels_json(h), "held_instances",
+                (int) h->held_instances);
 }
 
 static int print_table(const Baton__V1__HostList *list) {
@@ -47,7 +48,7 @@ static int print_table(const Baton__V1__HostList *list) {
                                                "SYSTEMD", "CORES", "MEMORY FREE/TOTAL", "LOAD",
                                                "UNITS",   "LABELS" };
         _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
-        uint64_t now = now_realtime_usec();
+        uint64_t now = now_realtime_usec(), held = 0;
 
         if (!t)
                 return CTL_EXIT_FAILED;
@@ -55,7 +56,8 @@ static int print_table(const Baton__V1__HostList *list) {
                 const Baton__V1__HostInfo *h = list->hosts[i];
                 _cleanup_free_ char *labels =
                         strjoin_space((const char *const *) h->labels, h->n_labels);
-                char ago[48], cores[16], mem[64], avail[24], total[24], load[16], units[32];
+                char ago[48], cores[16], mem[64], avail[24], total[24], load[16], units[32],
+                        state[48];
 
                 snprintf(cores, sizeof(cores), "%u", h->cores);
                 snprintf(mem, sizeof(mem), "%s/%s",
@@ -63,8 +65,14 @@ static int print_table(const Baton__V1__HostList *list) {
                          ctl_format_bytes(total, sizeof(total), h->memory_total_bytes));
                 snprintf(load, sizeof(load), "%.2f", (double) h->load1_x100 / 100.0);
                 snprintf(units, sizeof(units), "%u/%u", h->units_active, h->units_total);
+                /* Down but keeping its instances: a mass-host-loss is held. */
+                if (h->held_instances > 0)
+                        snprintf(state, sizeof(state), "%s (held: %u)", h->state,
+                                 h->held_instances);
+                else
+                        snprintf(state, sizeof(state), "%s", h->state);
                 const char *row[] = { h->host,
-                                      h->state,
+                                      state,
                                       ctl_format_ago(ago, sizeof(ago), h->last_seen_us, now),
                                       h->agent_version,
                                       h->systemd_version,
@@ -81,6 +89,12 @@ static int print_table(const Baton__V1__HostList *list) {
                 return CTL_EXIT_OK;
         }
         ctl_table_print(t, stdout);
+        for (size_t i = 0; i < list->n_hosts; i++)
+                held += list->hosts[i]->held_instances;
+        if (held > 0)
+                printf("\nA mass-host-loss is held: %" PRIu64 " instances stay on hosts that are "
+                       "down until they return or `batonctl hosts confirm-down` moves them.\n",
+                       held);
         return CTL_EXIT_OK;
 }
 

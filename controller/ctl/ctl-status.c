@@ -131,10 +131,14 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         json_array_foreach(services, i, s) {
                 n_instances += json_array_size(ctl_json_array(s, "instances"));
         }
-        if (n_instances == 0)
-                return CTL_EXIT_OK;
-        printf("\n");
-        return print_instances(services);
+        if (n_instances > 0) {
+                printf("\n");
+                r = print_instances(services);
+                if (r != CTL_EXIT_OK)
+                        return r;
+        }
+        ctl_print_mass_loss(doc);
+        return CTL_EXIT_OK;
 }
 
 const CtlCommand ctl_command_status = {

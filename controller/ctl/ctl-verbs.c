@@ -146,6 +146,20 @@ json_t *ctl_json_array(json_t *o, const char *key) {
         return json_is_array(a) ? a : NULL;
 }
 
+void ctl_print_mass_loss(json_t *doc) {
+        json_t *ml = json_object_get(doc, "mass_host_loss");
+        json_t *hosts = ctl_json_array(ml, "held_hosts");
+        int64_t n = 0;
+
+        if (!json_is_object(ml) || ctl_json_int(ml, "held_instances", &n) < 0)
+                return;
+        printf("\nA mass-host-loss is held: %" PRId64 " instance%s stay%s on %zu host%s that "
+               "%s down until %s or `batonctl hosts confirm-down` moves them.\n",
+               n, n == 1 ? "" : "s", n == 1 ? "s" : "", json_array_size(hosts),
+               json_array_size(hosts) == 1 ? "" : "s", json_array_size(hosts) == 1 ? "is" : "are",
+               json_array_size(hosts) == 1 ? "it returns" : "they return");
+}
+
 bool ctl_json_true(json_t *o, const char *key) {
         return json_is_true(json_object_get(o, key));
 }

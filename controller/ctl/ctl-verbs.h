@@ -46,7 +46,10 @@ int ctl_print_document(json_t *doc);
  * missing or of another type reads as absent. */
 const char *ctl_json_string(json_t *o, const char *key); /* NULL if not a string */
 json_t *ctl_json_array(json_t *o, const char *key);      /* NULL if not an array */
-bool ctl_json_true(json_t *o, const char *key);          /* only JSON true */
+/* A document's "mass_host_loss" (status, plan), said in one paragraph if
+ * one is held. */
+void ctl_print_mass_loss(json_t *doc);
+bool ctl_json_true(json_t *o, const char *key); /* only JSON true */
 /* As ctl_json_string(), but NULL for "" too: a table shows "-" for both. */
 const char *ctl_json_nonempty(json_t *o, const char *key);
 /* An integer member, also when written as a decimal string (as pbjson does

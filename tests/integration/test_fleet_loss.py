@@ -1,0 +1,300 @@
+# SPDX-License-Identifier: MIT
+"""Issue 17: losing part of the fleet never takes down the rest. A simulated fleet
+(baton-bench-agents: many agents in one process, each heartbeating and applying its signed
+Placement as the agent does) against the real controller, batonctl and broker:
+
+- the controller held with SIGSTOP for twice host_timeout while every agent keeps sending:
+  after SIGCONT no host is declared down (a queued heartbeat proves its host alive);
+- a controller starved of CPU (a cgroup with a small cpu quota) with many hosts on a short
+  timeout: no host that keeps sending is declared down, and one that really stops still is;
+- more than half of the hosts stop at once: mass-host-loss is raised, `hosts`, `status` and
+  `plan` show what is held, no instance moves and the hosts that kept running stop and start
+  nothing until an operator confirms (`batonctl hosts confirm-down`); then the instances run
+  on the others and the alert is resolved;
+- a loss below the threshold is re-placed at once, as before."""
+
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from tap import Suite  # noqa: E402
+from world import build_path  # noqa: E402
+
+suite = Suite('fleet-loss')
+S = {}
+
+HOST_TIMEOUT = 4.0
+KEEP, LOSE = 16, 24  # 24 of 40 is more than half
+CROWD = 300
+REPLICAS = 20
+
+SPEC = f"""[Unit]
+Description=fleet-loss test service %i
+
+[Service]
+ExecStart=/bin/sleep infinity
+
+[X-Baton]
+Replicas={REPLICAS}
+MaxPerHost=2
+MaxUnavailable={REPLICAS}
+"""
+
+
+def ok_json(world, *args, **kw):
+    r = world.batonctl('--json', *args, **kw)
+    assert r.returncode == 0, f'batonctl --json {" ".join(args)}: {r.returncode}\n{r.stderr}'
+    return json.loads(r.stdout)
+
+
+class Alerts:
+    """Every alert on baton.events, by kind (a plain AMQP consumer, as operators run)."""
+
+    def __init__(self, broker):
+        self.conn = broker.pika_connection()
+        self.ch = self.conn.channel()
+        self.queue = self.ch.queue_declare(queue='', exclusive=True).method.queue
+        self.ch.queue_bind(queue=self.queue, exchange='baton.events', routing_key='alert.#')
+        self.seen = []
+
+    def poll(self):
+        while True:
+            method, props, _ = self.ch.basic_get(self.queue, auto_ack=True)
+            if method is None:
+                return self.seen
+            h = props.headers or {}
+            self.seen.append({k: (v.decode() if isinstance(v, bytes) else v)
+                              for k, v in h.items()})
+
+    def raised(self, kind):
+        return [a for a in self.poll() if a.get('kind') == kind and a.get('resolved') == 'false']
+
+    def resolved(self, kind):
+        return [a for a in self.poll() if a.get('kind') == kind and a.get('resolved') == 'true']
+
+
+def start_fleet(world, name, prefix, n, first=0):
+    """n simulated hosts <prefix>-<first>… in one process; their counters in <name>.json."""
+    stats = os.path.join(world.dir, f'{name}.json')
+    p = world.spawn(name, [S['sim'], '--broker', world.broker.url, '--prefix', prefix,
+                           '--hosts', str(n), '--first', str(first), '--connections', '2',
+                           '--heartbeat-interval', '1s',
+                           '--controller-public-key', world.keygen()[1], '--stats', stats])
+    return p, stats
+
+
+def stats(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def placed_hosts(world):
+    """{instance: host} of the service, as `batonctl status` shows it."""
+    doc = ok_json(world, 'status', 'fl')
+    return {i['instance']: i['host'] for i in doc['services'][0]['instances']}
+
+
+def all_healthy(world):
+    doc = ok_json(world, 'status', 'fl')
+    return doc['services'][0]['healthy'] == REPLICAS
+
+
+def start_controller(world, **controller):
+    S['controller'] = world.start_controller(config={
+        'controller': {'host_timeout': f'{HOST_TIMEOUT:g}s', **controller},
+        'security': {'operators': 'guest'}})
+    world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
+                   what='controller answering')
+
+
+@suite.setup
+def setup(world):
+    world.start_broker()
+    S['sim'] = world._need_binary(build_path('tests', 'bench', 'baton-bench-agents'))
+    start_controller(world)
+    S['alerts'] = Alerts(world.broker)
+    S['keep'], S['keep_stats'] = start_fleet(world, 'keep', 'keep', KEEP)
+    S['lose'], S['lose_stats'] = start_fleet(world, 'lose', 'lose', LOSE)
+    world.wait_for(lambda: ok_json(world, 'ping')['hosts_up'] == KEEP + LOSE, 60,
+                   what=f'{KEEP + LOSE} hosts up')
+    spec = os.path.join(world.dir, 'fl@.service')
+    with open(spec, 'w') as f:
+        f.write(SPEC)
+    ok_json(world, 'apply', spec)
+    world.wait_for(lambda: all_healthy(world), 60, what='every instance healthy')
+
+
+@suite.case
+def a_stopped_controller_declares_no_host_down(world):
+    """SIGSTOP for twice host_timeout while the agents keep sending, then SIGCONT: the
+    backlog proves every host alive; none is declared down and nothing moves."""
+    before = placed_hosts(world)
+    S['controller'].signal(signal.SIGSTOP)
+    try:
+        time.sleep(2 * HOST_TIMEOUT + 1)
+    finally:
+        S['controller'].signal(signal.SIGCONT)
+    world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
+                   what='controller answering again')
+    time.sleep(2 * HOST_TIMEOUT)
+    assert S['alerts'].raised('host-down') == [], S['alerts'].raised('host-down')[:3]
+    hosts = ok_json(world, 'hosts')['hosts']
+    assert [h['host'] for h in hosts if h['state'] != 'up'] == []
+    assert placed_hosts(world) == before
+
+
+@suite.case
+def more_than_half_lost_holds_everything_until_confirmed(world):
+    """24 of 40 hosts stop at once: mass-host-loss; what is held shows in hosts, status and
+    plan; nothing moves and the other hosts stop and start nothing until confirm-down."""
+    before = placed_hosts(world)
+    on_lost = sorted(i for i, h in before.items() if h.startswith('lose-'))
+    assert on_lost, f'nothing placed on the hosts to be lost: {before}'
+    keep_before = stats(S['keep_stats'])
+    S['lose'].kill()
+
+    alert = world.wait_for(lambda: S['alerts'].raised('mass-host-loss'), 3 * HOST_TIMEOUT + 10,
+                           what='mass-host-loss alert')[0]
+    assert alert['severity'] == 'critical', alert
+    assert f'{LOSE} of {KEEP + LOSE} hosts' in alert['summary'], alert
+    time.sleep(2 * HOST_TIMEOUT)  # time enough to have moved everything, were it not held
+
+    assert placed_hosts(world) == before, 'instances moved while the loss was held'
+    keep_now = stats(S['keep_stats'])
+    assert keep_now['units_started'] == keep_before['units_started'], (keep_before, keep_now)
+    assert keep_now['units_stopped'] == keep_before['units_stopped'], (keep_before, keep_now)
+
+    hosts = {h['host']: h for h in ok_json(world, 'hosts')['hosts']}
+    lost = [h for h in hosts.values() if h['host'].startswith('lose-')]
+    assert all(h['state'] == 'down' for h in lost), lost[:3]
+    assert sum(h['held_instances'] for h in lost) == len(on_lost), lost
+    text = world.batonctl('hosts').stdout
+    assert 'A mass-host-loss is held' in text and '(held: 1)' in text, text
+
+    status = ok_json(world, 'status', 'fl')
+    assert status['mass_host_loss']['held_instances'] == len(on_lost), status['mass_host_loss']
+    held = sorted(i['instance'] for i in status['services'][0]['instances'] if i['held'])
+    assert held == on_lost, (held, on_lost)
+    assert 'A mass-host-loss is held' in world.batonctl('status').stdout
+    plan = ok_json(world, 'plan', os.path.join(world.dir, 'fl@.service'))
+    assert plan['mass_host_loss']['held_instances'] == len(on_lost), plan
+
+    r = world.batonctl('hosts', 'confirm-down', '--all')
+    assert r.returncode == 0, r.stderr
+    assert f'{len(on_lost)} instance' in r.stdout, r.stdout
+    world.wait_for(lambda: all_healthy(world), 30, what='every instance healthy again')
+    after = placed_hosts(world)
+    assert all(h.startswith('keep-') for h in after.values()), after
+    # What was on the hosts that kept running stayed there.
+    assert all(after[i] == h for i, h in before.items() if h.startswith('keep-'))
+    keep_after = stats(S['keep_stats'])
+    assert keep_after['units_stopped'] == keep_before['units_stopped'], keep_after
+    assert keep_after['units_started'] == keep_before['units_started'] + len(on_lost), keep_after
+    world.wait_for(lambda: S['alerts'].resolved('mass-host-loss'), 10,
+                   what='mass-host-loss resolved')
+    assert world.batonctl('hosts', 'confirm-down', '--all').returncode != 0
+
+
+SOLO = """[Unit]
+Description=fleet-loss singleton
+
+[Service]
+ExecStart=/bin/sleep infinity
+
+[X-Baton]
+Kind=singleton
+RequireLabels=rack=r24
+"""
+
+
+@suite.case
+def a_small_loss_is_replaced_at_once(world):
+    """The lost hosts return; then one host of 42 stops: host-down, and its singleton runs
+    on the other host it may run on after host_timeout, with no mass-host-loss."""
+    S['lose'], S['lose_stats'] = start_fleet(world, 'lose2', 'lose', LOSE)
+    world.wait_for(lambda: ok_json(world, 'ping')['hosts_up'] == KEEP + LOSE, 60,
+                   what='the lost hosts back')
+    n_mass = len(S['alerts'].raised('mass-host-loss'))
+    # Simulated host n is in rack r(n % 25): 24 and 49 are the only hosts in rack r24.
+    procs = {'one-0024': start_fleet(world, 'one', 'one', 1, first=24)[0],
+             'two-0049': start_fleet(world, 'two', 'two', 1, first=49)[0]}
+    world.wait_for(lambda: ok_json(world, 'ping')['hosts_up'] == KEEP + LOSE + 2, 30,
+                   what='two more hosts up')
+    spec = os.path.join(world.dir, 'solo.service')
+    with open(spec, 'w') as f:
+        f.write(SOLO)
+    ok_json(world, 'apply', spec)
+
+    def solo_host():
+        doc = ok_json(world, 'status', 'solo')
+        inst = doc['services'][0]['instances'][0]
+        return inst['host'] if inst['healthy'] else None
+
+    first = world.wait_for(solo_host, 30, what='the singleton running')
+    procs[first].kill()
+    world.wait_for(lambda: [a for a in S['alerts'].raised('host-down') if a.get('host') == first],
+                   3 * HOST_TIMEOUT + 10, what=f'host-down of {first}')
+    second = world.wait_for(lambda: (solo_host() or first) != first and solo_host(), 10,
+                            what='the singleton placed on the other host')
+    assert second in procs and second != first, second
+    assert len(S['alerts'].raised('mass-host-loss')) == n_mass
+
+
+CPU_ROOT = '/sys/fs/cgroup/cpu'
+
+
+@suite.case
+def a_starved_controller_declares_no_host_down(world):
+    """A controller held to 2 % of a core (a cgroup cpu quota), less than 340 hosts
+    heartbeating every second on a 4 s timeout need, while batonctl keeps asking for
+    everything: no host is declared down."""
+    if not os.access(os.path.join(CPU_ROOT, 'cgroup.procs'), os.W_OK):
+        suite.skip('no writable cgroup v1 cpu controller here')
+    up = ok_json(world, 'ping')['hosts_up']
+    n_down = len(S['alerts'].raised('host-down'))
+    start_fleet(world, 'crowd', 'crowd', CROWD)
+    world.wait_for(lambda: ok_json(world, 'ping')['hosts_up'] == up + CROWD, 60,
+                   what=f'{CROWD} more hosts up')
+    group = os.path.join(CPU_ROOT, f'baton-test-{os.getpid()}')
+    os.mkdir(group)
+    pid = S['controller'].pid
+    try:
+        with open(os.path.join(group, 'cpu.cfs_period_us'), 'w') as f:
+            f.write('100000')
+        with open(os.path.join(group, 'cpu.cfs_quota_us'), 'w') as f:
+            f.write('1000')  # 1 %, the least a quota may be
+        with open(os.path.join(group, 'cgroup.procs'), 'w') as f:
+            f.write(str(pid))
+        deadline = time.monotonic() + 4 * HOST_TIMEOUT
+        lag = 0
+        while time.monotonic() < deadline:
+            # Reads that cost the starved controller more of its little CPU.
+            world.batonctl('status', timeout=60)
+            r = world.batonctl('--json', 'ping', timeout=60)
+            if r.returncode == 0:
+                lag = max(lag, json.loads(r.stdout)['counters'].get('status_lag_ms', 0))
+        with open(os.path.join(group, 'cpu.stat')) as f:
+            throttled = dict(line.split() for line in f)['nr_throttled']
+        assert int(throttled) > 0, 'the quota never throttled the controller'
+        # Behind by more than a host's silence may last: judged on arrival, none is down.
+        assert lag > HOST_TIMEOUT * 1000, f'the controller was never behind ({lag} ms)'
+    finally:
+        with open(os.path.join(CPU_ROOT, 'cgroup.procs'), 'w') as f:
+            f.write(str(pid))
+        os.rmdir(group)
+    world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 60,
+                   what='controller answering again')
+    time.sleep(HOST_TIMEOUT)
+    assert S['alerts'].raised('host-down')[n_down:] == [], S['alerts'].raised('host-down')[n_down:]
+    assert ok_json(world, 'ping')['hosts_up'] == up + CROWD
+
+
+if __name__ == '__main__':
+    suite.run()
