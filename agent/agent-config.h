@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* baton-agent's configuration: one option table, DESIGN.md §7. */
+/* baton-agent's configuration: one option table (docs/DESIGN.md §9). */
 #pragma once
 
 #include "broker-settings.h"

@@ -27,7 +27,7 @@ typedef enum JobKind {
 const char *job_kind_to_string(JobKind k) _pure_;
 JobKind job_kind_from_string(const char *s) _pure_;
 
-/* What the agent reports of a unit (DESIGN.md §3 UnitEvent). */
+/* What the agent reports of a unit (a UnitEvent, docs/DESIGN.md §2). */
 typedef struct UnitInfo {
         char *name;
         char *load_state;

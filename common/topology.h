@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Names of the broker topology (DESIGN.md §2) and its declaration, shared by
+/* Names of the broker topology (docs/DESIGN.md §2) and its declaration, shared by
  * every program so the arguments of each queue and exchange are written once
  * (re-declaring with other arguments is a 406 from the broker). */
 #pragma once

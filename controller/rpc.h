@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* batonctl's requests on baton.rpc (DESIGN.md, README "Security"). */
+/* batonctl's requests on baton.rpc (docs/DESIGN.md §2, README "Security"). */
 #pragma once
 
 #include "broker.h"

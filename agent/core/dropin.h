@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The environment drop-in the agent writes for each unit (BATON_SERVICE,
- * BATON_INSTANCE, BATON_HOST, shard assignment, extra env; DESIGN.md §5) and
+ * BATON_INSTANCE, BATON_HOST, shard assignment, extra env; docs/DESIGN.md §8) and
  * the marker that says a file in the unit directory was written by baton.
  * Pure: text in, text out. */
 #pragma once

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Per-shard readiness of one sharded instance, as the agent reports it in a
- * ShardReport (DESIGN.md §5): from the assigned range list, the unit's
+ * ShardReport (docs/DESIGN.md §6): from the assigned range list, the unit's
  * ActiveState and the shard tokens of its StatusText. Pure. */
 #pragma once
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The kinds of alert the controller raises (DESIGN.md §7 and README), one
+/* The kinds of alert the controller raises (docs/DESIGN.md §9), one
  * enum with its string table, severity and whether it stays open until
  * resolved. An alert is identified by kind, service and host: raising an
  * open one again does nothing, so alerts are level-triggered. Pure. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The external start budget of a sharded service (DESIGN.md §5): every start
+/* The external start budget of a sharded service (docs/DESIGN.md §6): every start
  * of an instance spends one identify per shard it owns. Two limits:
  *
  *  - the rate: shards in bucket `shard % IdentifyConcurrency` may identify one

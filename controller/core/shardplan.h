@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Shard assignment and resharding of a sharded service (DESIGN.md §5), as
+/* Shard assignment and resharding of a sharded service (docs/DESIGN.md §6), as
  * pure data and a pure state machine; the controller persists and carries
  * out. Pure.
  *

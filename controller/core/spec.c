@@ -464,7 +464,7 @@ static int parse_xbaton(Parser *p, unsigned line, const char *key, char *value) 
         SpecKey k;
 
         /* Our own section may carry trailing comments: no value of ours
-         * contains '#', and the annotated example in DESIGN.md should parse. */
+         * contains '#', and the annotated example in docs/DESIGN.md §9 should parse. */
         for (char *c = value; *c; c++)
                 if (*c == '#' && (c == value || strchr(BLANKS, c[-1]))) {
                         *c = '\0';

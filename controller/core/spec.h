@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Service specs: systemd unit files with an [X-Baton] section (DESIGN.md §4),
+/* Service specs: systemd unit files with an [X-Baton] section (docs/DESIGN.md §9),
  * parsed strictly. The service name is the file name without ".service"; a
  * template ("gateway@.service") has stable ordinal instances gateway@0 … @N-1.
  * Pure. */
@@ -85,7 +85,7 @@ typedef struct ServiceSpec {
  *    (systemd would ignore e.g. a misspelt [Unti] with only a warning), and
  *    so is [X-baton] or any other case variant of [X-Baton];
  *  - in [X-Baton] only, "#" after white space starts a comment, so the
- *    annotated example of DESIGN.md §4 parses ("Kind=sharded   # …");
+ *    annotated example of docs/DESIGN.md §9 parses ("Kind=sharded   # …");
  *  - an empty value is an error, except RequireLabels= and Spread= where it
  *    means none; numbers are plain decimal; label keys and values are
  *    non-empty [A-Za-z0-9._/:-]; RequireLabels= names a key at most once;

@@ -12,7 +12,7 @@
 #include "codec.h"
 #include "rpc.pb-c.h"
 
-/* Exit codes, DESIGN.md §7. */
+/* Exit codes, docs/DESIGN.md §9. */
 enum {
         CTL_EXIT_OK = 0,
         CTL_EXIT_FAILED = 1,

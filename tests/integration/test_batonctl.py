@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """batonctl as an operator and a script use it: for every verb, the --json document has
 the fields README documents and the exit code is 0 on success, and a failure gives the
-exit code DESIGN.md §7 gives it (2 usage, 3 unreachable or timeout, 4 refused, 1 failed)
+exit code docs/DESIGN.md §9 gives it (2 usage, 3 unreachable or timeout, 4 refused, 1 failed)
 with a message on stderr and nothing on stdout a script could mistake for an answer. The
 tables people read name the hosts and states. `backup` writes a copy a new controller
 starts from."""
@@ -28,7 +28,7 @@ VERBS = ['apply', 'plan', 'delete', 'status', 'hosts', 'restart', 'scale', 'drai
          'undrain', 'rollout', 'alerts', 'watch', 'audit', 'backup', 'ping']
 
 # The controller answers "no service 'X'" (and "no host", "has no instance") with
-# STATUS_FAILED today, so batonctl exits 1; DESIGN.md §7 reads these as refusals (4).
+# STATUS_FAILED today, so batonctl exits 1; docs/DESIGN.md §9 reads these as refusals (4).
 # See the issue note: one place to change when the controller does.
 NO_SUCH = 4
 

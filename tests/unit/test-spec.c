@@ -75,7 +75,7 @@ TEST(kind_table) {
         ASSERT_EQ_INT(service_kind_from_string(NULL), -EINVAL);
 }
 
-/* The annotated example of DESIGN.md §4, trailing comments and all. */
+/* The annotated example of docs/DESIGN.md §9, trailing comments and all. */
 TEST(design_example) {
         const char *text = "[Unit]\n"
                            "Description=Discord gateway sentinel\n"

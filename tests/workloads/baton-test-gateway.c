@@ -2,7 +2,7 @@
 /* baton-test-gateway: a Type=notify stand-in for a sharded Discord gateway.
  * It identifies the shards of BATON_SHARDS at Discord's pace (the pacer in
  * gateway-schedule.c), logs every identify, and reports per-shard readiness
- * in STATUS= as baton's agent reads it (DESIGN.md §5). */
+ * in STATUS= as baton's agent reads it (docs/DESIGN.md §6). */
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
