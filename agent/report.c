@@ -318,6 +318,10 @@ static int publish_shard_report(Agent *a) {
 
                 baton__v1__shard_instance_report__init(&inst[i]);
                 shard_readiness_init(&ready[i]);
+                /* Active, but its tokens may not have arrived yet: not ready
+                 * until they are read (else "no tokens" would claim all). */
+                if (u && u->status_pending)
+                        state = "activating";
                 if (shard_readiness_compute(si->shards, state, u ? u->status_text : NULL,
                                             &ready[i]) < 0)
                         continue;
@@ -574,7 +578,8 @@ void agent_on_unit_changed(Systemd *s, const UnitInfo *now, const UnitInfo *old,
                 }
         }
         if (shard_info(a, now->name) && (!streq_ptr(now->status_text, old->status_text) ||
-                                         !streq_ptr(now->active_state, old->active_state)))
+                                         !streq_ptr(now->active_state, old->active_state) ||
+                                         now->status_pending != old->status_pending))
                 (void) request_shard_report(
                         a, !streq_ptr(now->active_state, old->active_state)); /* logs failures */
 }

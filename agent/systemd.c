@@ -130,7 +130,12 @@ static bool unit_info_differs(const UnitInfo *a, const UnitInfo *b) {
         return !streq_ptr(a->active_state, b->active_state) ||
                !streq_ptr(a->sub_state, b->sub_state) || !streq_ptr(a->result, b->result) ||
                !streq_ptr(a->status_text, b->status_text) || a->n_restarts != b->n_restarts ||
-               a->main_pid != b->main_pid || !streq_ptr(a->load_state, b->load_state);
+               a->main_pid != b->main_pid || !streq_ptr(a->load_state, b->load_state) ||
+               a->status_pending != b->status_pending;
+}
+
+static bool state_is_up(const char *s) {
+        return streq_ptr(s, "active") || streq_ptr(s, "reloading");
 }
 
 /* ---- jobs ---------------------------------------------------------------- */
@@ -509,25 +514,34 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 }
                 if (reread)
                         (void) read_all(w, iface);
+                if (streq(iface, SERVICE_IFACE))
+                        w->info.status_pending = false;
+                else if (state_is_up(w->info.active_state) && !state_is_up(old.active_state) &&
+                         read_all(w, SERVICE_IFACE) >= 0)
+                        /* Its StatusText as of now: the tokens sent with READY=1. */
+                        w->info.status_pending = true;
                 notify_if_changed(w, &old);
         }
         unit_info_done(&old);
         return 0;
 }
 
-static void apply_get_all(Watch *w, sd_bus_message *reply) {
+static void apply_get_all(Watch *w, sd_bus_message *reply, bool service) {
         UnitInfo old;
+        bool error = sd_bus_message_is_method_error(reply, NULL);
 
-        if (sd_bus_message_is_method_error(reply, NULL))
-                return;
         if (unit_info_copy(&old, &w->info) < 0)
                 return;
-        if (apply_properties(&w->info, reply) >= 0) {
+        /* Read (or not to be read: not a service): nothing more to wait for. */
+        if (service)
+                w->info.status_pending = false;
+        if (!error && apply_properties(&w->info, reply) >= 0) {
                 bool first = !w->info.known;
                 w->info.known = true;
                 if (!first)
                         notify_if_changed(w, &old);
-        }
+        } else if (w->info.known)
+                notify_if_changed(w, &old);
         unit_info_done(&old);
 }
 
@@ -535,7 +549,7 @@ static int on_get_all_unit(sd_bus_message *reply, void *userdata, sd_bus_error *
         Watch *w = userdata;
 
         w->get_unit = sd_bus_slot_unref(w->get_unit);
-        apply_get_all(w, reply);
+        apply_get_all(w, reply, false);
         return 0;
 }
 
@@ -543,7 +557,7 @@ static int on_get_all_service(sd_bus_message *reply, void *userdata, sd_bus_erro
         Watch *w = userdata;
 
         w->get_service = sd_bus_slot_unref(w->get_service);
-        apply_get_all(w, reply);
+        apply_get_all(w, reply, true);
         return 0;
 }
 

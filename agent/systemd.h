@@ -40,11 +40,16 @@ typedef struct UnitInfo {
         uint64_t memory_current;    /* UINT64_MAX: unknown */
         uint64_t state_change_usec; /* ActiveEnterTimestamp & co, wall clock µs */
         bool known;                 /* properties read at least once */
+        /* Went active and its StatusText was not read since: systemd sends
+         * ActiveState (Unit) and StatusText (Service) in separate signals,
+         * so a workload's first readiness tokens may not be here yet. */
+        bool status_pending;
 } UnitInfo;
 
 typedef struct SystemdCallbacks {
-        /* A watched unit's ActiveState, SubState, NRestarts, Result or
-         * StatusText changed; `old` has the previous values. */
+        /* A watched unit's ActiveState, SubState, NRestarts, Result,
+         * StatusText or status_pending changed; `old` has the previous
+         * values. */
         void (*unit_changed)(Systemd *s, const UnitInfo *now, const UnitInfo *old, void *userdata);
 } SystemdCallbacks;
 

@@ -975,9 +975,11 @@ static int waiting_resize(ShardState *ss, uint32_t n) {
  * way at its old place holds nothing. */
 static int shards_placed(Rec *r, const char *service, uint32_t instance) {
         ShardState *ss = rec_shards_mut(r, service, true);
+        const ReshardItem *item;
 
         if (!ss)
                 return -ENOMEM;
+        item = reshard_item(shard_state_resharding(ss) ? ss->reshard : NULL, instance);
         /* A reshard's new copy that had started at the old place starts
          * again, through the gate, in its turn. (One already live waits like
          * any live copy, below.) */
@@ -995,17 +997,20 @@ static int shards_placed(Rec *r, const char *service, uint32_t instance) {
                 it->state = RITEM_PENDING;
                 it->started_at = it->ready_at = 0;
         }
-        if (instance >= ss->n_waiting) {
-                /* A reshard's new instance. */
-                int k = waiting_resize(ss, instance + 1);
-                if (k < 0)
-                        return k;
-        }
         for (size_t i = 0; i < ss->n_holds; i++)
                 if (ss->holds[i].instance == instance && !ss->holds[i].new_copy) {
                         hold_release(ss, i, r->now);
                         break;
                 }
+        /* Waiting is for the copy that is live: none yet for a reshard's new
+         * instance until its new copy is. */
+        if (item && item->state != RITEM_DONE && rangelist_count(&item->from) == 0)
+                return 0;
+        if (instance >= ss->n_waiting) {
+                int k = waiting_resize(ss, instance + 1);
+                if (k < 0)
+                        return k;
+        }
         ss->waiting[instance] = true;
         return 0;
 }
@@ -1830,6 +1835,7 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
         const ShardState *cur = rec_shards(r, s->name);
         _cleanup_free_ ReshardObserved *obs = NULL;
         _cleanup_free_ ReshardAction *actions = NULL;
+        _cleanup_free_ bool *was_done = NULL;
         ShardState *ss;
         Reshard *rs;
         size_t n, max;
@@ -1854,10 +1860,21 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                                      rec_copy_ready(r, ss, s->name, rs->items[i].instance,
                                                     rs->items[i].started_at + 1),
                 };
+        was_done = calloc(rs->n_items + 1, sizeof(bool));
+        if (!was_done)
+                return -ENOMEM;
+        for (size_t i = 0; i < rs->n_items; i++)
+                was_done[i] = rs->items[i].state == RITEM_DONE;
         MayStart ctx = { ss, rs, r->now, 0 };
         n = reshard_step(rs, obs, rs->n_items, r->now, reshard_may_start, &ctx, actions, max);
         if (ctx.error < 0)
                 return ctx.error;
+        /* An instance whose new copy became the live one: that copy runs
+         * (the old one it replaces waited, if it had moved). */
+        for (size_t i = 0; i < rs->n_items; i++)
+                if (!was_done[i] && rs->items[i].state == RITEM_DONE &&
+                    rs->items[i].instance < ss->n_waiting)
+                        ss->waiting[rs->items[i].instance] = false;
 
         for (size_t i = 0; i < n; i++) {
                 switch (actions[i].kind) {
