@@ -30,6 +30,30 @@ static Baton__V1__Status verdict_status(Verdict v) {
  * reshard, its figures). A plan only: `before`'s document of the plan. Else
  * the change is stored with its audit entry, then answered by `before` (the
  * model as it was, the plan beside it) or `after` (the model as it is). */
+/* What a request that could not be stored could not do, for its error. */
+static const char *change_what(const RpcContext *x, const Event *ev, char *buf, size_t len) {
+        switch (ev->kind) {
+        case EVENT_APPLY:
+                return "store the services and their placement";
+        case EVENT_DELETE:
+        case EVENT_SCALE:
+        case EVENT_RESTART:
+                snprintf(buf, len, "%s %s", x->verb, strna(ev->service));
+                return buf;
+        case EVENT_DRAIN:
+                snprintf(buf, len, "%s %s", x->verb, strna(ev->host));
+                return buf;
+        case EVENT_CONFIRM_DOWN:
+                return "confirm the hosts down";
+        case EVENT_RESHARD:
+                return "store the reshard";
+        case EVENT_ROLLOUT:
+                return "store the rollout";
+        default:
+                return "store the change";
+        }
+}
+
 static int run_request(RpcContext *x, Event *ev, bool dry_run, RpcView before, RpcView after) {
         _cleanup_(plan_done) Plan p = { 0 };
         _cleanup_(answer_done) Answer a = { 0 };
@@ -54,10 +78,13 @@ static int run_request(RpcContext *x, Event *ev, bool dry_run, RpcView before, R
                                               .outcome = "ok" },
                             &error);
         if (r < 0) {
+                char what[128];
+
                 log_error_errno(r, "Failed to store '%s' of %s: %s", x->verb, strempty(x->user),
                                 strna(error));
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED,
-                                "cannot store the change: %s; nothing changed", strna(error));
+                                "cannot %s: %s; nothing changed",
+                                change_what(x, ev, what, sizeof(what)), strna(error));
         }
         x->audited = true;
         if (before)
