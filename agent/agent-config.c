@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "agent-config.h"
+#include "labels.h"
 #include "topology.h"
 #include "unit-name.h"
 #include "util.h"

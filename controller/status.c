@@ -336,7 +336,7 @@ void status_on_message(Broker *b, const BrokerMessage *m, void *userdata) {
         int r;
 
         c->intake.status_received++;
-        /* Never read (common/broker.c): refused for its size before anything else. */
+        /* Never read (common/io/broker.c): refused for its size before anything else. */
         if (m->oversized) {
                 _cleanup_free_ char *why = NULL;
                 if (asprintf(&why, "message of %zu bytes exceeds the limit of %u bytes",

@@ -7,10 +7,10 @@
 
 #include <assert.h>
 #include <inttypes.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "textline.h"
 
 #define BUDGET_TEXT_PREFIX "baton-budget/"
 #define BUDGET_TEXT_VERSION BUDGET_TEXT_PREFIX "1"
@@ -148,93 +148,30 @@ uint64_t budget_spent(const BudgetLedger *l, usec_t now) {
 }
 
 int budget_ledger_format(const BudgetLedger *l, char **ret) {
-        /* " " + 20 digits + ":" + 20 digits per slot */
-        size_t size = strlen(BUDGET_TEXT_VERSION) + 1, len;
-        char *s;
+        TextLine t = { 0 };
 
         assert(l);
         assert(ret);
 
-        if (l->n_slots > (SIZE_MAX - size) / 42)
-                return -ENOMEM;
-        size += l->n_slots * 42;
-        s = malloc(size);
-        if (!s)
-                return -ENOMEM;
-        len = (size_t) snprintf(s, size, "%s", BUDGET_TEXT_VERSION);
+        textline_printf(&t, "%s", BUDGET_TEXT_VERSION);
         for (size_t i = 0; i < l->n_slots; i++)
-                len += (size_t) snprintf(s + len, size - len, " %" PRIu64 ":%" PRIu64,
-                                         l->slots[i].minute, l->slots[i].spent);
-        *ret = s;
-        return 0;
+                textline_printf(&t, " %" PRIu64 ":%" PRIu64, l->slots[i].minute, l->slots[i].spent);
+        return textline_finish(&t, ret);
 }
 
-typedef struct Parser {
-        const char *text;
-        const char *p;
-        char *error;
-        bool oom;
-} Parser;
-
-/* Records the first error with the column (1-based) of `at`. */
-_printf_(3, 4) static int parser_fail_at(Parser *ps, const char *at, const char *fmt, ...) {
-        _cleanup_free_ char *msg = NULL;
-        va_list ap;
-        int k;
-
-        if (ps->error || ps->oom)
-                return -EINVAL;
-        va_start(ap, fmt);
-        k = vasprintf(&msg, fmt, ap);
-        va_end(ap);
-        if (k < 0 ||
-            asprintf(&ps->error, "column %zu: %s", (size_t) (at - ps->text) + 1, msg) < 0) {
-                ps->error = NULL;
-                ps->oom = true;
-                return -ENOMEM;
-        }
-        return -EINVAL;
-}
-
-static bool is_digit(char c) {
-        return c >= '0' && c <= '9';
-}
-
-/* A decimal without sign, spaces or leading zeros, at most `limit`. */
-static int parse_uint(Parser *ps, const char *what, uint64_t limit, uint64_t *ret) {
-        const char *start = ps->p;
-        uint64_t v = 0;
-
-        if (!is_digit(*ps->p))
-                return parser_fail_at(ps, ps->p, "%s: expected a number", what);
-        if (ps->p[0] == '0' && is_digit(ps->p[1]))
-                return parser_fail_at(ps, ps->p, "%s: leading zero", what);
-        for (; is_digit(*ps->p); ps->p++) {
-                uint64_t d = (uint64_t) (*ps->p - '0');
-
-                if (v > (limit - d) / 10)
-                        return parser_fail_at(ps, start, "%s: out of range (at most %" PRIu64 ")",
-                                              what, limit);
-                v = v * 10 + d;
-        }
-        *ret = v;
-        return 0;
-}
-
-/* "baton-budget/" and a version number; only 1 is known. */
-static int parse_version(Parser *ps) {
+/* "baton-budget/1"; a later version gets a message saying so, not a syntax
+ * error. */
+static int parse_version(TextParser *ps) {
         size_t n = strlen(BUDGET_TEXT_PREFIX);
 
-        if (strncmp(ps->p, BUDGET_TEXT_PREFIX, n) != 0)
-                return parser_fail_at(ps, ps->p, "expected \"%s\"", BUDGET_TEXT_VERSION);
-        if (ps->p[n] != '1' || is_digit(ps->p[n + 1]))
-                return parser_fail_at(ps, ps->p, "unsupported version (expected \"%s\")",
-                                      BUDGET_TEXT_VERSION);
-        ps->p += n + 1;
-        return 0;
+        if (startswith(ps->p, BUDGET_TEXT_PREFIX) &&
+            (ps->p[n] != '1' || strspn(ps->p + n, "0123456789") != 1))
+                return textline_fail(ps, "unsupported version (expected \"%s\")",
+                                     BUDGET_TEXT_VERSION);
+        return textline_expect(ps, BUDGET_TEXT_VERSION);
 }
 
-static int parse_ledger(Parser *ps, BudgetLedger *l) {
+static int parse_ledger(TextParser *ps, BudgetLedger *l) {
         int k;
 
         k = parse_version(ps);
@@ -246,50 +183,47 @@ static int parse_ledger(Parser *ps, BudgetLedger *l) {
                 BudgetSlot s;
 
                 if (*ps->p != ' ')
-                        return parser_fail_at(ps, ps->p, "expected \" \" or the end of the text");
+                        return textline_fail(ps, "expected \" \" or the end of the text");
                 if (ps->p[1] == '\0')
-                        return parser_fail_at(ps, ps->p, "trailing space");
+                        return textline_fail(ps, "trailing space");
                 ps->p++;
                 slot_start = ps->p;
                 if (l->n_slots >= BUDGET_SLOTS_MAX)
-                        return parser_fail_at(ps, slot_start, "more than %u slots",
-                                              BUDGET_SLOTS_MAX);
+                        return textline_fail(ps, "more than %u slots", BUDGET_SLOTS_MAX);
 
-                k = parse_uint(ps, "minute", BUDGET_MINUTE_MAX, &s.minute);
+                k = textline_parse_uint(ps, "minute", BUDGET_MINUTE_MAX, &s.minute);
                 if (k < 0)
                         return k;
                 if (*ps->p != ':')
-                        return parser_fail_at(ps, ps->p, "expected \":\" after the minute");
+                        return textline_fail(ps, "expected \":\" after the minute");
                 ps->p++;
                 spent_start = ps->p;
-                k = parse_uint(ps, "spent", UINT64_MAX, &s.spent);
+                k = textline_parse_uint(ps, "spent", UINT64_MAX, &s.spent);
                 if (k < 0)
                         return k;
-                if (s.spent == 0)
-                        return parser_fail_at(ps, spent_start, "spent must be positive");
-                if (l->n_slots > 0) {
+                if (s.spent == 0) {
+                        ps->p = spent_start;
+                        return textline_fail(ps, "spent must be positive");
+                }
+                if (l->n_slots > 0 && s.minute <= l->slots[l->n_slots - 1].minute) {
                         uint64_t prev = l->slots[l->n_slots - 1].minute;
 
+                        ps->p = slot_start;
                         if (s.minute == prev)
-                                return parser_fail_at(ps, slot_start, "duplicate minute %" PRIu64,
-                                                      s.minute);
-                        if (s.minute < prev)
-                                return parser_fail_at(ps, slot_start,
-                                                      "minute %" PRIu64 " is before %" PRIu64,
-                                                      s.minute, prev);
+                                return textline_fail(ps, "duplicate minute %" PRIu64, s.minute);
+                        return textline_fail(ps, "minute %" PRIu64 " is before %" PRIu64, s.minute,
+                                             prev);
                 }
 
-                if (slots_reserve(&l->slots, l->n_slots, l->n_slots + 1) < 0) {
-                        ps->oom = true;
-                        return -ENOMEM;
-                }
+                if (slots_reserve(&l->slots, l->n_slots, l->n_slots + 1) < 0)
+                        return textline_oom(ps);
                 l->slots[l->n_slots++] = s;
         }
         return 0;
 }
 
 int budget_ledger_parse(const char *text, BudgetLedger *ret, char **ret_error) {
-        Parser ps = { .text = text, .p = text };
+        TextParser ps = { .text = text, .p = text };
         BudgetLedger l = { 0 };
         int k;
 
@@ -297,17 +231,9 @@ int budget_ledger_parse(const char *text, BudgetLedger *ret, char **ret_error) {
         assert(ret);
 
         k = parse_ledger(&ps, &l);
-        if (ps.oom) {
-                budget_ledger_done(&l);
-                free(ps.error);
-                return -ENOMEM;
-        }
+        k = textline_parse_finish(&ps, k, ret_error);
         if (k < 0) {
                 budget_ledger_done(&l);
-                if (ret_error)
-                        *ret_error = ps.error;
-                else
-                        free(ps.error);
                 return k;
         }
         *ret = l;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "duration.h"
+#include "opstate.h"
 #include "textline.h"
 #include "unit-name.h"
 
@@ -174,19 +175,6 @@ static bool item_track(const Rollout *r, RolloutItem *it, bool up, usec_t now) {
         return false;
 }
 
-static int rollout_set_reason(Rollout *r, const char *reason) {
-        char *s = NULL;
-
-        if (reason) {
-                s = strdup(reason);
-                if (!s)
-                        return -ENOMEM;
-        }
-        free(r->reason);
-        r->reason = s;
-        return 0;
-}
-
 static void rollout_fail(Rollout *r, const RolloutItem *it) {
         char d[DURATION_MAX_LEN], *s = NULL;
 
@@ -298,25 +286,18 @@ size_t rollout_step(Rollout *r, const InstanceHealth *health, size_t n_health, u
         return n;
 }
 
+DEFINE_OPSTATE_CONTROL(rollout_control, Rollout, ROLLOUT)
+
 int rollout_pause(Rollout *r, const char *reason) {
-        int k;
-
-        assert(r);
-
-        if (r->state != ROLLOUT_RUNNING)
-                return -EBUSY;
-        k = rollout_set_reason(r, reason ? reason : "paused by operator");
-        if (k < 0)
-                return k;
-        r->state = ROLLOUT_PAUSED;
-        return 0;
+        return rollout_control(r, OP_CONTROL_PAUSE, reason);
 }
 
 int rollout_resume(Rollout *r) {
-        assert(r);
+        int e;
 
-        if (r->state != ROLLOUT_PAUSED && r->state != ROLLOUT_FAILED)
-                return -EBUSY;
+        e = rollout_control(r, OP_CONTROL_RESUME, NULL);
+        if (e < 0)
+                return e;
 
         /* A failed item gets one more restart; attempts keeps the count. */
         for (size_t k = 0; k < r->n_items; k++)
@@ -325,23 +306,11 @@ int rollout_resume(Rollout *r) {
                         r->items[k].started_at = 0;
                         r->items[k].healthy_since = 0;
                 }
-        r->reason = mfree(r->reason);
-        r->state = ROLLOUT_RUNNING;
         return 0;
 }
 
 int rollout_abort(Rollout *r, const char *reason) {
-        int k;
-
-        assert(r);
-
-        if (r->state == ROLLOUT_DONE || r->state == ROLLOUT_ABORTED)
-                return -EBUSY;
-        k = rollout_set_reason(r, reason ? reason : "aborted by operator");
-        if (k < 0)
-                return k;
-        r->state = ROLLOUT_ABORTED;
-        return 0;
+        return rollout_control(r, OP_CONTROL_ABORT, reason);
 }
 
 int rollout_restart_id(const Rollout *r, uint32_t instance, char **ret) {

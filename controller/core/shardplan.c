@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "duration.h"
+#include "opstate.h"
 #include "textline.h"
 #include "unit-name.h"
 
@@ -1059,35 +1060,19 @@ size_t reshard_step(Reshard *r, const ReshardObserved *observed, size_t n_observ
         return n;
 }
 
-static int reshard_set_reason(Reshard *r, const char *reason) {
-        char *s = strdup(reason);
-
-        if (!s)
-                return -ENOMEM;
-        free(r->reason);
-        r->reason = s;
-        return 0;
-}
+DEFINE_OPSTATE_CONTROL(reshard_control, Reshard, RESHARD)
 
 int reshard_pause(Reshard *r, const char *reason) {
-        int k;
-
-        assert(r);
-
-        if (r->state != RESHARD_RUNNING)
-                return -EBUSY;
-        k = reshard_set_reason(r, reason ? reason : "paused by operator");
-        if (k < 0)
-                return k;
-        r->state = RESHARD_PAUSED;
-        return 0;
+        return reshard_control(r, OP_CONTROL_PAUSE, reason);
 }
 
 int reshard_resume(Reshard *r) {
-        assert(r);
+        int e;
 
-        if (r->state != RESHARD_PAUSED && r->state != RESHARD_FAILED)
-                return -EBUSY;
+        e = reshard_control(r, OP_CONTROL_RESUME, NULL);
+        if (e < 0)
+                return e;
+
         /* A failed new copy gets another start (the gate is asked again). */
         for (size_t k = 0; k < r->n_items; k++)
                 if (r->items[k].state == RITEM_FAILED) {
@@ -1095,8 +1080,6 @@ int reshard_resume(Reshard *r) {
                         r->items[k].started_at = 0;
                         r->items[k].ready_at = 0;
                 }
-        r->reason = mfree(r->reason);
-        r->state = RESHARD_RUNNING;
         return 0;
 }
 
@@ -1110,19 +1093,11 @@ static bool reshard_retired_any(const Reshard *r) {
 }
 
 int reshard_abort(Reshard *r, const char *reason) {
-        int k;
-
         assert(r);
 
-        if (r->state != RESHARD_RUNNING && r->state != RESHARD_PAUSED && r->state != RESHARD_FAILED)
-                return -EBUSY;
         if (reshard_retired_any(r))
                 return -EBUSY;
-        k = reshard_set_reason(r, reason ? reason : "aborted by operator");
-        if (k < 0)
-                return k;
-        r->state = RESHARD_ABORTED;
-        return 0;
+        return reshard_control(r, OP_CONTROL_ABORT, reason);
 }
 
 int reshard_result(const Reshard *r, const ShardLayout *from, ShardLayout *ret) {

@@ -8,6 +8,7 @@
 
 #include "ctl-verbs.h"
 #include "duration.h"
+#include "labels.h"
 #include "topology.h"
 #include "util.h"
 

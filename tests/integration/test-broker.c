@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* common/broker.c against a real rabbitmq-server: each case shows one trap of
+/* common/io/broker.c against a real rabbitmq-server: each case shows one trap of
  * rabbitmq-c on libuv handled. Needs BATON_TEST_AMQP_URL (a vhost URL) and
  * BATON_TEST_BROKER_DIR; the broker is stopped, started, frozen and thawed
  * with `world.py broker-ctl`. Every case runs its own loop and bounds every

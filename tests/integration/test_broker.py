@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Runs the C integration test of common/broker.c (tests/integration/test-broker.c) against
+"""Runs the C integration test of common/io/broker.c (tests/integration/test-broker.c) against
 an isolated rabbitmq-server of its own and passes its TAP output through unchanged.
 
 The C program stops, starts, freezes and thaws that broker through `world.py broker-ctl`,

@@ -7,9 +7,9 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 
+#include "error-set.h"
 #include "workload.h"
 
 typedef struct GatewayBucket {
@@ -25,19 +25,6 @@ struct GatewayPacer {
         GatewayBucket *buckets;
         size_t n_queued;
 };
-
-static int error_set(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
-static int error_set(char **ret_error, int r, const char *format, ...) {
-        va_list ap;
-
-        if (!ret_error)
-                return r;
-        va_start(ap, format);
-        if (vasprintf(ret_error, format, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return r;
-}
 
 void gateway_config_init(GatewayConfig *c) {
         assert(c);

@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "duration.h"
+#include "error-set.h"
 
 /* Longest value quoted back in an error message. */
 #define VALUE_QUOTE_MAX 64
@@ -46,17 +47,6 @@ typedef struct Parser {
         unsigned error_line;
         int read_errno;
 } Parser;
-
-_printf_(2, 3) static void error_set(char **ret_error, const char *fmt, ...) {
-        va_list ap;
-
-        if (!ret_error)
-                return;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-}
 
 static void *field_of(const ConfigOption *o, const void *target) {
         return (char *) target + o->offset;
@@ -121,12 +111,12 @@ static int check_bounds(const ConfigOption *o, uint64_t v, char **ret_error) {
         value_format(o, o->min, lo, sizeof(lo));
         value_format(o, o->max, hi, sizeof(hi));
         if (o->max == 0)
-                error_set(ret_error, "[%s] %s: value out of bounds, must be at least %s",
-                          o->section, o->name, lo);
-        else
-                error_set(ret_error, "[%s] %s: value out of bounds, must be between %s and %s",
-                          o->section, o->name, lo, hi);
-        return -ERANGE;
+                return error_set(ret_error, -ERANGE,
+                                 "[%s] %s: value out of bounds, must be at least %s", o->section,
+                                 o->name, lo);
+        return error_set(ret_error, -ERANGE,
+                         "[%s] %s: value out of bounds, must be between %s and %s", o->section,
+                         o->name, lo, hi);
 }
 
 int config_parse_value(const ConfigOption *o, const char *value, void *field, char **ret_error) {
@@ -143,11 +133,9 @@ int config_parse_value(const ConfigOption *o, const char *value, void *field, ch
         assert(o);
         assert(field);
 
-        if ((unsigned) o->type >= _CONFIG_TYPE_MAX) {
-                error_set(ret_error, "[%s] %s: unknown option type %d", o->section, o->name,
-                          (int) o->type);
-                return -EINVAL;
-        }
+        if ((unsigned) o->type >= _CONFIG_TYPE_MAX)
+                return error_set(ret_error, -EINVAL, "[%s] %s: unknown option type %d", o->section,
+                                 o->name, (int) o->type);
 
         /* Empty is the zero value; the caller decides what empty means. */
         if (!isempty(value)) {
@@ -172,16 +160,14 @@ int config_parse_value(const ConfigOption *o, const char *value, void *field, ch
                 default:
                         assert(false);
                 }
-                if (r == -ERANGE) {
-                        error_set(ret_error, "[%s] %s: value '%.*s' is too large", o->section,
-                                  o->name, VALUE_QUOTE_MAX, value_shown(o, value));
-                        return -EINVAL;
-                }
-                if (r < 0) {
-                        error_set(ret_error, "[%s] %s: invalid %s '%.*s'", o->section, o->name,
-                                  type_names[o->type], VALUE_QUOTE_MAX, value_shown(o, value));
-                        return -EINVAL;
-                }
+                if (r == -ERANGE)
+                        return error_set(ret_error, -EINVAL, "[%s] %s: value '%.*s' is too large",
+                                         o->section, o->name, VALUE_QUOTE_MAX,
+                                         value_shown(o, value));
+                if (r < 0)
+                        return error_set(ret_error, -EINVAL, "[%s] %s: invalid %s '%.*s'",
+                                         o->section, o->name, type_names[o->type], VALUE_QUOTE_MAX,
+                                         value_shown(o, value));
 
                 if ((o->type == CONFIG_UINT || o->type == CONFIG_DURATION ||
                      o->type == CONFIG_SIZE) &&
@@ -193,10 +179,10 @@ int config_parse_value(const ConfigOption *o, const char *value, void *field, ch
 
                         r = o->validate(&v, &reason);
                         if (r < 0) {
-                                error_set(ret_error, "[%s] %s: %s", o->section, o->name,
-                                          reason ? reason : "invalid value");
                                 free(v.s);
-                                return r == -ENOMEM ? r : -EINVAL;
+                                return error_set(ret_error, r == -ENOMEM ? r : -EINVAL,
+                                                 "[%s] %s: %s", o->section, o->name,
+                                                 reason ? reason : "invalid value");
                         }
                 }
         }
@@ -400,12 +386,10 @@ static int check_required(const ConfigOption *table, size_t n, const void *targe
                         continue;
 
                 if (path)
-                        error_set(ret_error, "%s: [%s] %s is required but not set", path,
-                                  o->section, o->name);
-                else
-                        error_set(ret_error, "[%s] %s is required but not set", o->section,
-                                  o->name);
-                return -EINVAL;
+                        return error_set(ret_error, -EINVAL, "%s: [%s] %s is required but not set",
+                                         path, o->section, o->name);
+                return error_set(ret_error, -EINVAL, "[%s] %s is required but not set", o->section,
+                                 o->name);
         }
         return 0;
 }
@@ -428,31 +412,27 @@ static int load(Parser *p, char **ret_error) {
                 _cleanup_free_ char *reason = NULL;
 
                 r = option_assign(&p->table[i], NULL, p->target, &assigned[i], &reason);
-                if (r < 0) {
-                        error_set(ret_error, "default of %s", reason ? reason : strerror(-r));
-                        return r;
-                }
+                if (r < 0)
+                        return error_set(ret_error, r, "default of %s",
+                                         reason ? reason : strerror(-r));
         }
 
         if (parse) {
                 r = ini_parse_stream(parser_read_line, p, parser_handle, p);
-                if (p->read_errno != 0) {
-                        error_set(ret_error, "%s: %s", p->name, strerror(p->read_errno));
-                        r = -p->read_errno;
-                } else if (r == -2) {
+                if (p->read_errno != 0)
+                        r = error_set(ret_error, -p->read_errno, "%s: %s", p->name,
+                                      strerror(p->read_errno));
+                else if (r == -2)
                         r = -ENOMEM;
-                } else if (r > 0 && (!p->error || (unsigned) r < p->error_line)) {
-                        error_set(ret_error,
-                                  "%s:%d: syntax error, expected '[section]' or 'key = value'",
-                                  p->name, r);
-                        r = -EINVAL;
-                } else if (p->error) {
-                        error_set(ret_error, "%s:%u: %s", p->name, p->error_line, p->error);
-                        r = -EINVAL;
-                } else if (r != 0) {
-                        error_set(ret_error, "%s: parse error %d", p->name, r);
-                        r = -EINVAL;
-                }
+                else if (r > 0 && (!p->error || (unsigned) r < p->error_line))
+                        r = error_set(ret_error, -EINVAL,
+                                      "%s:%d: syntax error, expected '[section]' or 'key = value'",
+                                      p->name, r);
+                else if (p->error)
+                        r = error_set(ret_error, -EINVAL, "%s:%u: %s", p->name, p->error_line,
+                                      p->error);
+                else if (r != 0)
+                        r = error_set(ret_error, -EINVAL, "%s: parse error %d", p->name, r);
                 free(p->error);
                 p->error = NULL;
                 if (r < 0)
@@ -480,8 +460,7 @@ int config_load(const ConfigOption *table, size_t n, void *target, const char *p
                 p.f = fopen(path, "re");
                 if (!p.f) {
                         r = negative_errno();
-                        error_set(ret_error, "%s: %s", path, strerror(-r));
-                        return r;
+                        return error_set(ret_error, r, "%s: %s", path, strerror(-r));
                 }
         }
 
@@ -523,12 +502,10 @@ int config_set(const ConfigOption *table, size_t n, void *target, const char *as
 
         eq = strchr(assignment, '=');
         dot = eq ? memchr(assignment, '.', (size_t) (eq - assignment)) : NULL;
-        if (!eq || !dot || dot == assignment || dot + 1 == eq) {
-                error_set(ret_error, "override '%.*s': expected 'section.key=value'",
-                          (int) (eq ? eq - assignment : (ptrdiff_t) strlen(assignment)),
-                          assignment);
-                return -EINVAL;
-        }
+        if (!eq || !dot || dot == assignment || dot + 1 == eq)
+                return error_set(
+                        ret_error, -EINVAL, "override '%.*s': expected 'section.key=value'",
+                        (int) (eq ? eq - assignment : (ptrdiff_t) strlen(assignment)), assignment);
 
         name = strndup(dot + 1, (size_t) (eq - dot - 1));
         if (!name)
@@ -536,22 +513,19 @@ int config_set(const ConfigOption *table, size_t n, void *target, const char *as
         o = option_find(table, n, assignment, (size_t) (dot - assignment), name, &section_known);
         if (!o) {
                 if (section_known)
-                        error_set(ret_error, "override '%.*s': unknown key '%s' in section [%.*s]",
-                                  (int) (eq - assignment), assignment, name,
-                                  (int) (dot - assignment), assignment);
-                else
-                        error_set(ret_error, "override '%.*s': unknown section [%.*s]",
-                                  (int) (eq - assignment), assignment, (int) (dot - assignment),
-                                  assignment);
-                return -EINVAL;
+                        return error_set(ret_error, -EINVAL,
+                                         "override '%.*s': unknown key '%s' in section [%.*s]",
+                                         (int) (eq - assignment), assignment, name,
+                                         (int) (dot - assignment), assignment);
+                return error_set(ret_error, -EINVAL, "override '%.*s': unknown section [%.*s]",
+                                 (int) (eq - assignment), assignment, (int) (dot - assignment),
+                                 assignment);
         }
 
         r = option_assign(o, eq + 1, target, &assigned, &reason);
-        if (r < 0) {
-                error_set(ret_error, "override '%.*s': %s", (int) (eq - assignment), assignment,
-                          reason ? reason : strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return error_set(ret_error, r, "override '%.*s': %s", (int) (eq - assignment),
+                                 assignment, reason ? reason : strerror(-r));
         return 0;
 }
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The one-line texts the store keeps (rollouts, reshards, shard layouts): a
- * growing string to write them, and the pieces of a strict reader that
- * accepts exactly one spelling and reports "column N: what is wrong". Shared
- * so that every such text quotes and refuses alike. Pure. */
+/* The one-line texts the store keeps (rollouts, reshards, shard layouts, the
+ * start budget's ledger): a growing string to write them, and the pieces of a
+ * strict reader that accepts exactly one spelling and reports "column N: what
+ * is wrong". Shared so that every such text quotes and refuses alike. Pure. */
 #pragma once
 
 #include <stdbool.h>

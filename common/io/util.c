@@ -2,9 +2,7 @@
 /* Clocks, whole-file I/O, random ids and host facts used by both daemons and
  * the CLI. Everything returns -errno; nothing here logs. */
 #include <assert.h>
-#include <ctype.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -216,73 +214,4 @@ int boot_id_get(char ret[37]) {
         memcpy(ret, s, 36);
         ret[36] = 0;
         return 0;
-}
-
-static bool label_char_ok(char c) {
-        return isalnum((unsigned char) c) || strchr("-_./:", c);
-}
-
-int labels_validate(const char *labels, const char **ret_bad) {
-        const char *p = labels;
-
-        if (ret_bad)
-                *ret_bad = NULL;
-        if (!labels)
-                return 0;
-
-        while (*p) {
-                const char *word, *eq = NULL;
-
-                while (*p == ' ' || *p == '\t')
-                        p++;
-                if (!*p)
-                        break;
-                word = p;
-                for (; *p && *p != ' ' && *p != '\t'; p++) {
-                        if (*p == '=' && !eq)
-                                eq = p;
-                        else if (!label_char_ok(*p)) {
-                                eq = NULL;
-                                break;
-                        }
-                }
-                /* k=v with a non-empty key and value and nothing else */
-                if (!eq || eq == word || eq[1] == ' ' || eq[1] == '\t' || eq[1] == 0 ||
-                    (*p && *p != ' ' && *p != '\t')) {
-                        if (ret_bad)
-                                *ret_bad = word;
-                        return -EINVAL;
-                }
-        }
-        return 0;
-}
-
-char *strjoin_space(const char *const *words, size_t n) {
-        size_t len = 1;
-        char *s, *p;
-
-        for (size_t i = 0; i < n; i++)
-                len += strlen(words[i]) + 1;
-        s = p = malloc(len);
-        if (!s)
-                return NULL;
-        *p = 0;
-        for (size_t i = 0; i < n; i++) {
-                if (i > 0)
-                        *p++ = ' ';
-                p = stpcpy(p, words[i]);
-        }
-        return s;
-}
-
-int error_set(char **ret_error, int r, const char *format, ...) {
-        va_list ap;
-
-        if (!ret_error)
-                return r;
-        va_start(ap, format);
-        if (vasprintf(ret_error, format, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return r;
 }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "error-set.h" /* error_set(), which callers of these have always found here */
 #include "macro.h"
 
 usec_t now_realtime_usec(void);
@@ -26,13 +27,3 @@ int mkdir_p(const char *path, unsigned mode);
 int random_id(char ret[33]);
 int hostname_get(char **ret);
 int boot_id_get(char ret[37]);
-
-/* "k=v k=v" → validated; -EINVAL with *ret_bad naming the first bad word. */
-int labels_validate(const char *labels, const char **ret_bad);
-
-/* Sets *ret_error (when ret_error is not NULL) to a malloc'ed message and
- * returns r, for `return error_set(ret_error, -EINVAL, "…", …);`. */
-int error_set(char **ret_error, int r, const char *format, ...) _printf_(3, 4);
-
-/* strdup that aborts on OOM is not used: callers handle -ENOMEM. */
-char *strjoin_space(const char *const *words, size_t n);
