@@ -385,6 +385,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         hi0.max_epoch_seen = 48;
         hi0.systemd_version = SAMPLE_STR("253");
         hi0.system_state = SAMPLE_STR("running");
+        hi0.held_instances = 3;
         baton__v1__host_info__init(&hi1);
         hi1.host = SAMPLE_STR("host-l");
         hi1.state = SAMPLE_STR("down");
