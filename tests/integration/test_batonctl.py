@@ -148,11 +148,12 @@ def setup(world):
     world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
                    what='controller answering')
     S['hosts'] = {n: world.add_host(n) for n in HOSTS}
+    S['agents'] = []
     for i, n in enumerate(HOSTS):
-        world.start_agent(S['hosts'][n], config={
+        S['agents'].append(world.start_agent(S['hosts'][n], config={
             'agent': {'manage_units': 'web@*.service nowhere.service',
                       'labels': f'rack=r{i}', 'heartbeat_interval': '1s'},
-            'security': {'controller_public_key': public}})
+            'security': {'controller_public_key': public}}))
     world.wait_for(lambda: [h['state'] for h in ok_json(world, 'hosts')['hosts']] ==
                    ['up'] * 3, 30, what='three hosts up')
 
@@ -648,6 +649,46 @@ def backup_too_large_is_refused_with_the_figures(world):
         'temporary file left'
     entry = ok_json(world, 'audit', '--limit', '1')['entries'][0]
     assert entry['verb'] == 'backup' and 'at most 4177920 bytes' in entry['outcome'], entry
+
+
+def database_bytes(world):
+    """The controller's database as it is on disk: the file and its write-ahead log."""
+    out = {}
+    for suffix in ('', '-wal'):
+        path = os.path.join(world.dir, 'controller.db' + suffix)
+        if os.path.exists(path):
+            with open(path, 'rb') as f:
+                out[suffix] = f.read()
+    return out
+
+
+@suite.case
+def read_verbs_change_nothing_in_the_database(world):
+    """With no status arriving (every agent stopped, every host down), the database is
+    byte-identical around every read verb: reading changes nothing."""
+    for a in S['agents']:
+        a.stop()
+    world.wait_for(lambda: all(h['state'] == 'down' for h in ok_json(world, 'hosts')['hosts']),
+                   30, what='every host down')
+    # Quiet first: what the hosts' loss decided is written, and nothing else is.
+    world.wait_for(lambda: (lambda a: (time.sleep(3), a == database_bytes(world))[1])(
+        database_bytes(world)), 60, interval=0, what='the database quiet')
+    web = spec_file(world, 'web@.service', WEB)
+    before = database_bytes(world)
+    names = [x['service'] for x in ok_json(world, 'status')['services']]
+    reads = [('ping',), ('hosts',), ('status',), *[('status', n) for n in names[:2]],
+             ('plan', web),
+             ('apply', '--dry-run', web), ('alerts',), ('audit',), ('rollout', 'status'),
+             ('--json', 'status'), ('--json', 'plan', web), ('--json', 'hosts')]
+    for args in reads:
+        r = ctl(world, *args)
+        assert r.returncode == 0, f'batonctl {" ".join(args)}: {r.returncode} {r.stderr}'
+    time.sleep(3)  # a flush interval and more
+    after = database_bytes(world)
+    assert after.keys() == before.keys(), (before.keys(), after.keys())
+    for k in before:
+        assert after[k] == before[k], f'controller.db{k} changed ({len(before[k])} → ' \
+                                      f'{len(after[k])} bytes)'
 
 
 if __name__ == '__main__':
