@@ -37,6 +37,10 @@ const ConfigOption controller_config_options[] = {
           10 * USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC, 0,
           "this often every service is placed from scratch, a check of the incremental "
           "placement"),
+        O("controller", "answer_part_size", CONFIG_UINT, answer_part_size, "4128768", 16384,
+          4128768, 0,
+          "an answer larger than this goes to batonctl in parts of this many bytes (for brokers "
+          "with a smaller max_message_size)"),
         O("controller", "audit_max_entries", CONFIG_UINT, audit_max_entries, "100000", 10,
           100000000, 0, "the audit log keeps at most this many newest entries"),
         O("controller", "audit_max_age", CONFIG_DURATION, audit_max_age, "365d",

@@ -16,6 +16,7 @@ typedef struct ControllerConfig {
         uint64_t status_rate; /* status messages per second per host (burst 10×) */
         uint64_t rpc_rate;    /* requests per second per broker user (burst 5×) */
         uint64_t mass_loss_percent;
+        uint64_t answer_part_size; /* bytes of one part of a large answer */
         usec_t check_interval;
         uint64_t audit_max_entries;
         usec_t audit_max_age;

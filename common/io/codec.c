@@ -631,9 +631,26 @@ static int unpack_failed(const Budget *b, const char *what, char **ret_error) {
                 return error_set(ret_error, -ENOMEM, "%s: out of memory", what);
         if (b->exhausted)
                 return error_set(ret_error, -EBADMSG,
-                                 "%s: exceeds the decoding memory budget of %u bytes", what,
-                                 (unsigned) CODEC_ALLOC_BUDGET);
+                                 "%s: exceeds the decoding memory budget of %zu bytes", what,
+                                 b->limit);
         return error_set(ret_error, -EBADMSG, "%s: malformed protobuf", what);
+}
+
+/* d->descriptor's body from data, with d's budget: unpacked, wire-scanned,
+ * validated. */
+static int decode_body(CodecDecoded *d, const uint8_t *data, size_t len, char **ret_error) {
+        Budget *b = d->allocator_state;
+        Path path;
+        int r;
+
+        d->body = protobuf_c_message_unpack(d->descriptor, &b->allocator, len, data);
+        if (!d->body)
+                return unpack_failed(b, d->descriptor->name, ret_error);
+        path_init(&path, d->descriptor->name);
+        r = scan_wire(d->descriptor, data, len, &path, 0, ret_error);
+        if (r < 0)
+                return r;
+        return codec_validate(d->body, ret_error);
 }
 
 int codec_decode(const void *buf, size_t len, const ProtobufCMessageDescriptor *const *allowed,
@@ -731,20 +748,33 @@ int codec_decode(const void *buf, size_t len, const ProtobufCMessageDescriptor *
                                          env->type, strerror(-r));
         }
 
-        d.body = protobuf_c_message_unpack(d.descriptor, &b->allocator, env->body.len,
-                                           env->body.data);
-        if (!d.body)
-                return unpack_failed(b, d.descriptor->name, ret_error);
-
-        path_init(&path, d.descriptor->name);
-        r = scan_wire(d.descriptor, env->body.data, env->body.len, &path, 0, ret_error);
+        r = decode_body(&d, env->body.data, env->body.len, ret_error);
         if (r < 0)
                 return r;
+        *ret = d;
+        d = (CodecDecoded){ 0 };
+        return 0;
+}
 
-        r = codec_validate(d.body, ret_error);
+int codec_decode_body(const ProtobufCMessageDescriptor *desc, const void *buf, size_t len,
+                      CodecDecoded *ret, char **ret_error) {
+        _cleanup_(codec_decoded_done) CodecDecoded d = { .descriptor = desc };
+        int r;
+
+        assert(desc);
+        assert(buf || len == 0);
+        assert(ret);
+
+        if (len > CODEC_MAX_ANSWER_SIZE)
+                return error_set(ret_error, -EMSGSIZE,
+                                 "%s of %zu bytes exceeds the limit of %u bytes", desc->name, len,
+                                 (unsigned) CODEC_MAX_ANSWER_SIZE);
+        d.allocator_state = budget_new(CODEC_ALLOC_BUDGET + 8 * len);
+        if (!d.allocator_state)
+                return error_set(ret_error, -ENOMEM, "out of memory");
+        r = decode_body(&d, buf, len, ret_error);
         if (r < 0)
                 return r;
-
         *ret = d;
         d = (CodecDecoded){ 0 };
         return 0;

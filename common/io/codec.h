@@ -30,6 +30,8 @@
 #define CODEC_MAX_MESSAGE_SIZE (4u * 1024 * 1024)
 /* Heap an unpack may use; repeated empty sub-messages amplify ~16×. */
 #define CODEC_ALLOC_BUDGET (32u * 1024 * 1024)
+/* An answer joined from parts (Response.part) may be this large. */
+#define CODEC_MAX_ANSWER_SIZE (256u * 1024 * 1024)
 
 typedef struct CodecDecoded {
         Baton__V1__Envelope *envelope;
@@ -85,6 +87,13 @@ int codec_check_age(const Baton__V1__Envelope *env, uint64_t now_us, uint64_t ma
 /* Frees what codec_decode() returned and zeroes *d; harmless on a zeroed
  * or already released CodecDecoded, and usable as a _cleanup_ function. */
 void codec_decoded_done(CodecDecoded *d);
+/* A body of type `d` that is not in an envelope of its own (an answer joined
+ * from the parts its envelopes carried, each checked by codec_decode()):
+ * at most CODEC_MAX_ANSWER_SIZE bytes (-EMSGSIZE), unpacked within a budget
+ * of CODEC_ALLOC_BUDGET plus eight times its size, wire-scanned and validated
+ * as codec_decode() does a body. ret->envelope is NULL. */
+int codec_decode_body(const ProtobufCMessageDescriptor *d, const void *buf, size_t len,
+                      CodecDecoded *ret, char **ret_error);
 
 /* The recursive field walk codec_decode() uses, for messages built locally:
  * UTF-8, enum values, oneof cases, and no NULL element in a repeated field

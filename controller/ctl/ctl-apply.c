@@ -144,12 +144,27 @@ static int print_services(json_t *services) {
 
 static int print_placements(json_t *placements) {
         static const char *const headers[] = { "UNIT", "CHANGE", "HOST", "FROM" };
+        static const char *const kinds[] = { "add", "move", "remove", "restart" };
         _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
+        size_t i, n = 0, by_kind[ELEMENTSOF(kinds)] = { 0 };
         json_t *p;
-        size_t i;
 
         if (!t)
                 return CTL_EXIT_FAILED;
+        json_array_foreach(placements, i, p) {
+                n += is_change(p);
+                for (size_t k = 0; k < ELEMENTSOF(kinds); k++)
+                        by_kind[k] += streq_ptr(ctl_json_string(p, "change"), kinds[k]);
+        }
+        /* A large change is summed up: `--json` lists every placement. */
+        if (n > CTL_DETAILS_MAX) {
+                printf("%zu placements change:", n);
+                for (size_t k = 0; k < ELEMENTSOF(kinds); k++)
+                        if (by_kind[k] > 0)
+                                printf(" %zu %s", by_kind[k], kinds[k]);
+                printf(". `batonctl --json` lists them.\n");
+                return CTL_EXIT_OK;
+        }
         json_array_foreach(placements, i, p) {
                 char unit[256];
 

@@ -166,7 +166,7 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
          * copy holds the epoch the controller runs with, which its envelope
          * carries. */
         schema = be32(resp->backup.data + 60);
-        epoch = d.envelope->epoch;
+        epoch = d.envelope ? d.envelope->epoch : 0; /* backups never come in parts */
 
         r = write_all(tmp.fd, resp->backup.data, len);
         if (r >= 0 && (fchmod(tmp.fd, BACKUP_MODE) < 0 || fsync(tmp.fd) < 0))

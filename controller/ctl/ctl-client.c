@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ctl.h"
 #include "duration.h"
@@ -26,6 +27,10 @@ typedef struct Call {
         bool done;
         int exit_code;
         CodecDecoded response;
+        /* An answer in parts (Response.part), joined as they come. */
+        uint8_t *parts;
+        size_t parts_len;
+        uint32_t parts_seen, parts_count;
 } Call;
 
 static void on_closed(void *userdata) {
@@ -58,6 +63,43 @@ static const ProtobufCMessageDescriptor *const response_types[] = {
         &baton__v1__response__descriptor,
 };
 
+/* One part of an answer in parts (now in call->response): appended, in
+ * order. 1 once the last is in (then call->response is the joined
+ * Response), 0 while more are to come, < 0 for parts that do not fit
+ * together. */
+static int take_part(Call *call, char **ret_error) {
+        const Baton__V1__ResponsePart *part =
+                ((const Baton__V1__Response *) call->response.body)->part;
+        uint8_t *p;
+        int r;
+
+        if (part->count == 0 || part->index != call->parts_seen ||
+            (call->parts_seen > 0 && part->count != call->parts_count))
+                r = error_set(ret_error, -EBADMSG,
+                              "part %" PRIu32 " of %" PRIu32 " after %" PRIu32 " parts of %" PRIu32,
+                              part->index, part->count, call->parts_seen, call->parts_count);
+        else if (call->parts_len + part->data.len > CODEC_MAX_ANSWER_SIZE)
+                r = error_set(ret_error, -EMSGSIZE, "an answer in parts larger than %u bytes",
+                              (unsigned) CODEC_MAX_ANSWER_SIZE);
+        else if (!(p = realloc(call->parts, call->parts_len + part->data.len + 1)))
+                r = -ENOMEM;
+        else {
+                memcpy(p + call->parts_len, part->data.data, part->data.len);
+                call->parts = p;
+                call->parts_len += part->data.len;
+                call->parts_count = part->count;
+                call->parts_seen++;
+                r = call->parts_seen == call->parts_count;
+        }
+        codec_decoded_done(&call->response);
+        if (r <= 0)
+                return r;
+        r = codec_decode_body(&baton__v1__response__descriptor, call->parts, call->parts_len,
+                              &call->response, ret_error);
+        call->parts = mfree(call->parts);
+        return r < 0 ? r : 1;
+}
+
 static void on_reply(Broker *b, const BrokerMessage *m, void *userdata) {
         Call *call = userdata;
         _cleanup_free_ char *error = NULL;
@@ -73,6 +115,16 @@ static void on_reply(Broker *b, const BrokerMessage *m, void *userdata) {
                 finish(call, CTL_EXIT_FAILED, "the controller's reply is malformed: %s",
                        error ? error : strerror(-r));
                 return;
+        }
+        if (((const Baton__V1__Response *) call->response.body)->part) {
+                r = take_part(call, &error);
+                if (r < 0) {
+                        finish(call, CTL_EXIT_FAILED, "the controller's reply is malformed: %s",
+                               error ? error : strerror(-r));
+                        return;
+                }
+                if (r == 0)
+                        return; /* more to come */
         }
         call->ctl->round_trip = now_monotonic_usec() - call->sent_at;
         finish(call, CTL_EXIT_OK, NULL);
@@ -224,6 +276,7 @@ int ctl_call(Ctl *ctl, Baton__V1__Request *request, CodecDecoded *ret) {
 
         (void) uv_run(&call.loop, UV_RUN_DEFAULT);
         (void) uv_loop_close(&call.loop);
+        free(call.parts);
 
         if (call.exit_code == CTL_EXIT_OK)
                 *ret = call.response;

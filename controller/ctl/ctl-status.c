@@ -131,7 +131,12 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         json_array_foreach(services, i, s) {
                 n_instances += json_array_size(ctl_json_array(s, "instances"));
         }
-        if (n_instances > 0) {
+        /* Every service's instances: a summary above a screenful or so. */
+        if (n_instances > CTL_DETAILS_MAX && optind >= argc)
+                printf("\n%zu instances in all: `batonctl status SERVICE` lists one service's, "
+                       "`batonctl --json status` every one.\n",
+                       n_instances);
+        else if (n_instances > 0) {
                 printf("\n");
                 r = print_instances(services);
                 if (r != CTL_EXIT_OK)

@@ -46,6 +46,10 @@ int ctl_print_document(json_t *doc);
  * missing or of another type reads as absent. */
 const char *ctl_json_string(json_t *o, const char *key); /* NULL if not a string */
 json_t *ctl_json_array(json_t *o, const char *key);      /* NULL if not an array */
+/* Text output lists at most this many rows of details (instances, changed
+ * placements) before it gives a summary instead; --json has them all. */
+#define CTL_DETAILS_MAX 200
+
 /* A document's "mass_host_loss" (status, plan), said in one paragraph if
  * one is held. */
 void ctl_print_mass_loss(json_t *doc);

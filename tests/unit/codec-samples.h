@@ -68,7 +68,8 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         static Baton__V1__HostInfo hi0, hi1, *his[2];
         static Baton__V1__HostList host_list;
         static Baton__V1__Alert *alerts[1];
-        static Baton__V1__Response rs_pong, rs_hosts, rs_json, rs_backup;
+        static Baton__V1__Response rs_pong, rs_hosts, rs_json, rs_backup, rs_part;
+        static Baton__V1__ResponsePart part;
 
         static CodecSample samples[64];
         static size_t n_samples;
@@ -416,6 +417,13 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         rs_backup.result_case = BATON__V1__RESPONSE__RESULT_BACKUP;
         rs_backup.backup.data = (uint8_t *) "SQLite\0\x01";
         rs_backup.backup.len = 8;
+        baton__v1__response_part__init(&part);
+        part.index = 2;
+        part.count = 5;
+        part.data.data = (uint8_t *) "\x08\x01";
+        part.data.len = 2;
+        baton__v1__response__init(&rs_part);
+        rs_part.part = &part;
 
         /* The table. `expect` lines are protoc's text format: strings in
          * C escapes with non-ASCII bytes in octal, enums by name. */
@@ -570,6 +578,9 @@ static const CodecSample *codec_samples(size_t *ret_n) {
                   &rs_json.base,
                   { "status: STATUS_USAGE", "json: \"{\\\"rollouts\\\":[]}\"" } },
                 { "response-backup", &rs_backup.base, { "backup: \"SQLite\\000\\001\"" } },
+                { "response-part",
+                  &rs_part.base,
+                  { "index: 2", "count: 5", "data: \"\\010\\001\"" } },
         };
 
         _Static_assert(ELEMENTSOF(table) <= ELEMENTSOF(samples), "samples[] too small");

@@ -29,7 +29,7 @@ static const ProtobufCMessageDescriptor *const all_types[] = {
         &baton__v1__rollout_request__descriptor, &baton__v1__request__descriptor,
         &baton__v1__counter__descriptor,         &baton__v1__pong__descriptor,
         &baton__v1__host_info__descriptor,       &baton__v1__host_list__descriptor,
-        &baton__v1__response__descriptor,
+        &baton__v1__response__descriptor,        &baton__v1__response_part__descriptor,
 };
 
 static const uint8_t seed_a[SIGN_SEED_BYTES] = { 1, 2, 3, 4, 5, 6, 7, 8 };
@@ -1133,6 +1133,49 @@ TEST(mutations_never_crash) {
         ASSERT_GT_INT(accepted, 0);
 }
 
+/* An answer joined from parts: read as a body of its own, within its limits. */
+TEST(joined_answer) {
+        Baton__V1__Response resp = BATON__V1__RESPONSE__INIT, *back;
+        _cleanup_free_ char *json = malloc(6u << 20), *error = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        _cleanup_(codec_decoded_done) CodecDecoded d = { 0 };
+        size_t len;
+
+        /* Larger than a message, as the parts of a large answer are. */
+        ASSERT_NOT_NULL(json);
+        memset(json, 'x', (6u << 20) - 1);
+        json[(6u << 20) - 1] = '\0';
+        resp.result_case = BATON__V1__RESPONSE__RESULT_JSON;
+        resp.json = json;
+        len = protobuf_c_message_get_packed_size(&resp.base);
+        ASSERT_GT_INT((int) (len > CODEC_MAX_MESSAGE_SIZE), 0);
+        buf = malloc(len);
+        ASSERT_NOT_NULL(buf);
+        protobuf_c_message_pack(&resp.base, buf);
+        ASSERT_OK(codec_decode_body(&baton__v1__response__descriptor, buf, len, &d, &error));
+        ASSERT_NULL(d.envelope);
+        back = (Baton__V1__Response *) d.body;
+        ASSERT_EQ_UINT(strlen(back->json), (6u << 20) - 1);
+        codec_decoded_done(&d);
+
+        /* Truncated, or with bad UTF-8: refused like a body in an envelope. */
+        ASSERT_ERR(codec_decode_body(&baton__v1__response__descriptor, buf, len - 1, &d, &error),
+                   -EBADMSG);
+        free(error);
+        error = NULL;
+        buf[len - 1] = 0xff;
+        ASSERT_ERR(codec_decode_body(&baton__v1__response__descriptor, buf, len, &d, &error),
+                   -EBADMSG);
+        ASSERT_NOT_NULL(strstr(error, "json"));
+        free(error);
+        error = NULL;
+        /* Beyond the limit of a joined answer: refused before reading. */
+        ASSERT_ERR(codec_decode_body(&baton__v1__response__descriptor, buf,
+                                     (size_t) CODEC_MAX_ANSWER_SIZE + 1, &d, &error),
+                   -EMSGSIZE);
+        ASSERT_NULL(d.body);
+}
+
 int main(void) {
         return tap_run(TESTS(
                 utf8_validator, short_type, samples_set_every_field, round_trip_every_type,
@@ -1145,5 +1188,5 @@ int main(void) {
                 unsigned_when_required, wrong_key_rejected, short_signature_rejected,
                 signature_checked_before_body_is_parsed, unknown_fields_tolerated, garbage_rejected,
                 malformed_body, field_number_zero_rejected, ret_untouched_on_failure,
-                mutations_never_crash));
+                mutations_never_crash, joined_answer));
 }
