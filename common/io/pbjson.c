@@ -65,6 +65,7 @@ static const ProtobufCMessageDescriptor *const descriptors[] = {
         &baton__v1__host_info__descriptor,
         &baton__v1__host_list__descriptor,
         &baton__v1__response__descriptor,
+        &baton__v1__response_part__descriptor,
 };
 
 const ProtobufCMessageDescriptor *const *pbjson_descriptors(size_t *ret_n) {

@@ -578,6 +578,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
                   &rs_json.base,
                   { "status: STATUS_USAGE", "json: \"{\\\"rollouts\\\":[]}\"" } },
                 { "response-backup", &rs_backup.base, { "backup: \"SQLite\\000\\001\"" } },
+                { "part", &part.base, { "index: 2", "count: 5" } },
                 { "response-part",
                   &rs_part.base,
                   { "index: 2", "count: 5", "data: \"\\010\\001\"" } },
