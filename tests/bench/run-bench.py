@@ -17,19 +17,23 @@ controller. The benchmark never fails for being slow: it exits 1 only when the f
 converge at all within generous limits, or a process fails.
 
 usage: run-bench.py [--hosts N] [--units N] [--duration S] [--small N] [--connections N]
-                    [--heartbeat-interval D] [--host-timeout D] [--json FILE]
+                    [--heartbeat-interval D] [--host-timeout D] [--lose N]
+                    [--before BUILD_DIR] [--json FILE]
 """
 
 import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'integration'))
 
 import world as worldmod  # noqa: E402
+from events import Alerts  # noqa: E402
 from world import World  # noqa: E402
 
 CLK_TCK = os.sysconf('SC_CLK_TCK')
@@ -38,6 +42,9 @@ UP_TIMEOUT = 300.0
 CONVERGE_TIMEOUT = 900.0
 RPC_TIMEOUT = 120.0
 RPC_REPEAT = 5
+# After host_timeout, how long a lost group may take to be re-placed before the benchmark
+# reports it as not settled (and goes on).
+SETTLE_TIMEOUT = 120.0
 
 SPEC = """[Unit]
 Description=baton benchmark service {i} instance %i
@@ -102,6 +109,17 @@ def p50(values: list[float]) -> float:
 # -- the benchmark ---------------------------------------------------------------------------
 
 
+class VhostBroker:
+    """The broker, as events.Alerts sees it, on one point's vhost."""
+
+    def __init__(self, broker, url: str):
+        self.broker, self.url = broker, url
+
+    def pika_connection(self):
+        import pika
+        return pika.BlockingConnection(pika.URLParameters(self.url))
+
+
 class Bench:
     def __init__(self, world: World, args):
         self.w = world
@@ -110,6 +128,19 @@ class Bench:
         self.sim = world._need_binary(worldmod.build_path('tests', 'bench', 'baton-bench-agents'))
         self.controller_bin = world._need_binary(
             worldmod.build_path('controller', 'baton-controller'))
+        self.batonctl = world._need_binary(worldmod.build_path('controller', 'ctl', 'batonctl'))
+        self.label = 'this build'
+        self.builds = {'this build': (self.controller_bin, self.sim, self.batonctl)}
+        if args.before:
+            ctl = next((os.path.join(args.before, *parts) for parts in
+                        (('controller', 'ctl', 'batonctl'), ('controller', 'batonctl'))
+                        if os.access(os.path.join(args.before, *parts), os.X_OK)), None)
+            bins = (os.path.join(args.before, 'controller', 'baton-controller'),
+                    os.path.join(args.before, 'tests', 'bench', 'baton-bench-agents'), ctl)
+            if not all(b and os.access(b, os.X_OK) for b in bins):
+                raise BenchError(f'--before {args.before}: no controller, batonctl and '
+                                 'baton-bench-agents built there')
+            self.builds = {'before': bins, **self.builds}
         self.secret, self.public = world.keygen()
         self.broker = world.start_broker()
         self.floor = None
@@ -122,8 +153,14 @@ class Bench:
     def ctl(self, url: str, *args: str, timeout: float = RPC_TIMEOUT) -> tuple[dict, float]:
         """batonctl --json ARGS against url: (answer, wall seconds). Raises on failure."""
         t0 = time.monotonic()
-        r = self.w.batonctl('--json', '--timeout', f'{int(timeout)}s', *args, broker=url,
-                            timeout=timeout + 10)
+        try:
+            r = subprocess.run([self.batonctl, '--broker', url, '--json', '--timeout',
+                                f'{int(timeout)}s', *args], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=timeout + 10,
+                               cwd=self.w.dir)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f'batonctl {" ".join(args)}: no answer within {timeout + 10:g}s') \
+                from None
         dt = time.monotonic() - t0
         what = ' '.join(os.path.basename(x) for x in args)
         if r.returncode != 0:
@@ -182,14 +219,17 @@ class Bench:
 
     # -- one fleet size ------------------------------------------------------------------------
 
-    def run_point(self, n: int) -> dict:
+    def run_point(self, n: int, label: str) -> dict:
         a = self.args
         units = a.units
-        res = {'hosts': n, 'units_per_host': units, 'instances': n * units}
-        vhost = f'/bench-{n}'
+        self.label = label
+        self.controller_bin, self.sim, self.batonctl = self.builds[label]
+        tag = f'{n}-{"before" if label == "before" else "now"}'
+        res = {'hosts': n, 'units_per_host': units, 'instances': n * units, 'build': label}
+        vhost = f'/bench-{tag}'
         self.broker.add_vhost(vhost)
         url = worldmod.url_for(self.broker.port, vhost)
-        dir = os.path.join(self.w.dir, f'point-{n}')
+        dir = os.path.join(self.w.dir, f'point-{tag}')
         os.makedirs(os.path.join(dir, 'specs'), exist_ok=True)
         conf = os.path.join(dir, 'controller.conf')
         worldmod.write_ini(conf, {
@@ -215,12 +255,21 @@ class Bench:
         # it is stopping one host.
         common = ['--broker', url, '--heartbeat-interval', a.heartbeat_interval,
                   '--controller-public-key', self.public]
+        # ... and, with --lose, a group of that many hosts before it that stops at once.
+        lose = a.lose if 0 < a.lose < n - 2 else 0
         stat_paths = [os.path.join(dir, 'agents.json')]
-        sims = [self.w.spawn(f'agents-{n}', [
-            self.sim, *common, '--hosts', str(n - 1), '--connections', str(a.connections),
+        sims = [self.w.spawn(f'agents-{tag}', [
+            self.sim, *common, '--hosts', str(n - 1 - lose), '--connections', str(a.connections),
             '--stats', stat_paths[-1]])]
+        loss_proc = None
+        if lose:
+            stat_paths.append(os.path.join(dir, 'lose.json'))
+            loss_proc = self.w.spawn(f'lose-{tag}', [
+                self.sim, *common, '--hosts', str(lose), '--first', str(n - 1 - lose),
+                '--connections', '1', '--stats', stat_paths[-1]])
+            sims.append(loss_proc)
         stat_paths.append(os.path.join(dir, 'victim.json'))
-        victim_proc = self.w.spawn(f'victim-{n}', [
+        victim_proc = self.w.spawn(f'victim-{tag}', [
             self.sim, *common, '--hosts', '1', '--first', str(n - 1), '--connections', '1',
             '--stats', stat_paths[-1]])
         sims.append(victim_proc)
@@ -358,21 +407,25 @@ class Bench:
 
         down_rt = self.wait(f'{victim} down', victim_down, CONVERGE_TIMEOUT, interval=0.5,
                             procs=[ctl])
-        main_stats = stat_paths[0]
+        live_stats = stat_paths[:-1]
         self.wait(f'the units of {victim} running on other hosts',
-                  lambda: self.stats(main_stats).get('units_active', 0) == n * units,
-                  CONVERGE_TIMEOUT, interval=0.2, procs=[ctl, sims[0]])
-        moved_rt = self.stats(main_stats)['last_apply_us'] / 1e6
+                  lambda: sum(self.stats(p).get('units_active', 0) for p in live_stats) ==
+                  n * units, CONVERGE_TIMEOUT, interval=0.2, procs=[ctl, *sims[:-1]])
+        moved_rt = max(self.stats(p)['last_apply_us'] for p in live_stats) / 1e6
         self.wait(f'batonctl status healthy without {victim}',
                   lambda: all_healthy(exclude=victim), CONVERGE_TIMEOUT, interval=0.5,
-                  procs=[ctl, sims[0]])
+                  procs=[ctl, *sims[:-1]])
         healthy_rt = time.time()
         res['replace'] = {'down_s': down_rt - t_stop_rt, 'moved_after_down_s': moved_rt - down_rt,
                           'healthy_after_down_polled_s': healthy_rt - down_rt}
         self.log(f'{n} hosts: {victim} down {down_rt - t_stop_rt:.1f}s after it stopped, its '
                  f'units running elsewhere {moved_rt - down_rt:.3f}s later, status seen healthy '
                  f'{healthy_rt - down_rt:.2f}s later')
+        if loss_proc:
+            res['loss'] = self.lose_group(url, ctl, sims[0], stat_paths[0], loss_proc, n, lose)
+            procs.remove(loss_proc)  # killed
         res['final'] = memory_kb(ctl.pid)
+        res['longest_step_ms'] = self.ctl(url, 'ping')[0]['counters'].get('longest_step_ms')
         res['sim_stats'] = [self.stats(p) for p in stat_paths]
         refused = sum(st.get('refused', 0) for st in res['sim_stats'])
         if refused:
@@ -381,6 +434,78 @@ class Bench:
 
         for p in reversed(procs):
             self.stop(p)
+        return res
+
+    def lose_group(self, url, ctl, survivors, survivors_stats, loss_proc, n, lose) -> dict:
+        """`lose` hosts stop at once (a rack): when are they down, when do their units run
+        on the others, does any other host go down or stop a unit, how long does `batonctl
+        ping` take meanwhile, and what does each transition cost the controller."""
+        units = self.args.units
+        timeout = duration_seconds(self.args.host_timeout)
+        alerts = Alerts(VhostBroker(self.broker, url))
+        before = self.stats(survivors_stats)
+        pings, stop_pinging = [], threading.Event()
+
+        def pinger():
+            while not stop_pinging.is_set():
+                try:
+                    pings.append(self.ctl(url, 'ping', timeout=30)[1])
+                except BenchError:
+                    pings.append(30.0)
+                stop_pinging.wait(0.25)
+
+        thread = threading.Thread(target=pinger, daemon=True)
+        cpu0, t_kill, t_kill_rt = cpu_seconds(ctl.pid), time.monotonic(), time.time()
+        thread.start()
+        loss_proc.kill()
+        res = {'lose': lose, 'settled': False}
+        deadline = t_kill + timeout + SETTLE_TIMEOUT
+        up_target = n - 1 - lose
+        down_at = moved_at = None
+        while time.monotonic() < deadline:
+            if down_at is None and self.ctl(url, 'ping', timeout=30)[0]['hosts_up'] <= up_target:
+                down_at = time.monotonic()
+            if down_at is not None and \
+                    self.stats(survivors_stats).get('units_active', 0) == n * units:
+                moved_at = time.monotonic()
+                break
+            time.sleep(0.2)
+        cpu1 = cpu_seconds(ctl.pid)
+        time.sleep(min(10.0, 2 * timeout))  # what follows the loss, if anything
+        stop_pinging.set()
+        thread.join()
+        after = self.stats(survivors_stats)
+        lost_ids = {f'sim-{i:04d}' for i in range(n - 1 - lose, n - 1)}
+        false_downs = {a.get('host') for a in alerts.poll()
+                       if a.get('kind') == 'host-down' and a.get('resolved') == 'false' and
+                       a.get('host') not in lost_ids and a.get('host') != f'sim-{n - 1:04d}'}
+        # From the clocks of the controller (when each host went down) and of the agents
+        # (when the last one applied), not from when this script polled.
+        lost_down = [h['state_since_us'] / 1e6 for h in self.ctl(url, 'hosts')[0]['hosts']
+                     if h['host'] in lost_ids and h['state'] == 'down']
+        down_rt = max(lost_down) if len(lost_down) == lose else None
+        moved_rt = after.get('last_apply_us', 0) / 1e6
+        res.update({
+            'settled': moved_at is not None,
+            'down_after_kill_s': down_rt - t_kill_rt if down_rt else None,
+            'moved_after_down_s': max(0.0, moved_rt - down_rt) if moved_at and down_rt else None,
+            'false_host_down': len(false_downs),
+            'survivor_units_stopped': after.get('units_stopped', 0) -
+            before.get('units_stopped', 0),
+            'survivor_units_started': after.get('units_started', 0) -
+            before.get('units_started', 0),
+            'ping_p50_s': p50(pings) if pings else None,
+            'ping_p99_s': sorted(pings)[int(0.99 * (len(pings) - 1))] if pings else None,
+            'ping_max_s': max(pings) if pings else None,
+            'cpu_s': cpu1 - cpu0,
+            'cpu_ms_per_transition': (cpu1 - cpu0) * 1000 / lose,
+        })
+        alerts.conn.close()
+        self.log(f'{n} hosts ({self.label}): {lose} lost: down after '
+                 f'{fmt_s(res["down_after_kill_s"])}, their units elsewhere '
+                 f'{fmt_s(res["moved_after_down_s"])} later, {res["false_host_down"]} other '
+                 f'hosts declared down, {res["survivor_units_stopped"]} units stopped on the '
+                 f'others, ping p99 {fmt_s(res["ping_p99_s"])}')
         return res
 
     @staticmethod
@@ -421,8 +546,9 @@ def report(args, floor: dict, points: list[dict]) -> str:
         f'publish → confirmed and delivered): p50 {floor["rtt_p50_us"]} µs, '
         f'p99 {floor["rtt_p99_us"]} µs ({floor["count"]} round trips)')
     add('')
-    cols = [f'{p["hosts"]} hosts' for p in points]
-    width = max(18, *(len(c) + 2 for c in cols))
+    cols = [f'{p["hosts"]} hosts' + (' (before)' if p.get('build') == 'before' else '')
+            for p in points]
+    width = max(18 if not any('loss' in p for p in points) else 40, *(len(c) + 2 for c in cols))
     add(f'{"":44}' + ''.join(f'{c:>{width}}' for c in cols))
 
     def row(label, values):
@@ -475,9 +601,32 @@ def report(args, floor: dict, points: list[dict]) -> str:
                           if 'replace' in p else '-' for p in points])
     row('  status all healthy, after down (polled)',
         [fmt_s(p.get('replace', {}).get('healthy_after_down_polled_s')) for p in points])
+    if any('loss' in p for p in points):
+        def loss(p, key, f=str):
+            v = p.get('loss', {}).get(key)
+            return '-' if v is None else f(v)
+        row('hosts stopped at once (a rack)', [loss(p, 'lose') for p in points])
+        row('  down after they stopped', [loss(p, 'down_after_kill_s', fmt_s) for p in points])
+        row('  their units running elsewhere, after down',
+            [loss(p, 'moved_after_down_s', fmt_s) if p.get('loss', {}).get('settled')
+             else 'never' if 'loss' in p else '-' for p in points])
+        row('  other hosts declared down', [loss(p, 'false_host_down') for p in points])
+        row('  units stopped on the other hosts',
+            [loss(p, 'survivor_units_stopped') for p in points])
+        row('  units started on the other hosts',
+            [loss(p, 'survivor_units_started') for p in points])
+        row('  batonctl ping p50 / p99 / max meanwhile',
+            [f'{fmt_s(p["loss"]["ping_p50_s"])} / {fmt_s(p["loss"]["ping_p99_s"])} / '
+             f'{fmt_s(p["loss"]["ping_max_s"])}' if 'loss' in p else '-' for p in points])
+        row('  controller CPU per lost host', [loss(p, 'cpu_ms_per_transition',
+                                                    lambda v: f'{v:.1f} ms') for p in points])
+    row('longest step of the controller loop',
+        [f'{p["longest_step_ms"]} ms' if p.get('longest_step_ms') is not None else '-'
+         for p in points])
 
-    if len(points) >= 2:
-        a, b = points[0], points[-1]
+    now = [p for p in points if p.get('build') != 'before']
+    if len(now) >= 2:
+        a, b = now[0], now[-1]
         dn = b['hosts'] - a['hosts']
         add('')
         add(f'slopes between {a["hosts"]} and {b["hosts"]} hosts:')
@@ -515,6 +664,12 @@ def main() -> int:
                     help="the controller's host_timeout (default 30s, its default)")
     ap.add_argument('--floor-count', type=int, default=1000,
                     help='broker round trips in the floor measurement (default 1000)')
+    ap.add_argument('--lose', type=int, default=0,
+                    help='also stop this many hosts at once (a rack) and measure what follows '
+                    '(default 0: no)')
+    ap.add_argument('--before', metavar='BUILD_DIR',
+                    help='also measure the controller, batonctl and simulated agents built in '
+                    'BUILD_DIR (an older baton), point by point in the same run')
     ap.add_argument('--json', metavar='FILE', help='also write every figure as JSON to FILE')
     args = ap.parse_args()
     if args.hosts < 2:
@@ -531,10 +686,10 @@ def main() -> int:
     sizes = sorted(set(sizes))
 
     with World('bench') as w:
-        b = Bench(w, args)
         try:
+            b = Bench(w, args)
             floor = b.measure_floor()
-            points = [b.run_point(n) for n in sizes]
+            points = [b.run_point(n, label) for n in sizes for label in b.builds]
         except BenchError as e:
             print(f'benchmark failed: {e}', file=sys.stderr)
             return 1
