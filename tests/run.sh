@@ -12,6 +12,9 @@ root=$(pwd)
 
 packaging/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
+# The model-based test of the reconcile core: ten times its ordinary count.
+export BATON_RECONCILE_SEQUENCES=${BATON_RECONCILE_SEQUENCES:-5000}
+
 # Sanitizer findings abort the process that has them, so tests see them.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:abort_on_error=1}

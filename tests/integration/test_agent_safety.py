@@ -568,7 +568,8 @@ def chatty_status_does_not_starve_heartbeats(world):
 
     m = mark()
     place(h, [sleeper('app-a.service')], generation=10)
-    assert result_for(h, 10, m)['ok']
+    res = result_for(h, 10, m)
+    assert res['ok'], res
     world.wait_for(lambda: not h.is_active('chat@0.service'), 15, what='chat stopped')
 
 
