@@ -282,24 +282,6 @@ static const ServiceSpec *plan_spec(const Model *m, const Plan *p, const char *s
         return model_service(m, service);
 }
 
-/* p->instances is sorted by (service, instance): a binary search. */
-static const PlanInstance *plan_instance(const Plan *p, const char *service, uint32_t instance) {
-        size_t lo = 0, hi = p->n_instances;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                int k = instance_key_cmp(p->instances[mid].service, p->instances[mid].instance,
-                                         service, instance);
-                if (k == 0)
-                        return &p->instances[mid];
-                if (k < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return NULL;
-}
-
 static json_t *unit_json(const ServiceSpec *s, uint32_t instance) {
         _cleanup_free_ char *unit = NULL;
 
@@ -343,7 +325,7 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run)
         /* Every instance placed after the plan, and each removed one. */
         for (size_t i = 0; placements && i < m->n_instances; i++) {
                 const Instance *in = &m->instances[i];
-                const PlanInstance *pi = plan_instance(p, in->service, in->instance);
+                const PlanInstance *pi = plan_find_instance(p, in->service, in->instance);
                 const ServiceSpec *old = model_service(m, in->service),
                                   *s = plan_spec(m, p, in->service);
                 const char *change = "keep";

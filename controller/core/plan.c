@@ -480,3 +480,20 @@ void plan_apply(Plan *p, Model *m, uint64_t now_us) {
         if (p->next_rollout_id > m->next_rollout_id)
                 m->next_rollout_id = p->next_rollout_id;
 }
+
+const PlanInstance *plan_find_instance(const Plan *p, const char *service, uint32_t instance) {
+        size_t lo = 0, hi = p->n_instances;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int k = instance_key_cmp(p->instances[mid].service, p->instances[mid].instance,
+                                         service, instance);
+                if (k == 0)
+                        return &p->instances[mid];
+                if (k < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}

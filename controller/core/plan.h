@@ -134,6 +134,10 @@ typedef struct Plan {
         size_t n_problems;
 } Plan;
 
+/* The plan's change of (service, instance), or NULL: p->instances is kept
+ * sorted by (service, instance), so a binary search. */
+const PlanInstance *plan_find_instance(const Plan *p, const char *service, uint32_t instance);
+
 void plan_init(Plan *p);
 void plan_done(Plan *p);
 /* Whether the plan changes anything that must be stored. */

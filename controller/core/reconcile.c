@@ -241,27 +241,9 @@ static int rec_services(Rec *r, const ServiceSpec ***ret, size_t *ret_n) {
         return 0;
 }
 
-static const PlanInstance *find_plan_instance(const Plan *p, const char *service,
-                                              uint32_t instance) {
-        size_t lo = 0, hi = p->n_instances;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                int k = instance_key_cmp(p->instances[mid].service, p->instances[mid].instance,
-                                         service, instance);
-                if (k == 0)
-                        return &p->instances[mid];
-                if (k < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return NULL;
-}
-
 /* Where an instance runs as the pass sees it; NULL: unplaced. */
 static const char *rec_host_of(Rec *r, const char *service, uint32_t instance) {
-        const PlanInstance *pi = find_plan_instance(r->p, service, instance);
+        const PlanInstance *pi = plan_find_instance(r->p, service, instance);
         const Instance *in;
 
         if (pi)
@@ -1303,7 +1285,7 @@ static int rec_host_instances(Rec *r, const char *host, InstanceKey **ret, size_
         if (!keys)
                 return -ENOMEM;
         for (size_t i = 0; v && i < v->n_placed; i++)
-                if (!find_plan_instance(r->p, v->placed[i].service, v->placed[i].instance))
+                if (!plan_find_instance(r->p, v->placed[i].service, v->placed[i].instance))
                         keys[n++] = v->placed[i];
         for (size_t i = 0; i < r->p->n_instances; i++)
                 if (streq_ptr(r->p->instances[i].host, host))
