@@ -543,6 +543,19 @@ void agent_on_unit_changed(Systemd *s, const UnitInfo *now, const UnitInfo *old,
                            strna(now->active_state), strna(now->sub_state),
                            strna(old->active_state), strna(old->sub_state), now->n_restarts);
 
+        /* Its StatusText read after it went active: only readiness can have
+         * changed, which the shard report below carries. */
+        if (now->status_pending != old->status_pending &&
+            streq_ptr(now->active_state, old->active_state) &&
+            streq_ptr(now->sub_state, old->sub_state) && streq_ptr(now->result, old->result) &&
+            streq_ptr(now->status_text, old->status_text) && now->n_restarts == old->n_restarts &&
+            now->main_pid == old->main_pid) {
+                /* Once per start, not churn: at once. */
+                if (shard_info(a, now->name))
+                        (void) request_shard_report(a, true); /* logs failures */
+                return;
+        }
+
         ur = unit_report(a, now->name, true);
         if (!ur)
                 log_warning("Out of memory tracking the events of %s; the next heartbeat "
