@@ -16,14 +16,29 @@ void observed_done(Observed *o) {
         *o = (Observed){ 0 };
 }
 
+/* Room for one more element in *v (n used, *allocated of them allocated),
+ * doubling: a heartbeat of many units is not quadratic. */
+static int grow(void **v, size_t n, size_t *allocated, size_t size) {
+        size_t want;
+        void *p;
+
+        if (n < *allocated)
+                return 0;
+        want = MAX(*allocated * 2, (size_t) 16);
+        p = reallocarray(*v, want, size);
+        if (!p)
+                return -ENOMEM;
+        *v = p;
+        *allocated = want;
+        return 0;
+}
+
 /* Keeps a copy of s in o; NULL on OOM. */
 static const char *keep(Observed *o, const char *s) {
-        char **v = realloc(o->strings, (o->n_strings + 1) * sizeof(char *));
         char *c;
 
-        if (!v)
+        if (grow((void **) &o->strings, o->n_strings, &o->strings_allocated, sizeof(char *)) < 0)
                 return NULL;
-        o->strings = v;
         c = strdup(strempty(s));
         if (!c)
                 return NULL;
@@ -32,11 +47,12 @@ static const char *keep(Observed *o, const char *s) {
 }
 
 static int add_change(Observed *o, const UnitChange *c) {
-        UnitChange *v = realloc(o->changes, (o->n_changes + 1) * sizeof(UnitChange));
+        UnitChange *v;
 
-        if (!v)
+        if (grow((void **) &o->changes, o->n_changes, &o->changes_allocated, sizeof(UnitChange)) <
+            0)
                 return -ENOMEM;
-        o->changes = v;
+        v = o->changes;
         v[o->n_changes] = *c;
         v[o->n_changes].unit = keep(o, c->unit);
         v[o->n_changes].service = keep(o, c->service);

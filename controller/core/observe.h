@@ -58,9 +58,9 @@ typedef struct CopyReport {
 /* What changed, for reconcile(): the changes point into `strings`. */
 typedef struct Observed {
         UnitChange *changes;
-        size_t n_changes;
+        size_t n_changes, changes_allocated;
         char **strings;
-        size_t n_strings;
+        size_t n_strings, strings_allocated;
         size_t refused_copies; /* copies or shards a host claimed that were not its */
         size_t malformed_copies;
         bool labels_changed; /* a heartbeat's labels differ from the last */
