@@ -50,11 +50,20 @@ static int print_table(const Baton__V1__HostList *list) {
                                                "UNITS",   "LABELS" };
         _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
         uint64_t now = now_realtime_usec(), held = 0;
+        /* A large fleet is summed up: the hosts that are not up, and counts. */
+        bool summary = list->n_hosts > CTL_DETAILS_MAX;
+        size_t up = 0;
 
         if (!t)
                 return CTL_EXIT_FAILED;
         for (size_t i = 0; i < list->n_hosts; i++) {
                 const Baton__V1__HostInfo *h = list->hosts[i];
+
+                if (streq_ptr(h->state, "up")) {
+                        up++;
+                        if (summary)
+                                continue;
+                }
                 _cleanup_free_ char *labels =
                         strjoin_space((const char *const *) h->labels, h->n_labels);
                 char ago[48], cores[16], mem[64], avail[24], total[24], load[16], units[32],
@@ -89,7 +98,12 @@ static int print_table(const Baton__V1__HostList *list) {
                 printf("No hosts have reported yet.\n");
                 return CTL_EXIT_OK;
         }
-        ctl_table_print(t, stdout);
+        if (!summary || up < list->n_hosts)
+                ctl_table_print(t, stdout);
+        if (summary)
+                printf("%s%zu hosts: %zu up, %zu not (listed). `batonctl --json hosts` lists every "
+                       "one.\n",
+                       up < list->n_hosts ? "\n" : "", list->n_hosts, up, list->n_hosts - up);
         for (size_t i = 0; i < list->n_hosts; i++)
                 held += list->hosts[i]->held_instances;
         if (held > 0)

@@ -425,7 +425,10 @@ class Bench:
             res['loss'] = self.lose_group(url, ctl, sims[0], stat_paths[0], loss_proc, n, lose)
             procs.remove(loss_proc)  # killed
         res['final'] = memory_kb(ctl.pid)
-        res['longest_step_ms'] = self.ctl(url, 'ping')[0]['counters'].get('longest_step_ms')
+        try:
+            res['longest_step_ms'] = self.ctl(url, 'ping')[0]['counters'].get('longest_step_ms')
+        except BenchError:
+            res['longest_step_ms'] = None
         res['sim_stats'] = [self.stats(p) for p in stat_paths]
         refused = sum(st.get('refused', 0) for st in res['sim_stats'])
         if refused:
@@ -463,7 +466,11 @@ class Bench:
         up_target = n - 1 - lose
         down_at = moved_at = None
         while time.monotonic() < deadline:
-            if down_at is None and self.ctl(url, 'ping', timeout=30)[0]['hosts_up'] <= up_target:
+            try:
+                up = self.ctl(url, 'ping', timeout=30)[0]['hosts_up']
+            except BenchError:
+                continue  # not answering: measured by the pings above
+            if down_at is None and up <= up_target:
                 down_at = time.monotonic()
             if down_at is not None and \
                     self.stats(survivors_stats).get('units_active', 0) == n * units:
@@ -481,7 +488,11 @@ class Bench:
                        a.get('host') not in lost_ids and a.get('host') != f'sim-{n - 1:04d}'}
         # From the clocks of the controller (when each host went down) and of the agents
         # (when the last one applied), not from when this script polled.
-        lost_down = [h['state_since_us'] / 1e6 for h in self.ctl(url, 'hosts')[0]['hosts']
+        try:
+            hosts = self.ctl(url, 'hosts')[0]['hosts']
+        except BenchError:
+            hosts = []
+        lost_down = [h['state_since_us'] / 1e6 for h in hosts
                      if h['host'] in lost_ids and h['state'] == 'down']
         down_rt = max(lost_down) if len(lost_down) == lose else None
         moved_rt = after.get('last_apply_us', 0) / 1e6

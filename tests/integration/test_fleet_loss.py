@@ -318,8 +318,12 @@ def large_answers_come_in_parts(world):
     mark = len(S['controller'].log())
     doc = ok_json(world, 'hosts')
     assert len(doc['hosts']) == KEEP + LOSE + 2 + CROWD, len(doc['hosts'])
+    # In text, a summary: the hosts that are not up, and counts.
     text = world.batonctl('hosts')
-    assert text.returncode == 0 and len(text.stdout.splitlines()) >= len(doc['hosts']), text
+    down = [h['host'] for h in doc['hosts'] if h['state'] != 'up']
+    assert text.returncode == 0 and f'{len(doc["hosts"])} hosts: ' \
+        f'{len(doc["hosts"]) - len(down)} up, {len(down)} not' in text.stdout, text.stdout
+    assert all(h in text.stdout for h in down) and 'crowd-0001' not in text.stdout, text.stdout
     assert re.search(r'Answered \S+ in [2-9] parts', S['controller'].log()[mark:]), \
         'the answer did not come in parts'
     # A change whose answer is large: an instance for every host that is up.
