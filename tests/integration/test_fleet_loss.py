@@ -258,7 +258,7 @@ CPU_ROOT = '/sys/fs/cgroup/cpu'
 @suite.case
 def a_starved_controller_declares_no_host_down(world):
     """A controller held to 0.3 % of a core (a cgroup cpu quota), far less than 340 hosts
-    heartbeating every second on a 4 s timeout need, until it is behind by more than the
+    heartbeating every second on a 4 s timeout need, held back for longer than twice the
     timeout, while batonctl keeps asking for everything: no host is declared down."""
     if not os.access(os.path.join(CPU_ROOT, 'cgroup.procs'), os.W_OK):
         suite.skip('no writable cgroup v1 cpu controller here')
@@ -277,29 +277,21 @@ def a_starved_controller_declares_no_host_down(world):
             f.write('3000')  # 0.3 % of a core
         with open(os.path.join(group, 'cgroup.procs'), 'w') as f:
             f.write(str(pid))
-        # Starved until it is behind by more than host_timeout (as it says in its log, or
-        # in `ping` when it gets to answer), and a while longer.
-        mark = len(S['controller'].log())
+        # Starved (held back, in all, for longer than a host's silence may last: what a
+        # controller judging hosts by its own pace would take for silence), while
+        # batonctl keeps asking.
+        def throttled_s():
+            with open(os.path.join(group, 'cpu.stat')) as f:
+                return int(dict(line.split() for line in f)['throttled_time']) / 1e9
+
         deadline = time.monotonic() + 4 * HOST_TIMEOUT
-        lag = 0
-
-        def behind():
-            said = re.findall(r'Reading status ([0-9.]+)s behind', S['controller'].log()[mark:])
-            return max([lag] + [float(x) * 1000 for x in said])
-
-        while time.monotonic() < deadline or (behind() <= HOST_TIMEOUT * 1000 and
+        while time.monotonic() < deadline or (throttled_s() <= 2 * HOST_TIMEOUT and
                                               time.monotonic() < deadline + 60):
             # Reads that cost the starved controller more of its little CPU.
             world.batonctl('--timeout', '8s', 'status', timeout=30)
-            r = world.batonctl('--timeout', '8s', '--json', 'ping', timeout=30)
-            if r.returncode == 0:
-                lag = max(lag, json.loads(r.stdout)['counters'].get('status_lag_ms', 0))
-        lag = behind()
-        with open(os.path.join(group, 'cpu.stat')) as f:
-            throttled = dict(line.split() for line in f)['nr_throttled']
-        assert int(throttled) > 0, 'the quota never throttled the controller'
-        # Behind by more than a host's silence may last: judged on arrival, none is down.
-        assert lag > HOST_TIMEOUT * 1000, f'the controller was never behind ({lag} ms)'
+            world.batonctl('--timeout', '8s', '--json', 'ping', timeout=30)
+        assert throttled_s() > 2 * HOST_TIMEOUT, \
+            f'the controller was held back only {throttled_s():.1f}s'
     finally:
         with open(os.path.join(CPU_ROOT, 'cgroup.procs'), 'w') as f:
             f.write(str(pid))
