@@ -71,7 +71,7 @@ static int publish_status(Agent *a, const char *kind, const ProtobufCMessage *bo
         /* A heartbeat is only news for a few intervals: let the broker drop
          * stale ones rather than replay minutes of them to a slow controller. */
         snprintf(expiration, sizeof(expiration), "%" PRIu64,
-                 (uint64_t) (MAX(5 * a->config.heartbeat_interval, 10 * USEC_PER_SEC) /
+                 (uint64_t) (TOPOLOGY_HEARTBEAT_EXPIRY(a->config.heartbeat_interval) /
                              USEC_PER_MSEC));
 
         BrokerMessage m = {

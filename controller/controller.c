@@ -154,6 +154,10 @@ int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
         broker_config_init(&bc);
         broker_settings_apply(&c->config.broker, &bc);
         bc.connection_name = "baton-controller";
+        /* Room for the largest answer (in parts, published at once) on top of
+         * the usual buffer; the outbox keeps its backlog well below that
+         * (outbox.h). Only what is in flight takes memory. */
+        bc.max_pending_bytes += CODEC_MAX_ANSWER_SIZE;
         r = broker_new(loop, &bc, on_broker_state, c, &c->broker);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the broker client: %s", STRERROR(r));
@@ -166,7 +170,8 @@ int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
 
         if (uv_timer_init(loop, &c->marker_timer) < 0 || uv_timer_init(loop, &c->flush_timer) < 0 ||
             uv_timer_init(loop, &c->tick_timer) < 0 || pipeline_init(c) < 0 ||
-            uv_signal_init(loop, &c->sigterm) < 0 || uv_signal_init(loop, &c->sigint) < 0)
+            outbox_init(&c->outbox, loop, &c->pub) < 0 || uv_signal_init(loop, &c->sigterm) < 0 ||
+            uv_signal_init(loop, &c->sigint) < 0)
                 return log_error_errno(-ENOMEM, "Failed to set up event loop handles.");
         c->handles = true;
         c->marker_timer.data = c->flush_timer.data = c->tick_timer.data = c;
@@ -205,6 +210,7 @@ static void close_handles(void *userdata) {
         loop_close_handle((uv_handle_t *) &c->flush_timer);
         loop_close_handle((uv_handle_t *) &c->tick_timer);
         loop_close_handle((uv_handle_t *) &c->wave.timer);
+        outbox_close(&c->outbox);
         loop_close_handle((uv_handle_t *) &c->sigterm);
         loop_close_handle((uv_handle_t *) &c->sigint);
         notifier_done(&c->notifier);
@@ -220,6 +226,8 @@ void controller_stop(Controller *c) {
                 pipeline_transitions_flush(c);
                 pipeline_flush_hosts(c);
         }
+        /* What waits goes out before the connection closes. */
+        outbox_flush(&c->outbox);
         if (c->broker)
                 broker_close(c->broker, close_handles, c);
         else
@@ -228,6 +236,7 @@ void controller_stop(Controller *c) {
 
 void controller_done(Controller *c) {
         pipeline_done(c);
+        outbox_done(&c->outbox);
         intake_done(&c->intake);
         model_done(&c->model);
         c->store = store_close(c->store);

@@ -18,6 +18,7 @@
 #include "liveness.h"
 #include "model.h"
 #include "notify.h"
+#include "outbox.h"
 #include "publish.h"
 #include "sign.h"
 #include "store.h"
@@ -28,8 +29,6 @@ typedef struct PipelineCounters {
         uint64_t alerts_raised;
         uint64_t alerts_resolved;
         uint64_t store_errors;
-        uint64_t placements_sent;
-        uint64_t restarts_sent;
         usec_t longest_step; /* the longest reconcile + store + publish, monotonic µs */
 } PipelineCounters;
 
@@ -52,11 +51,13 @@ typedef struct Controller {
         Broker *broker;
         Model model;
         Publisher pub;
+        Outbox outbox;
         SignKey signing_key;
         Intake intake;
         Liveness live;
         PipelineCounters counters;
         HostWave wave;
+        char run_nonce[33]; /* random, made at start: restart ids (pipeline.c) */
 
         uv_timer_t marker_timer;
         uv_timer_t flush_timer;

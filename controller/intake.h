@@ -39,6 +39,7 @@ typedef struct Intake {
 
         uint64_t status_received;
         uint64_t heartbeats;
+        uint64_t markers; /* the controller's own liveness markers, read back */
         uint64_t rpc_received;
         uint64_t rpc_answered;
         uint64_t refused[_REFUSE_REASON_MAX];

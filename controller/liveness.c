@@ -28,7 +28,23 @@ bool liveness_marker_read(Liveness *l, const Baton__V1__ControllerMarker *mk, us
                 return false;
         l->horizon = mk->sent_mono_us;
         l->lag = now - l->horizon;
-        if (l->lag > l->timeout / 2 && now - l->lag_logged >= 60 * USEC_PER_SEC) {
+        if (l->lag >= LIVENESS_OVERRUN_LAG) {
+                if (!l->overrun || now - l->lag_logged >= 60 * USEC_PER_SEC) {
+                        log_warning("Reading status %.1fs behind: heartbeats may expire in the "
+                                    "queue unread, so no host is judged until the controller "
+                                    "is less than %.0fs behind.",
+                                    (double) l->lag / USEC_PER_SEC,
+                                    (double) LIVENESS_OVERRUN_LAG / USEC_PER_SEC);
+                        l->lag_logged = now;
+                }
+                l->overrun = true;
+        } else if (l->overrun) {
+                log_notice("Reading status %.1fs behind again; every live host gets a whole "
+                           "timeout from now.",
+                           (double) l->lag / USEC_PER_SEC);
+                l->overrun = false;
+                l->regained = true;
+        } else if (l->lag > l->timeout / 2 && now - l->lag_logged >= 60 * USEC_PER_SEC) {
                 log_warning("Reading status %.1fs behind; hosts are judged as of then.",
                             (double) l->lag / USEC_PER_SEC);
                 l->lag_logged = now;
@@ -36,12 +52,19 @@ bool liveness_marker_read(Liveness *l, const Baton__V1__ControllerMarker *mk, us
         return true;
 }
 
+bool liveness_take_regained(Liveness *l) {
+        bool r = l->regained;
+
+        l->regained = false;
+        return r;
+}
+
 void liveness_set_blind(Liveness *l, bool blind) {
         l->blind = blind;
 }
 
 bool liveness_horizon(const Liveness *l, usec_t *ret) {
-        if (l->blind || l->horizon == 0)
+        if (l->blind || l->overrun || l->horizon == 0)
                 return false;
         *ret = l->horizon;
         return true;

@@ -8,7 +8,10 @@
  * it was when it is reading, so it never declares a host down for its own
  * lag; a host that really stopped is declared down one timeout after its
  * last heartbeat, as of the horizon. While the broker is away (blind) no
- * host is judged at all. */
+ * host is judged at all, nor while the controller reads its queue so late
+ * that the broker may have dropped heartbeats as expired (overrun: silence
+ * is no evidence then either); when the lag is short again, every live host
+ * gets a whole timeout from then (liveness_take_regained()). */
 #pragma once
 
 #include <stdbool.h>
@@ -16,6 +19,7 @@
 
 #include "duration.h"
 #include "status.pb-c.h"
+#include "topology.h"
 
 typedef struct Liveness {
         char nonce[33]; /* this run's markers */
@@ -26,7 +30,13 @@ typedef struct Liveness {
         usec_t lag_logged; /* a warning a minute at most */
         usec_t timeout;    /* host_timeout */
         bool blind;        /* not connected: nothing can be heard */
+        bool overrun;      /* the lag reached LIVENESS_OVERRUN_LAG */
+        bool regained;     /* overrun ended: hosts to be given a fresh timeout */
 } Liveness;
+
+/* At this lag heartbeats may have expired unread (topology.h): a margin
+ * below the shortest expiry agents give them. */
+#define LIVENESS_OVERRUN_LAG (TOPOLOGY_HEARTBEAT_MIN_EXPIRY - 2 * USEC_PER_SEC)
 
 int liveness_init(Liveness *l, usec_t host_timeout);
 
@@ -41,3 +51,6 @@ bool liveness_marker_read(Liveness *l, const Baton__V1__ControllerMarker *mk, us
 void liveness_set_blind(Liveness *l, bool blind);
 /* Whether hosts may be judged now, and as of when. */
 bool liveness_horizon(const Liveness *l, usec_t *ret);
+/* True once after an overrun ended: the caller gives every live host a
+ * fresh timeout (heartbeats of the overrun may have been dropped). */
+bool liveness_take_regained(Liveness *l);

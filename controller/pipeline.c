@@ -14,12 +14,9 @@ int pipeline_decide(Controller *c, Event *ev, Plan *ret, Answer *ret_answer) {
         char nonce[33];
         int r;
 
-        /* Restart ids are the nonce and a counter: unique across runs. */
-        r = random_id(nonce);
-        if (r < 0) {
-                plan_init(ret);
-                return r;
-        }
+        /* Restart ids are the nonce and a counter: unique across runs (the
+         * run's random half) and events (the event's number). */
+        snprintf(nonce, sizeof(nonce), "%.16s%016" PRIx64, c->run_nonce, c->counters.events);
         ev->now = now_realtime_usec();
         ev->nonce = nonce;
         r = reconcile(&c->model, ev, ret, ret_answer);
@@ -122,41 +119,13 @@ static void carry_out_alert(Controller *c, const PlanAlert *a, uint64_t now) {
                                   strempty(a->host), STRERROR(r));
 }
 
-void pipeline_carry_out(Controller *c, Plan *p) {
+void pipeline_carry_out(Controller *c, Plan *p, usec_t start) {
         uint64_t now = now_realtime_usec();
-        int r;
 
         for (size_t i = 0; i < p->n_logs; i++)
                 log_full(p->logs[i].level, "%s", p->logs[i].text);
         plan_apply(p, &c->model, now);
-
-        /* What fails to go out goes again: a host that does not apply its
-         * Placement is sent it again after a while (reconcile.c), a broker
-         * that comes back gets every Placement again. */
-        for (size_t i = 0; i < p->n_sends; i++) {
-                const PlanSend *s = &p->sends[i];
-
-                r = publish_placement(&c->pub, c->model.epoch, s);
-                if (r < 0) {
-                        log_warning_errno(r, "Failed to send placement %" PRIu64 " to %s: %s",
-                                          s->generation, s->host, STRERROR(r));
-                        continue;
-                }
-                c->counters.placements_sent++;
-                log_debug("Sent placement %" PRIu64 "/%" PRIu64 " (%zu units) to %s.",
-                          c->model.epoch, s->generation, s->n_units, s->host);
-        }
-        for (size_t i = 0; i < p->n_restarts; i++) {
-                const PlanRestart *rs = &p->restarts[i];
-
-                r = publish_restart(&c->pub, c->model.epoch, rs, now);
-                if (r < 0) {
-                        log_warning_errno(r, "Failed to send restart %s of %s to %s: %s", rs->id,
-                                          rs->unit, rs->host, STRERROR(r));
-                        continue;
-                }
-                c->counters.restarts_sent++;
-        }
+        outbox_send(&c->outbox, p, c->model.epoch, start);
         for (size_t i = 0; i < p->n_alerts; i++)
                 carry_out_alert(c, &p->alerts[i], now);
         for (size_t i = 0; i < p->n_map_changed; i++)
@@ -187,7 +156,7 @@ int pipeline_run(Controller *c, Event *ev) {
                                 kind, strna(error));
                 return r;
         }
-        pipeline_carry_out(c, &p);
+        pipeline_carry_out(c, &p, start);
         took = now_monotonic_usec() - start;
         if (took > c->counters.longest_step)
                 c->counters.longest_step = took;
@@ -306,8 +275,11 @@ void pipeline_flush_hosts(Controller *c) {
 }
 
 int pipeline_init(Controller *c) {
-        int r = uv_timer_init(c->loop, &c->wave.timer);
+        int r = random_id(c->run_nonce);
 
+        if (r < 0)
+                return r;
+        r = uv_timer_init(c->loop, &c->wave.timer);
         c->wave.timer.data = c;
         return r;
 }

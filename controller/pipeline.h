@@ -26,12 +26,14 @@ int pipeline_run(Controller *c, Event *ev);
 /* The same in steps, for a request that answers from the plan before it is
  * applied: decide (sets the event's time and nonce); commit (stores the
  * plan's records and `audit`, if any, in one transaction; on failure nothing
- * changed, *ret_error says why); carry out (apply and publish; cannot fail:
- * what does not go out is counted and logged, and goes out again on the
- * next event that concerns it). */
+ * changed, *ret_error says why); carry out (apply and publish, or queue in
+ * the outbox; cannot fail: what does not go out is counted and logged, and
+ * goes out again on the next event that concerns it). */
 int pipeline_decide(Controller *c, Event *ev, Plan *ret, Answer *ret_answer);
 int pipeline_commit(Controller *c, Plan *p, const PipelineAudit *audit, const char **ret_error);
-void pipeline_carry_out(Controller *c, Plan *p);
+/* `start` (monotonic µs) begins the slice in which commands go out at once
+ * (outbox.h). */
+void pipeline_carry_out(Controller *c, Plan *p, usec_t start);
 
 /* A host's liveness changed (a heartbeat of a new or returning host, an
  * expiry sweep): the transitions found in one turn of the loop go through

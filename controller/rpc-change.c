@@ -89,7 +89,7 @@ static int run_request(RpcContext *x, Event *ev, bool dry_run, RpcView before, R
         x->audited = true;
         if (before)
                 doc = before(x, ev, &p, &a);
-        pipeline_carry_out(x->c, &p);
+        pipeline_carry_out(x->c, &p, now_monotonic_usec());
         if (after)
                 doc = after(x, ev, &p, &a);
         if (rpc_set_json(x, doc) < 0)

@@ -84,9 +84,13 @@ static void handle_marker(Controller *c, const BrokerMessage *m) {
                 return;
         }
         ack(c, m);
-        if (liveness_marker_read(&c->live, (const Baton__V1__ControllerMarker *) d.body,
-                                 now_monotonic_usec()))
-                judge_hosts(c);
+        c->intake.markers++;
+        if (!liveness_marker_read(&c->live, (const Baton__V1__ControllerMarker *) d.body,
+                                  now_monotonic_usec()))
+                return;
+        if (liveness_take_regained(&c->live))
+                host_table_grace(&c->model.hosts, now_monotonic_usec());
+        judge_hosts(c);
 }
 
 /* ---- reports ---------------------------------------------------------------------- */

@@ -322,13 +322,26 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run)
                 json_array_append_new(services, o);
         }
 
-        /* Every instance placed after the plan, and each removed one. */
+        /* Every instance placed after the plan, and each removed one. The
+         * instances come by service: what a service's change means for them
+         * is worked out once per service. */
+        const char *last = NULL;
+        const ServiceSpec *old = NULL, *s = NULL;
+        bool text_changed = false;
+
         for (size_t i = 0; placements && i < m->n_instances; i++) {
                 const Instance *in = &m->instances[i];
                 const PlanInstance *pi = plan_find_instance(p, in->service, in->instance);
-                const ServiceSpec *old = model_service(m, in->service),
-                                  *s = plan_spec(m, p, in->service);
                 const char *change = "keep";
+
+                if (!streq_ptr(last, in->service)) {
+                        last = in->service;
+                        old = model_service(m, in->service);
+                        s = plan_spec(m, p, in->service);
+                        text_changed = s && old &&
+                                       spec_systemd_hash(s->unit_text) !=
+                                               spec_systemd_hash(old->unit_text);
+                }
 
                 if (pi && !pi->host) {
                         json_array_append_new(placements,
@@ -339,8 +352,7 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run)
                 if (pi)
                         change = "move";
                 /* A changed unit file restarts the instances that stay. */
-                else if (s && old &&
-                         spec_systemd_hash(s->unit_text) != spec_systemd_hash(old->unit_text))
+                else if (text_changed)
                         change = "restart";
                 json_array_append_new(placements, placement_entry(s, in->service, in->instance,
                                                                   pi ? pi->host : in->host, change,

@@ -275,6 +275,15 @@ struct Broker {
         uint32_t channel_gen;
         uint64_t next_seq;
 
+        /* Acks, gathered: while the deliveries of one read are handled in
+         * order, one basic.ack with multiple set settles them all when the
+         * read ends (one frame and one write, not one per message). */
+        uint64_t settled_upto; /* every delivery up to this one is settled */
+        uint64_t ack_pending;  /* to ack with multiple set; 0: none */
+        uint64_t *ooo;         /* settled out of order, above settled_upto + 1, sorted */
+        size_t n_ooo;
+        bool dispatching; /* inside drain(): acks may wait for its end */
+
         OutList unsent;
         OutList unconfirmed;
         OutList done;
@@ -821,6 +830,9 @@ static void on_poll(uv_poll_t *h, int status, int events);
 static void pump(Broker *b);
 
 /* Runs pump() on the next loop turn without blocking in poll first. */
+static void acks_reset(Broker *b);
+static int acks_flush(Broker *b);
+
 static void kick(Broker *b) {
         if (b->close_started)
                 return;
@@ -1147,6 +1159,7 @@ static void handle_channel_close(Broker *b, Conn *c, const amqp_channel_close_t 
         }
 
         b->channel_gen++; /* every tag of the dead channel is stale now */
+        acks_reset(b);
         c->channel_open = false;
         assembly_reset(&b->assembly);
         requeue_unconfirmed(b, charge);
@@ -1305,7 +1318,7 @@ static void handle_frame(Broker *b, Conn *c, const amqp_frame_t *f) {
 
 /* Reads and handles every frame rabbitmq-c has or can read without waiting
  * (rabbitmq-c's queue first, then its buffer, then the socket). */
-static void drain(Broker *b) {
+static void drain_frames(Broker *b) {
         Conn *c = b->conn;
         const struct timeval zero = { 0 };
         unsigned budget = DRAIN_BUDGET;
@@ -1337,6 +1350,15 @@ static void drain(Broker *b) {
                         amqp_maybe_release_buffers(c->amqp);
                 dispatch_done(b);
         }
+}
+
+/* Reads and handles what the broker sent, then sends the acks gathered. */
+static void drain(Broker *b) {
+        b->dispatching = true;
+        drain_frames(b);
+        b->dispatching = false;
+        /* A failure closes the connection, which says so itself. */
+        (void) acks_flush(b);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1917,6 +1939,7 @@ static void connection_lost(Broker *b) {
         (void) uv_timer_stop(&b->heartbeat_timer);
         assembly_reset(&b->assembly);
         b->channel_gen++;
+        acks_reset(b);
         conn_release(b, c, false);
         requeue_unconfirmed(b, charge);
         set_state(b, BROKER_DISCONNECTED, error, reason ? reason : "out of memory");
@@ -1969,6 +1992,7 @@ static void on_after_work(uv_work_t *req, int status) {
                         break;
                 }
                 b->channel_gen++;
+                acks_reset(b);
                 b->next_seq = 1;
                 b->backoff_attempt = 0;
                 b->stats.connects++;
@@ -2125,6 +2149,7 @@ static void maybe_finish(Broker *b) {
         userdata = b->closed_userdata;
         assembly_reset(&b->assembly);
         items_free(b);
+        free(b->ooo);
         free(b->ca_file);
         free(b->connection_name);
         free(b->url_buf);
@@ -2136,6 +2161,8 @@ static void maybe_finish(Broker *b) {
 void broker_close(Broker *b, void (*closed_cb)(void *userdata), void *userdata) {
         if (!b || b->closing)
                 return;
+        /* What was handled is acked before the connection goes. */
+        (void) acks_flush(b); /* a failure closes the connection anyway */
         b->closing = true;
         b->state = BROKER_CLOSED;
         b->closed_cb = closed_cb;
@@ -2174,6 +2201,7 @@ static int strdup_opt(const char *s, char **ret) {
 
 static void broker_free_unstarted(Broker *b) {
         items_free(b);
+        free(b->ooo);
         free(b->ca_file);
         free(b->connection_name);
         free(b->url_buf);
@@ -2472,6 +2500,64 @@ int broker_publish(Broker *b, const BrokerMessage *m, unsigned flags, BrokerConf
         return 0;
 }
 
+/* A new channel numbers its deliveries from 1 again; acks gathered for the
+ * old one are void (the broker requeued what they were for). */
+static void acks_reset(Broker *b) {
+        b->settled_upto = 0;
+        b->ack_pending = 0;
+        b->n_ooo = 0;
+}
+
+/* Sends the gathered ack, if any. */
+static int acks_flush(Broker *b) {
+        int r, saved;
+
+        if (b->ack_pending == 0 || !conn_usable(b))
+                return 0;
+        errno = 0;
+        r = amqp_basic_ack(b->conn->amqp, CHANNEL, b->ack_pending, true);
+        saved = errno;
+        b->ack_pending = 0;
+        if (r != AMQP_STATUS_OK) {
+                conn_fail_status(b, r, saved, "ack");
+                r = status_to_errno(r, saved);
+                return r < 0 ? r : -EIO;
+        }
+        kick(b);
+        return 0;
+}
+
+/* `seq` is settled: moves settled_upto over it and over what was settled
+ * out of order just above it, or remembers it as out of order. */
+static void acks_settled(Broker *b, uint64_t seq) {
+        if (seq != b->settled_upto + 1) {
+                size_t i = b->n_ooo;
+
+                /* At most the prefetch window; beyond it, forgotten: acks are then
+                 * sent one by one, which is only slower. */
+                if (b->n_ooo >= 4096)
+                        return;
+                if (!b->ooo) {
+                        b->ooo = calloc(4096, sizeof(uint64_t));
+                        if (!b->ooo)
+                                return;
+                }
+                while (i > 0 && b->ooo[i - 1] > seq) {
+                        b->ooo[i] = b->ooo[i - 1];
+                        i--;
+                }
+                b->ooo[i] = seq;
+                b->n_ooo++;
+                return;
+        }
+        b->settled_upto = seq;
+        while (b->n_ooo > 0 && b->ooo[0] == b->settled_upto + 1) {
+                b->settled_upto++;
+                memmove(b->ooo, b->ooo + 1, (b->n_ooo - 1) * sizeof(uint64_t));
+                b->n_ooo--;
+        }
+}
+
 static int settle(Broker *b, uint64_t tag, bool ack, bool requeue) {
         uint64_t seq = tag & TAG_SEQ_MASK;
         int r, saved;
@@ -2481,10 +2567,23 @@ static int settle(Broker *b, uint64_t tag, bool ack, bool requeue) {
                 return -EINVAL;
         if (!conn_usable(b) || (tag >> TAG_SEQ_BITS) != (b->channel_gen & TAG_GEN_MASK))
                 return -ESTALE;
+        if (ack && seq == b->settled_upto + 1) {
+                /* In order: gathered (while a read is handled), sent at its end. */
+                acks_settled(b, seq);
+                b->ack_pending = seq;
+                b->stats.acked++;
+                return b->dispatching ? 0 : acks_flush(b);
+        }
+        /* Out of order, or a reject: what is gathered goes first. */
+        r = acks_flush(b);
+        if (r < 0)
+                return r;
         errno = 0;
         r = ack ? amqp_basic_ack(b->conn->amqp, CHANNEL, seq, false)
                 : amqp_basic_reject(b->conn->amqp, CHANNEL, seq, requeue);
         saved = errno;
+        if (r == AMQP_STATUS_OK)
+                acks_settled(b, seq);
         if (r != AMQP_STATUS_OK) {
                 conn_fail_status(b, r, saved, ack ? "ack" : "reject");
                 r = status_to_errno(r, saved);

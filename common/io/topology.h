@@ -21,6 +21,13 @@
 #define TOPOLOGY_QUEUE_RPC "baton.rpc"
 #define TOPOLOGY_QUEUE_AGENT_PREFIX "baton.agent."
 #define TOPOLOGY_REPLY_TO "amq.rabbitmq.reply-to"
+
+/* A heartbeat expires in the queue after five heartbeat intervals, never
+ * sooner than this: the broker drops it rather than replay minutes of
+ * heartbeats to a controller that fell behind. A controller reading its
+ * queue later than this may be missing heartbeats that were sent. */
+#define TOPOLOGY_HEARTBEAT_MIN_EXPIRY (10 * USEC_PER_SEC)
+#define TOPOLOGY_HEARTBEAT_EXPIRY(interval) MAX(5 * (interval), TOPOLOGY_HEARTBEAT_MIN_EXPIRY)
 /* What reply_to looks like on a request that used direct reply-to: the
  * controller answers nothing else (a reply to a named queue would let a
  * requester make the controller publish into any queue). */

@@ -114,6 +114,8 @@ int host_table_restore(HostTable *t, const char *id, bool alive, bool drained, u
         if (r < 0)
                 return r;
         h->alive = alive;
+        if (h->drained != drained)
+                t->n_drained = drained ? t->n_drained + 1 : t->n_drained - 1;
         h->drained = drained;
         h->last_seen = now;
         h->state_since = now;
@@ -183,6 +185,7 @@ int host_table_set_drained(HostTable *t, const char *id, bool drained, HostTrans
                 return 0;
         from = host_state(h);
         h->drained = drained;
+        t->n_drained = drained ? t->n_drained + 1 : t->n_drained - 1;
         if (ret)
                 *ret = (HostTransition){ .id = h->id, .from = from, .to = host_state(h) };
         return 1;

@@ -42,6 +42,7 @@ typedef struct HostTable {
         Host **hosts; /* sorted by id */
         size_t n_hosts;
         size_t n_allocated;
+        size_t n_drained; /* hosts with the drain flag: most events need not look */
         usec_t timeout;
 } HostTable;
 

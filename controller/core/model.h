@@ -97,6 +97,7 @@ typedef struct HostModel {
          * what the host's Placement is made of, kept as placement changes. */
         InstanceKey *placed;
         size_t n_placed;
+        size_t n_incoming; /* plan_reserve()'s count of what a plan adds; 0 between plans */
         uint64_t memory_reserved;
 
         /* The Placement sent: its generation (persisted), a digest of its

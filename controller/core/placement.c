@@ -31,6 +31,7 @@ typedef struct Node {
         size_t group;       /* its Spread= group, for the service being placed */
         bool fits;          /* schedulable and has the service's labels */
         bool keeps;         /* schedulable or keeps, and has the service's labels */
+        uint64_t hash;      /* the tie-break of rule 2, for the service being placed */
 } Node;
 
 /* One service, in name order, and where its instances live in the flat
@@ -60,6 +61,8 @@ typedef struct Placer {
         bool *kept;     /* per instance: stayed on its current host */
         bool *had_host; /* per instance: listed in `current` */
         size_t *groups; /* per-group instance counts of the service being placed */
+        size_t *heap;   /* node indices, least loaded first (rule 2 without Spread=) */
+        size_t n_heap;
         PlacementProblem *problems;
         size_t n_problems;
 } Placer;
@@ -76,22 +79,17 @@ static void placer_done(Placer *p) {
         free(p->kept);
         free(p->had_host);
         free(p->groups);
+        free(p->heap);
 }
 
-/* The hash state after "<service>\0<instance>\0"; the host id follows. */
-static uint64_t hash_prefix(const char *service, uint32_t instance) {
-        char buf[16];
-        int n;
-        uint64_t h;
+/* Rule 2's tie-break for `service` on every node: FNV-1a of
+ * "<service>\0<host id>". */
+static void nodes_hash_for(Placer *p, const ServiceSpec *s) {
+        uint64_t prefix = fnv1a64(FNV1A64_OFFSET, s->name, strlen(s->name) + 1);
 
-        n = snprintf(buf, sizeof buf, "%" PRIu32, instance);
-        assert(n > 0 && (size_t) n < sizeof buf);
-        h = fnv1a64(FNV1A64_OFFSET, service, strlen(service) + 1);
-        return fnv1a64(h, buf, (size_t) n + 1);
-}
-
-static uint64_t hash_host(uint64_t prefix, const char *host) {
-        return fnv1a64(prefix, host, strlen(host));
+        for (size_t i = 0; i < p->n_nodes; i++)
+                p->nodes[i].hash =
+                        fnv1a64(prefix, p->nodes[i].host->id, strlen(p->nodes[i].host->id));
 }
 
 bool placement_labels_match(const PlacementHost *h, const SpecLabel *require, size_t n) {
@@ -229,8 +227,9 @@ static int placer_load(Placer *p, const ServiceSpec *const *services, size_t n_s
         p->svcs = calloc(n_services ? n_services : 1, sizeof(Svc));
         p->nodes = calloc(n_hosts ? n_hosts : 1, sizeof(Node));
         p->groups = calloc(n_hosts + 1, sizeof(size_t));
+        p->heap = calloc(n_hosts + 1, sizeof(size_t));
         p->current = calloc(n_current ? n_current : 1, sizeof(Current));
-        if (!p->svcs || !p->nodes || !p->groups || !p->current)
+        if (!p->svcs || !p->nodes || !p->groups || !p->heap || !p->current)
                 return -ENOMEM;
 
         for (size_t i = 0; i < n_services; i++) {
@@ -470,47 +469,71 @@ static int cmp_load(const Placer *p, const ServiceSpec *s, const Node *a, const 
         return cmp_size(a->n_instances, b->n_instances);
 }
 
-/* Rule 2: the eligible node with the least load, ties broken by the hash. */
-static size_t choose(const Placer *p, const ServiceSpec *s, uint32_t instance) {
-        uint64_t prefix = hash_prefix(s->name, instance), best_hash = 0;
-        bool best_hashed = false;
+/* Rule 2's whole order: load, then the hash, then (on a freak equal hash)
+ * the smaller id, which is the smaller index. */
+static int cmp_rank(const Placer *p, const ServiceSpec *s, size_t a, size_t b) {
+        int c = cmp_load(p, s, p->nodes + a, p->nodes + b);
+
+        if (c != 0)
+                return c;
+        if (p->nodes[a].hash != p->nodes[b].hash)
+                return p->nodes[a].hash < p->nodes[b].hash ? -1 : 1;
+        return cmp_size(a, b);
+}
+
+/* Rule 2 with Spread=: placing one instance changes the rank of every node
+ * of its group, so each choice looks at every node. */
+static size_t choose_scan(const Placer *p, const ServiceSpec *s) {
         size_t best = NONE;
 
-        for (size_t n = 0; n < p->n_nodes; n++) {
-                const Node *node = p->nodes + n;
-
-                if (!eligible(node, s))
-                        continue;
-                if (best != NONE) {
-                        int c = cmp_load(p, s, node, p->nodes + best);
-                        uint64_t h;
-
-                        if (c > 0)
-                                continue;
-                        if (c == 0) {
-                                /* Hash only on a tie: most candidates lose earlier. Nodes
-                                 * come in id order, so on a (freak) equal hash the smaller
-                                 * id stays. */
-                                if (!best_hashed) {
-                                        best_hash = hash_host(prefix, p->nodes[best].host->id);
-                                        best_hashed = true;
-                                }
-                                h = hash_host(prefix, node->host->id);
-                                if (h >= best_hash)
-                                        continue;
-                                best = n;
-                                best_hash = h;
-                                continue;
-                        }
-                }
-                best = n;
-                best_hashed = false;
-        }
+        for (size_t n = 0; n < p->n_nodes; n++)
+                if (eligible(p->nodes + n, s) && (best == NONE || cmp_rank(p, s, n, best) < 0))
+                        best = n;
         return best;
+}
+
+/* Rule 2 without Spread=: placing an instance changes the rank of the chosen
+ * node only, so the eligible nodes wait in a heap by rank and each choice
+ * costs O(log nodes). */
+static void heap_down(Placer *p, const ServiceSpec *s, size_t i) {
+        for (;;) {
+                size_t l = 2 * i + 1, r = l + 1, m = i, t;
+
+                if (l < p->n_heap && cmp_rank(p, s, p->heap[l], p->heap[m]) < 0)
+                        m = l;
+                if (r < p->n_heap && cmp_rank(p, s, p->heap[r], p->heap[m]) < 0)
+                        m = r;
+                if (m == i)
+                        return;
+                t = p->heap[i];
+                p->heap[i] = p->heap[m];
+                p->heap[m] = t;
+                i = m;
+        }
+}
+
+static void heap_build(Placer *p, const ServiceSpec *s) {
+        p->n_heap = 0;
+        for (size_t n = 0; n < p->n_nodes; n++)
+                if (eligible(p->nodes + n, s))
+                        p->heap[p->n_heap++] = n;
+        for (size_t i = p->n_heap / 2; i-- > 0;)
+                heap_down(p, s, i);
+}
+
+/* The least ranked eligible node; a node that stopped being eligible (a
+ * MaxPerHost= or Memory= reached: load only grows) leaves for good. */
+static size_t choose_heap(Placer *p, const ServiceSpec *s) {
+        while (p->n_heap > 0 && !eligible(p->nodes + p->heap[0], s)) {
+                p->heap[0] = p->heap[--p->n_heap];
+                heap_down(p, s, 0);
+        }
+        return p->n_heap > 0 ? p->heap[0] : NONE;
 }
 
 /* Rules 2 and 3 for every instance not kept, services in name order. */
 static int placer_place(Placer *p) {
+        bool unplaced;
         int r;
 
         for (size_t si = 0; si < p->n_svcs; si++) {
@@ -524,14 +547,22 @@ static int placer_place(Placer *p) {
                                 return r;
                 }
                 memset(p->groups, 0, (p->n_nodes + 1) * sizeof(size_t));
+                unplaced = false;
                 for (uint32_t i = 0; i < svc->count; i++) {
                         size_t w = p->where[svc->first + i];
 
-                        if (w == NONE)
+                        if (w == NONE) {
+                                unplaced = true;
                                 continue;
+                        }
                         p->nodes[w].n_service++;
                         p->groups[p->nodes[w].group]++;
                 }
+                if (!unplaced)
+                        continue;
+                nodes_hash_for(p, s);
+                if (!s->spread)
+                        heap_build(p, s);
 
                 for (uint32_t i = 0; i < svc->count; i++) {
                         size_t idx = svc->first + i, best;
@@ -539,12 +570,14 @@ static int placer_place(Placer *p) {
                         if (p->where[idx] != NONE)
                                 continue;
 
-                        best = choose(p, s, i);
+                        best = s->spread ? choose_scan(p, s) : choose_heap(p, s);
                         if (best == NONE)
                                 continue; /* rule 3: reported by placer_report() */
                         p->where[idx] = best;
                         node_add(p->nodes + best, s);
                         p->groups[p->nodes[best].group]++;
+                        if (!s->spread)
+                                heap_down(p, s, 0); /* the root's rank only grew */
                 }
         }
         return 0;

@@ -80,9 +80,11 @@ typedef struct PlacementResult {
  *  2. Every other instance goes to the eligible host (schedulable, labels,
  *     MaxPerHost, memory) that minimizes, in order: instances of the same
  *     service in the same Spread= value, instances of the same service on the
- *     host, total instances on the host, a stable hash of (service, instance,
- *     host id) — so ties break the same way every time without piling onto
- *     the alphabetically first host.
+ *     host, total instances on the host, a stable hash of (service, host
+ *     id) — so ties break the same way every time without piling onto the
+ *     alphabetically first host, each service in an order of its own. (The
+ *     hash leaves out the instance: then placing an instance changes the
+ *     rank of one host only, and a choice costs O(log hosts), not O(hosts).)
  *  3. None eligible: a problem, the instance stays unplaced (no assignment).
  *     Its reason is diagnosed against the fleet as the result leaves it, so
  *     the same input gives the same text and recomputing from the result
@@ -103,7 +105,7 @@ typedef struct PlacementResult {
  *    without Memory=, and keeps what it has (rule 1: its memory is not
  *    known to be short).
  *  - The stable hash is 64-bit FNV-1a over the bytes of
- *    "<service>\0<instance in decimal>\0<host id>".
+ *    "<service>\0<host id>".
  *  - Stability has one limit: raising one service's Memory= may overfill a
  *    host; its kept instances are then settled in (service, instance) order
  *    like any others, so an instance of another service may be the one that

@@ -185,12 +185,22 @@ int plan_reserve(Plan *p, Model *m) {
                 alerts += p->alerts[i].raise;
         if (r >= 0)
                 r = reserve((void **) &m->alerts, alerts, sizeof(OpenAlert));
-        /* Each host's list may take every instance placed on it. */
-        for (size_t i = 0; r >= 0 && i < p->n_instances; i++) {
+        /* Each host's list may take every instance the plan places on it:
+         * counted first, so that a plan placing 200,000 instances reserves
+         * what each host gets, not 200,000 entries on each. */
+        for (size_t i = 0; i < p->n_instances; i++) {
                 HostModel *v = p->instances[i].host ? model_host(m, p->instances[i].host) : NULL;
                 if (v)
-                        r = reserve((void **) &v->placed, v->n_placed + p->n_instances,
+                        v->n_incoming++;
+        }
+        for (size_t i = 0; i < p->n_instances; i++) {
+                HostModel *v = p->instances[i].host ? model_host(m, p->instances[i].host) : NULL;
+                if (!v || v->n_incoming == 0)
+                        continue;
+                if (r >= 0)
+                        r = reserve((void **) &v->placed, v->n_placed + v->n_incoming,
                                     sizeof(InstanceKey));
+                v->n_incoming = 0;
         }
         /* The alerts' strings: made now, so that opening one cannot fail. */
         for (size_t i = 0; r >= 0 && i < p->n_alerts; i++) {

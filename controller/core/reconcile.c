@@ -58,7 +58,16 @@ typedef struct Rec {
         StrSet released;      /* down hosts an operator confirmed: no longer held */
         bool holding;         /* mass-host-loss is open: down hosts keep their instances */
         bool full_place;      /* place every service (the periodic check, tests) */
+
+        /* While hosts are synced: the plan's placed instances by host. */
+        struct HostIndex *by_host;
+        size_t n_by_host;
 } Rec;
+
+typedef struct HostIndex {
+        const char *host;
+        size_t at; /* into Plan.instances */
+} HostIndex;
 
 static const char *const event_kind_table[_EVENT_KIND_MAX] = {
         [EVENT_TICK] = "tick",
@@ -1277,9 +1286,50 @@ static void unit_config_hash(const ServiceSpec *s, const CopyPlan *cp, char ret[
 }
 
 /* The instances on `host` as the pass sees them, sorted. */
+static int host_index_cmp(const void *a, const void *b) {
+        const HostIndex *x = a, *y = b;
+        int k = strcmp(x->host, y->host);
+
+        return k != 0 ? k : (x->at > y->at) - (x->at < y->at);
+}
+
+/* Indexes the plan's placed instances by host (Rec.by_host). */
+static int host_index_build(Rec *r) {
+        free(r->by_host);
+        r->n_by_host = 0;
+        r->by_host = calloc(r->p->n_instances + 1, sizeof(HostIndex));
+        if (!r->by_host)
+                return -ENOMEM;
+        for (size_t i = 0; i < r->p->n_instances; i++)
+                if (r->p->instances[i].host)
+                        r->by_host[r->n_by_host++] =
+                                (HostIndex){ .host = r->p->instances[i].host, .at = i };
+        qsort(r->by_host, r->n_by_host, sizeof(HostIndex), host_index_cmp);
+        return 0;
+}
+
+/* The first entry of Rec.by_host on `host`, and how many there are. */
+static size_t host_index_find(const Rec *r, const char *host, size_t *ret_n) {
+        size_t lo = 0, hi = r->n_by_host, first;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(r->by_host[mid].host, host) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        first = lo;
+        while (lo < r->n_by_host && streq(r->by_host[lo].host, host))
+                lo++;
+        *ret_n = lo - first;
+        return first;
+}
+
 static int rec_host_instances(Rec *r, const char *host, InstanceKey **ret, size_t *ret_n) {
         const HostModel *v = model_host(r->m, host);
-        size_t n = 0, max = (v ? v->n_placed : 0) + r->p->n_instances;
+        size_t n = 0, n_moved, first = host_index_find(r, host, &n_moved);
+        size_t max = (v ? v->n_placed : 0) + n_moved;
         InstanceKey *keys = calloc(max + 1, sizeof(InstanceKey));
 
         if (!keys)
@@ -1287,10 +1337,11 @@ static int rec_host_instances(Rec *r, const char *host, InstanceKey **ret, size_
         for (size_t i = 0; v && i < v->n_placed; i++)
                 if (!plan_find_instance(r->p, v->placed[i].service, v->placed[i].instance))
                         keys[n++] = v->placed[i];
-        for (size_t i = 0; i < r->p->n_instances; i++)
-                if (streq_ptr(r->p->instances[i].host, host))
-                        keys[n++] = (InstanceKey){ r->p->instances[i].service,
-                                                   r->p->instances[i].instance };
+        for (size_t i = first; i < first + n_moved; i++) {
+                const PlanInstance *pi = &r->p->instances[r->by_host[i].at];
+
+                keys[n++] = (InstanceKey){ pi->service, pi->instance };
+        }
         /* Two sorted runs: merge them by sorting the lot (they are short). */
         for (size_t i = 1; i < n; i++)
                 for (size_t k = i;
@@ -1487,7 +1538,13 @@ static int sync_service_hosts(Rec *r, const char *service) {
         return 0;
 }
 
+static int cmp_str_ptr(const void *a, const void *b) {
+        return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
 static int sync_hosts(Rec *r) {
+        _cleanup_free_ const char **ids = NULL;
+        size_t n = 0;
         int k;
 
         for (size_t i = 0; i < r->sync_services.n; i++) {
@@ -1495,13 +1552,38 @@ static int sync_hosts(Rec *r) {
                 if (k < 0)
                         return k;
         }
-        for (size_t i = 0; i < r->m->hosts.n_hosts; i++) {
-                const Host *h = r->m->hosts.hosts[i];
-                bool resend = r->resend_all || strset_has(&r->resend, h->id);
+        k = host_index_build(r);
+        if (k < 0)
+                return k;
+        if (r->sync_all || r->resend_all || r->p->epoch > 0) {
+                for (size_t i = 0; i < r->m->hosts.n_hosts; i++) {
+                        const Host *h = r->m->hosts.hosts[i];
 
-                if (!r->sync_all && !resend && !strset_has(&r->sync, h->id) && r->p->epoch == 0)
+                        k = sync_host(r, h, r->resend_all || strset_has(&r->resend, h->id));
+                        if (k < 0)
+                                return k;
+                }
+                return 0;
+        }
+        /* Only the hosts the pass touched, in the table's order (by id): an
+         * event that touches nothing costs nothing however large the fleet. */
+        if (r->sync.n + r->resend.n == 0)
+                return 0;
+        ids = calloc(r->sync.n + r->resend.n, sizeof(char *));
+        if (!ids)
+                return -ENOMEM;
+        for (size_t i = 0; i < r->sync.n; i++)
+                ids[n++] = r->sync.v[i];
+        for (size_t i = 0; i < r->resend.n; i++)
+                if (!strset_has(&r->sync, r->resend.v[i]))
+                        ids[n++] = r->resend.v[i];
+        qsort(ids, n, sizeof(char *), cmp_str_ptr);
+        for (size_t i = 0; i < n; i++) {
+                const Host *h = host_table_get(&r->m->hosts, ids[i]);
+
+                if (!h)
                         continue;
-                k = sync_host(r, h, resend);
+                k = sync_host(r, h, strset_has(&r->resend, h->id));
                 if (k < 0)
                         return k;
         }
@@ -2665,6 +2747,21 @@ static int step_unit_service(Rec *r, const char *unit) {
         return strset_add(&r->step, name);
 }
 
+/* Whether a live drained host still has instances (a drain to step on).
+ * Without drained hosts, the usual case, it costs nothing. */
+static bool drain_pending(const Rec *r) {
+        if (r->m->hosts.n_drained == 0)
+                return false;
+        for (size_t i = 0; i < r->m->hosts.n_hosts; i++) {
+                const Host *h = r->m->hosts.hosts[i];
+                const HostModel *v = h->userdata;
+
+                if (h->alive && h->drained && v && v->n_placed > 0)
+                        return true;
+        }
+        return false;
+}
+
 static int units_changed(Rec *r) {
         const Event *ev = r->ev;
         int k;
@@ -2700,13 +2797,8 @@ static int units_changed(Rec *r) {
                         return k;
         }
         /* A drain moves the next instance when the last one is healthy. */
-        for (size_t i = 0; ev->n_units > 0 && i < r->m->hosts.n_hosts; i++) {
-                const Host *h = r->m->hosts.hosts[i];
-                const HostModel *v = h->userdata;
-
-                if (h->alive && h->drained && v && v->n_placed > 0)
-                        r->place = true;
-        }
+        if (ev->n_units > 0 && drain_pending(r))
+                r->place = true;
         return 0;
 }
 
@@ -2786,13 +2878,8 @@ static int on_shard_report(Rec *r) {
                 if (k < 0)
                         return k;
         }
-        for (size_t i = 0; i < r->m->hosts.n_hosts; i++) {
-                const Host *h = r->m->hosts.hosts[i];
-                const HostModel *hv = h->userdata;
-
-                if (h->alive && h->drained && hv && hv->n_placed > 0)
-                        r->place = true;
-        }
+        if (drain_pending(r))
+                r->place = true;
         return 0;
 }
 
@@ -3134,6 +3221,7 @@ int reconcile(const Model *m, const Event *ev, Plan *ret, Answer *ret_answer) {
         strset_done(&r.sync_services);
         strset_done(&r.relabeled);
         strset_done(&r.released);
+        free(r.by_host);
         answer_done(&scratch);
         if (k < 0 || r.ans->verdict != VERDICT_OK) {
                 /* Refused or out of memory: nothing is decided. */

@@ -196,7 +196,7 @@ static int host_publish(SimHost *h, const char *kind, const ProtobufCMessage *bo
         if (asprintf(&key, "%s.%s", h->name, kind) < 0)
                 return -ENOMEM;
         snprintf(expiration, sizeof(expiration), "%" PRIu64,
-                 (uint64_t) (MAX(5 * s->heartbeat_interval, 10 * USEC_PER_SEC) / USEC_PER_MSEC));
+                 (uint64_t) (TOPOLOGY_HEARTBEAT_EXPIRY(s->heartbeat_interval) / USEC_PER_MSEC));
 
         BrokerMessage m = {
                 .exchange = TOPOLOGY_EXCHANGE_STATUS,

@@ -238,11 +238,12 @@ static uint64_t fnv1a(const void *data, size_t n) {
         return h;
 }
 
-static uint64_t tie_hash(const char *service, uint32_t instance, const char *host) {
+/* Rule 2's tie-break: the service and the host, not the instance. */
+static uint64_t tie_hash(const char *service, const char *host) {
         char buf[256];
         int n;
 
-        n = snprintf(buf, sizeof buf, "%s%c%" PRIu32 "%c%s", service, 0, instance, 0, host);
+        n = snprintf(buf, sizeof buf, "%s%c%s", service, 0, host);
         assert(n > 0 && (size_t) n < sizeof buf);
         return fnv1a(buf, (size_t) n);
 }
@@ -435,8 +436,7 @@ static bool model_better(const Model *m, const ServiceSpec *s, uint32_t instance
                 return m->same[a] < m->same[b];
         if (m->total[a] != m->total[b])
                 return m->total[a] < m->total[b];
-        return tie_hash(s->name, instance, m->hosts[a].id) <
-               tie_hash(s->name, instance, m->hosts[b].id);
+        return tie_hash(s->name, m->hosts[a].id) < tie_hash(s->name, m->hosts[b].id);
 }
 
 static void model_init(Model *m, const ServiceSpec *const *services, size_t n_services,
@@ -1246,7 +1246,7 @@ TEST(ties_break_by_the_fnv_hash) {
                 snprintf(name, sizeof name, "svc%u", k);
                 s = service(name, SERVICE_SINGLETON, 1);
                 for (size_t h = 1; h < ELEMENTSOF(ids); h++)
-                        if (tie_hash(name, 0, ids[h]) < tie_hash(name, 0, ids[best]))
+                        if (tie_hash(name, ids[h]) < tie_hash(name, ids[best]))
                                 best = h;
                 ASSERT_OK(placement_compute(svcs, 1, hosts, ELEMENTSOF(hosts), NULL, 0, &r));
                 ASSERT_STREQ(host_of(&r, name, 0), ids[best]);
