@@ -832,6 +832,7 @@ static void pump(Broker *b);
 /* Runs pump() on the next loop turn without blocking in poll first. */
 static void acks_reset(Broker *b);
 static int acks_flush(Broker *b);
+static void acks_settled(Broker *b, uint64_t seq);
 
 static void kick(Broker *b) {
         if (b->close_started)
@@ -1083,6 +1084,8 @@ static void handle_delivery(Broker *b, Conn *c) {
                                 return;
                         }
                         b->stats.rejected++;
+                        /* Settled: acks behind it may still be gathered. */
+                        acks_settled(b, a->delivery_tag);
                 }
                 b->stats.oversized++;
         }
