@@ -237,7 +237,6 @@ static void drain(Outbox *o, usec_t deadline, bool wait) {
                 (void) uv_idle_stop(&o->idle); /* cannot fail on an initialized handle */
         } else if (blocked) {
                 /* Waiting for the broker to confirm: a timer, not a busy loop. */
-                o->throttled++;
                 (void) uv_idle_stop(&o->idle);
                 (void) uv_timer_start(&o->retry, on_retry, OUTBOX_RETRY_MS, 0);
         }
@@ -280,7 +279,6 @@ static int push(Outbox *o, OutboxItem *it) {
                         item_done(old);
                         *old = *it;
                         o->slots[i].host = old->send.host;
-                        o->superseded++;
                         return 0;
                 }
                 o->slots[i] = (OutboxSlot){ .host = it->send.host, .seq = o->head_seq + o->n };
@@ -288,7 +286,6 @@ static int push(Outbox *o, OutboxItem *it) {
         }
         o->items[(o->head + o->n) % o->n_allocated] = *it;
         o->n++;
-        o->deferred++;
         if (o->n > o->peak)
                 o->peak = o->n;
         return 0;

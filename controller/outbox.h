@@ -46,10 +46,7 @@ typedef struct Outbox {
 
         uint64_t placements_sent;
         uint64_t restarts_sent;
-        uint64_t deferred;   /* commands that waited for a later slice */
-        uint64_t superseded; /* waiting Placements a newer one replaced */
-        uint64_t throttled;  /* times the outbox waited for the broker's buffer */
-        size_t peak;         /* the most ever waiting */
+        size_t peak; /* the most ever waiting */
 } Outbox;
 
 int outbox_init(Outbox *o, uv_loop_t *loop, Publisher *pub);

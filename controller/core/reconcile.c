@@ -1285,7 +1285,6 @@ static void unit_config_hash(const ServiceSpec *s, const CopyPlan *cp, char ret[
         snprintf(ret, 17, "%016" PRIx64, h);
 }
 
-/* The instances on `host` as the pass sees them, sorted. */
 static int host_index_cmp(const void *a, const void *b) {
         const HostIndex *x = a, *y = b;
         int k = strcmp(x->host, y->host);
@@ -1326,6 +1325,7 @@ static size_t host_index_find(const Rec *r, const char *host, size_t *ret_n) {
         return first;
 }
 
+/* The instances on `host` as the pass sees them, sorted. */
 static int rec_host_instances(Rec *r, const char *host, InstanceKey **ret, size_t *ret_n) {
         const HostModel *v = model_host(r->m, host);
         size_t n = 0, n_moved, first = host_index_find(r, host, &n_moved);
@@ -1552,10 +1552,10 @@ static int sync_hosts(Rec *r) {
                 if (k < 0)
                         return k;
         }
-        k = host_index_build(r);
-        if (k < 0)
-                return k;
         if (r->sync_all || r->resend_all || r->p->epoch > 0) {
+                k = host_index_build(r);
+                if (k < 0)
+                        return k;
                 for (size_t i = 0; i < r->m->hosts.n_hosts; i++) {
                         const Host *h = r->m->hosts.hosts[i];
 
@@ -1578,6 +1578,9 @@ static int sync_hosts(Rec *r) {
                 if (!strset_has(&r->sync, r->resend.v[i]))
                         ids[n++] = r->resend.v[i];
         qsort(ids, n, sizeof(char *), cmp_str_ptr);
+        k = host_index_build(r);
+        if (k < 0)
+                return k;
         for (size_t i = 0; i < n; i++) {
                 const Host *h = host_table_get(&r->m->hosts, ids[i]);
 
