@@ -56,6 +56,40 @@ static void on_tick(uv_timer_t *t) {
         (void) pipeline_run(c, &ev); /* logs its own failure */
 }
 
+static void on_prepare(uv_prepare_t *h) {
+        Controller *c = h->data;
+        LoopProbe *p = &c->probe;
+        uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(c->loop);
+
+        if (p->at_ns > 0 && now > p->at_ns) {
+                uint64_t waited = idle > p->idle_ns ? idle - p->idle_ns : 0;
+                usec_t busy = (now - p->at_ns > waited ? now - p->at_ns - waited : 0) / 1000;
+
+                if (busy > c->counters.longest_busy)
+                        c->counters.longest_busy = busy;
+                if (busy > LOOP_BUSY_LONG)
+                        c->counters.busy_long++;
+        }
+        p->at_ns = now;
+        p->idle_ns = idle;
+}
+
+/* The loop's idle time is only kept when asked for before it runs. */
+static void probe_start(Controller *c) {
+        int r = uv_loop_configure(c->loop, UV_METRICS_IDLE_TIME);
+
+        if (r < 0) {
+                log_notice("libuv keeps no idle time here (%s): longest_busy_ms stays 0.",
+                           uv_strerror(r));
+                return;
+        }
+        if (uv_prepare_init(c->loop, &c->probe.prepare) < 0)
+                return;
+        c->probe.prepare.data = c;
+        c->probe.on = true;
+        (void) uv_prepare_start(&c->probe.prepare, on_prepare); /* fails only without a cb */
+}
+
 static void on_broker_state(Broker *b, BrokerState state, const char *reason, void *userdata) {
         Controller *c = userdata;
         Event ev = { .kind = EVENT_CONNECTED };
@@ -182,6 +216,7 @@ int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
             start_timer(&c->marker_timer, on_marker_timer, c->live.interval) < 0 ||
             start_timer(&c->tick_timer, on_tick, TICK_INTERVAL_MS * USEC_PER_MSEC) < 0)
                 return log_error_errno(-EINVAL, "Failed to start the loop's timers and signals.");
+        probe_start(c);
         r = notifier_init(&c->notifier, loop);
         if (r < 0)
                 log_warning_errno(r,
@@ -209,6 +244,8 @@ static void close_handles(void *userdata) {
         loop_close_handle((uv_handle_t *) &c->marker_timer);
         loop_close_handle((uv_handle_t *) &c->flush_timer);
         loop_close_handle((uv_handle_t *) &c->tick_timer);
+        if (c->probe.on)
+                loop_close_handle((uv_handle_t *) &c->probe.prepare);
         loop_close_handle((uv_handle_t *) &c->wave.timer);
         outbox_close(&c->outbox);
         loop_close_handle((uv_handle_t *) &c->sigterm);

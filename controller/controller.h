@@ -30,7 +30,23 @@ typedef struct PipelineCounters {
         uint64_t alerts_resolved;
         uint64_t store_errors;
         usec_t longest_step; /* the longest reconcile + store + publish, monotonic µs */
+        /* The longest turn of the loop spent running callbacks (not waiting
+         * for input), and how many took over LOOP_BUSY_LONG: what blocks
+         * heartbeats and requests, whatever the callback was. */
+        usec_t longest_busy;
+        uint64_t busy_long;
 } PipelineCounters;
+
+#define LOOP_BUSY_LONG (100 * USEC_PER_MSEC)
+
+/* Measures each turn of the loop (controller.c): from one uv_prepare to the
+ * next, less the time the loop waited in poll (uv_metrics_idle_time). */
+typedef struct LoopProbe {
+        uv_prepare_t prepare;
+        uint64_t at_ns;   /* uv_hrtime() at the last prepare; 0: none yet */
+        uint64_t idle_ns; /* uv_metrics_idle_time() then */
+        bool on;
+} LoopProbe;
 
 /* Host transitions gathered in one turn of the loop (pipeline.c). */
 typedef struct HostWave {
@@ -57,6 +73,7 @@ typedef struct Controller {
         Liveness live;
         PipelineCounters counters;
         HostWave wave;
+        LoopProbe probe;
         char run_nonce[33]; /* random, made at start: restart ids (pipeline.c) */
 
         uv_timer_t marker_timer;

@@ -52,6 +52,13 @@ bool liveness_marker_read(Liveness *l, const Baton__V1__ControllerMarker *mk, us
         return true;
 }
 
+bool liveness_sent_after(const Liveness *l, usec_t *ret) {
+        if (l->horizon == 0)
+                return false;
+        *ret = l->horizon;
+        return true;
+}
+
 bool liveness_take_regained(Liveness *l) {
         bool r = l->regained;
 

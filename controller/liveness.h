@@ -51,6 +51,10 @@ bool liveness_marker_read(Liveness *l, const Baton__V1__ControllerMarker *mk, us
 void liveness_set_blind(Liveness *l, bool blind);
 /* Whether hosts may be judged now, and as of when. */
 bool liveness_horizon(const Liveness *l, usec_t *ret);
+/* What was read from now on was sent after this (monotonic; the queue
+ * is FIFO): false before the first marker came back. Unlike the horizon it
+ * holds while blind or overrun too. */
+bool liveness_sent_after(const Liveness *l, usec_t *ret);
 /* True once after an overrun ended: the caller gives every live host a
  * fresh timeout (heartbeats of the overrun may have been dropped). */
 bool liveness_take_regained(Liveness *l);

@@ -12,12 +12,19 @@
 
 int pipeline_decide(Controller *c, Event *ev, Plan *ret, Answer *ret_answer) {
         char nonce[33];
+        usec_t horizon;
         int r;
 
         /* Restart ids are the nonce and a counter: unique across runs (the
          * run's random half) and events (the event's number). */
         snprintf(nonce, sizeof(nonce), "%.16s%016" PRIx64, c->run_nonce, c->counters.events);
         ev->now = now_realtime_usec();
+        ev->sent_after = 0;
+        if (liveness_sent_after(&c->live, &horizon)) {
+                usec_t mono = now_monotonic_usec();
+                usec_t ago = mono > horizon ? mono - horizon : 0;
+                ev->sent_after = ev->now > ago ? ev->now - ago : 0;
+        }
         ev->nonce = nonce;
         r = reconcile(&c->model, ev, ret, ret_answer);
         ev->nonce = NULL;

@@ -33,6 +33,8 @@ int rpc_verb_ping(RpcContext *x) {
                 { "refused_total", 0 },
                 { "status_lag_ms", c->live.lag / USEC_PER_MSEC },
                 { "longest_step_ms", c->counters.longest_step / USEC_PER_MSEC },
+                { "longest_busy_ms", c->counters.longest_busy / USEC_PER_MSEC },
+                { "busy_over_100ms", c->counters.busy_long },
         };
         size_t n = ELEMENTSOF(fixed) + _REFUSE_REASON_MAX;
 

@@ -105,8 +105,8 @@ typedef struct HostModel {
         uint64_t generation;
         uint64_t digest;
         bool sent;
-        usec_t sent_at; /* wall clock */
-        bool resend;    /* send again on the next pass even if unchanged */
+        usec_t sent_at;   /* wall clock */
+        uint32_t resends; /* of this generation: each waits twice as long */
 
         /* status_rate_limit (the shell's). */
         TokenBucket status_bucket;

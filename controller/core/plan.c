@@ -471,11 +471,11 @@ void plan_apply(Plan *p, Model *m, uint64_t now_us) {
                 HostModel *v = model_host(m, p->sends[i].host);
                 if (!v)
                         continue;
+                v->resends = p->sends[i].new_generation ? 0 : v->resends + 1;
                 v->generation = p->sends[i].generation;
                 v->digest = p->sends[i].digest;
                 v->sent = true;
                 v->sent_at = now_us;
-                v->resend = false;
         }
         for (size_t i = 0; i < p->n_rollouts; i++)
                 replace_named((void **) m->rollouts, &m->n_rollouts, p->rollouts[i].service,

@@ -24,6 +24,10 @@
 
 /* A Placement not applied after this long is sent again. */
 #define RESEND_AFTER_US (5 * USEC_PER_SEC)
+/* Each resend of one generation waits twice as long as the one before, up
+ * to 5 s << 5 (160 s): an agent behind a slow broker is not sent the same
+ * Placement every few seconds. */
+#define RESEND_BACKOFF_MAX 5
 /* A claim of an epoch this far above ours is not believed. */
 #define EPOCH_JUMP_MAX (UINT64_C(1) << 20)
 
@@ -62,6 +66,15 @@ typedef struct Rec {
         /* While hosts are synced: the plan's placed instances by host. */
         struct HostIndex *by_host;
         size_t n_by_host;
+
+        /* The pass's alerts by (kind, service, host): index + 1 of the newest
+         * into Plan.alerts, 0: free; those from alerts_indexed on are not in
+         * it yet. A wave of 5,000 host-down alerts, and a sync of each host
+         * asking after its placement-too-large, looked through them all. */
+        size_t *alert_slots;
+        size_t n_alert_slots;
+        size_t n_alert_keys;
+        size_t alerts_indexed;
 } Rec;
 
 typedef struct HostIndex {
@@ -401,17 +414,74 @@ static uint64_t rec_epoch(Rec *r) {
 
 /* ---- alerts: only changes are published ------------------------------------ */
 
+static bool alert_is(const PlanAlert *a, AlertKind kind, const char *service, const char *host) {
+        return a->kind == kind && streq_ptr(a->service, service) && streq_ptr(a->host, host);
+}
+
+static size_t alert_slot(const Rec *r, AlertKind kind, const char *service, const char *host) {
+        unsigned char k = (unsigned char) kind;
+        uint64_t h = fnv1a64(FNV1A64_OFFSET, &k, 1);
+        size_t mask = r->n_alert_slots - 1, i;
+
+        h = fnv1a64(h, service ? "s" : "-", 1);
+        h = fnv1a64(fnv1a64_str(h, service), "", 1);
+        h = fnv1a64_str(fnv1a64(h, host ? "h" : "-", 1), host);
+        for (i = h & mask;; i = (i + 1) & mask) {
+                size_t at = r->alert_slots[i];
+                if (at == 0 || alert_is(&r->p->alerts[at - 1], kind, service, host))
+                        return i;
+        }
+}
+
+/* Takes the alerts planned since the last look into the index (newest
+ * wins); at most half full. */
+static int alert_index_catch_up(Rec *r) {
+        while (r->alerts_indexed < r->p->n_alerts) {
+                const PlanAlert *a;
+                size_t i;
+
+                if ((r->n_alert_keys + 1) * 2 > r->n_alert_slots) {
+                        size_t n = MAX(r->n_alert_slots * 2, (size_t) 64), upto = r->alerts_indexed;
+                        size_t *slots = calloc(n, sizeof(size_t));
+
+                        if (!slots)
+                                return -ENOMEM;
+                        free(r->alert_slots);
+                        r->alert_slots = slots;
+                        r->n_alert_slots = n;
+                        r->n_alert_keys = r->alerts_indexed = 0;
+                        while (r->alerts_indexed < upto) {
+                                a = &r->p->alerts[r->alerts_indexed];
+                                i = alert_slot(r, a->kind, a->service, a->host);
+                                r->n_alert_keys += r->alert_slots[i] == 0;
+                                r->alert_slots[i] = ++r->alerts_indexed;
+                        }
+                }
+                a = &r->p->alerts[r->alerts_indexed];
+                i = alert_slot(r, a->kind, a->service, a->host);
+                r->n_alert_keys += r->alert_slots[i] == 0;
+                r->alert_slots[i] = ++r->alerts_indexed;
+        }
+        return 0;
+}
+
 /* Whether the alert is open as the pass sees it. */
 static bool rec_alert_open(Rec *r, AlertKind kind, const char *service, const char *host) {
         _cleanup_free_ char *id = NULL;
         bool open;
 
-        /* The pass's own decisions, newest last. */
-        for (size_t i = r->p->n_alerts; i > 0; i--) {
-                const PlanAlert *a = &r->p->alerts[i - 1];
-                if (a->kind == kind && streq_ptr(a->service, service) && streq_ptr(a->host, host))
-                        return a->raise;
-        }
+        /* The pass's own decisions, newest last: by the index, or (out of
+         * memory for it) by looking through them. */
+        if (alert_index_catch_up(r) >= 0 && r->n_alert_slots > 0) {
+                size_t at = r->alert_slots[alert_slot(r, kind, service, host)];
+                if (at > 0)
+                        return r->p->alerts[at - 1].raise;
+        } else
+                for (size_t i = r->p->n_alerts; i > 0; i--) {
+                        const PlanAlert *a = &r->p->alerts[i - 1];
+                        if (alert_is(a, kind, service, host))
+                                return a->raise;
+                }
         id = alert_id(kind, service, host);
         open = id && model_alert(r->m, id);
         return open;
@@ -923,6 +993,15 @@ static void drain_release(Rec *r, const ServiceSpec *s, const Assignment *cur, s
         uint32_t unhealthy = 0, allowance;
         bool any_drained = false;
 
+        /* No host drained, none draining in this pass: nothing to release
+         * (and no host to look up per instance). */
+        if (r->m->hosts.n_drained == 0) {
+                for (size_t i = 0; i < r->p->n_hosts && !any_drained; i++)
+                        any_drained = r->p->hosts[i].drained;
+                if (!any_drained)
+                        return;
+                any_drained = false;
+        }
         for (size_t k = 0; k < n; k++) {
                 const Host *h = host_table_get(&r->m->hosts, cur[k].host);
                 any_drained = any_drained || (h && rec_host_state(r, h) == HOST_DRAINED);
@@ -1163,7 +1242,9 @@ static int place(Rec *r) {
                 size_t n = model_service_instances(m, name, &first), start = n_current;
 
                 for (size_t k = 0; k < n; k++) {
-                        const char *host = rec_host_of(r, name, first[k].instance);
+                        /* rec_host_of(), without looking up what is at hand. */
+                        const PlanInstance *pi = plan_find_instance(r->p, name, first[k].instance);
+                        const char *host = pi ? pi->host : first[k].host;
                         if (host)
                                 current[n_current++] =
                                         (Assignment){ first[k].service, first[k].instance, host };
@@ -2846,11 +2927,16 @@ static int on_heartbeat(Rec *r) {
         k = learn_epoch(r, h);
         if (k < 0)
                 return k;
-        /* Not at what we sent, for a while: send it again. (Past it means
-         * another run used our epoch: learn_epoch() raised it.) */
+        /* Not at what we sent, in a heartbeat sent a while after it: send it
+         * again. (Past it means another run used our epoch: learn_epoch()
+         * raised it.) By when the heartbeat was sent, not read: a controller
+         * reading its queue late would otherwise resend to every host it
+         * sent to within its lag, and the resends make it later still. */
         if (h->alive && v->sent && r->p->epoch == 0 &&
             !(v->applied_epoch == r->m->epoch && v->applied_generation >= v->generation) &&
-            v->applied_epoch <= r->m->epoch && r->now >= v->sent_at + RESEND_AFTER_US) {
+            v->applied_epoch <= r->m->epoch &&
+            (r->ev->sent_after ? r->ev->sent_after : r->now) >=
+                    v->sent_at + (RESEND_AFTER_US << MIN(v->resends, RESEND_BACKOFF_MAX))) {
                 k = strset_add(&r->resend, h->id);
                 if (k < 0)
                         return k;
@@ -3225,6 +3311,7 @@ int reconcile(const Model *m, const Event *ev, Plan *ret, Answer *ret_answer) {
         strset_done(&r.relabeled);
         strset_done(&r.released);
         free(r.by_host);
+        free(r.alert_slots);
         answer_done(&scratch);
         if (k < 0 || r.ans->verdict != VERDICT_OK) {
                 /* Refused or out of memory: nothing is decided. */

@@ -59,7 +59,10 @@ typedef struct UnitChange {
 
 typedef struct Event {
         EventKind kind;
-        uint64_t now;      /* wall clock µs */
+        uint64_t now; /* wall clock µs */
+        /* Wall clock µs: a report read now was sent after this (the newest
+         * marker read back before it); 0: unknown, taken as `now`. */
+        uint64_t sent_after;
         const char *nonce; /* random, hex: makes restart ids unique */
 
         const char *host;

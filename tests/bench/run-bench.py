@@ -45,6 +45,12 @@ RPC_REPEAT = 5
 # After host_timeout, how long a lost group may take to be re-placed before the benchmark
 # reports it as not settled (and goes on).
 SETTLE_TIMEOUT = 120.0
+# Simulated hosts per AMQP connection by default, and the simulator's limit.
+HOSTS_PER_CONNECTION = 200
+MAX_SIM_CONNECTIONS = 64
+# During a loss, the heartbeats of every HEARTBEAT_SAMPLE-th surviving host are
+# read on a queue of their own: how late they reach the broker.
+HEARTBEAT_SAMPLE = 50
 
 SPEC = """[Unit]
 Description=baton benchmark service {i} instance %i
@@ -106,6 +112,77 @@ def p50(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def envelope_sent_at_us(body: bytes) -> int | None:
+    """Envelope.sent_at_us (field 3, a varint) of a baton message, without protobuf."""
+    def varint(i):
+        v = shift = 0
+        while True:
+            b = body[i]
+            i += 1
+            v |= (b & 0x7f) << shift
+            shift += 7
+            if b < 0x80:
+                return v, i
+    i = 0
+    try:
+        while i < len(body):
+            key, i = varint(i)
+            kind = key & 7
+            if kind == 0:
+                v, i = varint(i)
+                if key >> 3 == 3:
+                    return v
+            elif kind == 2:
+                size, i = varint(i)
+                i += size
+            elif kind == 1:
+                i += 8
+            elif kind == 5:
+                i += 4
+            else:
+                return None
+    except IndexError:
+        return None
+    return None
+
+
+class HeartbeatDelays:
+    """How late the heartbeats of some hosts reach the broker: a queue of its own bound
+    to their heartbeats, read as they come (this machine's clock is the agents' too)."""
+
+    def __init__(self, broker: 'VhostBroker', hosts: list[str]):
+        self.broker, self.hosts = broker, hosts
+        self.delays: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        conn = self.broker.pika_connection()
+        ch = conn.channel()
+        q = ch.queue_declare(queue='', exclusive=True).method.queue
+        for h in self.hosts:
+            ch.queue_bind(queue=q, exchange='baton.status', routing_key=f'{h}.heartbeat')
+        for method, _, body in ch.consume(q, auto_ack=True, inactivity_timeout=0.5):
+            if self.stop.is_set():
+                break
+            if method is None:
+                continue
+            sent = envelope_sent_at_us(body)
+            if sent:
+                self.delays.append(time.time() - sent / 1e6)
+        conn.close()
+
+    def finish(self) -> dict:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        d = sorted(self.delays)
+        if not d:
+            return {'heartbeats': 0}
+        return {'heartbeats': len(d), 'p50_s': d[len(d) // 2],
+                'p99_s': d[int(0.99 * (len(d) - 1))], 'max_s': d[-1]}
+
+
 # -- the benchmark ---------------------------------------------------------------------------
 
 
@@ -144,6 +221,15 @@ class Bench:
         self.secret, self.public = world.keygen()
         self.broker = world.start_broker()
         self.floor = None
+
+    def connections(self, hosts: int) -> int:
+        """AMQP connections for `hosts` simulated hosts: --connections, or one per
+        HOSTS_PER_CONNECTION (real agents have one each; thousands of hosts on one
+        connection wait behind each other in the broker's flow control, and their
+        heartbeats reach it minutes late)."""
+        if self.args.connections:
+            return self.args.connections
+        return max(1, min(MAX_SIM_CONNECTIONS, -(-hosts // HOSTS_PER_CONNECTION)))
 
     def log(self, msg: str) -> None:
         print(f'[{time.strftime("%H:%M:%S")}] {msg}', flush=True)
@@ -259,14 +345,15 @@ class Bench:
         lose = a.lose if 0 < a.lose < n - 2 else 0
         stat_paths = [os.path.join(dir, 'agents.json')]
         sims = [self.w.spawn(f'agents-{tag}', [
-            self.sim, *common, '--hosts', str(n - 1 - lose), '--connections', str(a.connections),
+            self.sim, *common, '--hosts', str(n - 1 - lose),
+            '--connections', str(self.connections(n - 1 - lose)),
             '--stats', stat_paths[-1]])]
         loss_proc = None
         if lose:
             stat_paths.append(os.path.join(dir, 'lose.json'))
             loss_proc = self.w.spawn(f'lose-{tag}', [
                 self.sim, *common, '--hosts', str(lose), '--first', str(n - 1 - lose),
-                '--connections', '1', '--stats', stat_paths[-1]])
+                '--connections', str(self.connections(lose)), '--stats', stat_paths[-1]])
             sims.append(loss_proc)
         stat_paths.append(os.path.join(dir, 'victim.json'))
         victim_proc = self.w.spawn(f'victim-{tag}', [
@@ -434,13 +521,18 @@ class Bench:
                  f'units running elsewhere {moved_rt - down_rt:.3f}s later, status seen healthy '
                  f'{healthy_rt - down_rt:.2f}s later')
         if loss_proc:
-            res['loss'] = self.lose_group(url, ctl, sims[0], stat_paths[0], loss_proc, n, lose)
+            # What heartbeats cost per second, to tell the transitions' share.
+            base = (res['cpu_pct'] / 100.0) * (n - 1 - lose) / n
+            res['loss'] = self.lose_group(url, ctl, sims[0], stat_paths[0], loss_proc, n, lose,
+                                          base)
             procs.remove(loss_proc)  # killed
         res['final'] = memory_kb(ctl.pid)
         try:
-            res['longest_step_ms'] = self.ctl(url, 'ping')[0]['counters'].get('longest_step_ms')
+            counters = self.ctl(url, 'ping')[0]['counters']
         except BenchError:
-            res['longest_step_ms'] = None
+            counters = {}
+        for key in ('longest_step_ms', 'longest_busy_ms', 'busy_over_100ms'):
+            res[key] = counters.get(key)
         res['sim_stats'] = [self.stats(p) for p in stat_paths]
         refused = sum(st.get('refused', 0) for st in res['sim_stats'])
         if refused:
@@ -451,10 +543,14 @@ class Bench:
             self.stop(p)
         return res
 
-    def lose_group(self, url, ctl, survivors, survivors_stats, loss_proc, n, lose) -> dict:
+    def lose_group(self, url, ctl, survivors, survivors_stats, loss_proc, n, lose,
+                   base_cpu_per_s) -> dict:
         """`lose` hosts stop at once (a rack): when are they down, when do their units run
         on the others, does any other host go down or stop a unit, how long does `batonctl
-        ping` take meanwhile, and what does each transition cost the controller."""
+        ping` take meanwhile, and what does each transition cost the controller: its CPU
+        from shortly before the first could be declared down until their units run
+        elsewhere, less what the survivors' heartbeats cost in that time at the steady
+        rate (`base_cpu_per_s`, CPU seconds per second)."""
         units = self.args.units
         timeout = duration_seconds(self.args.host_timeout)
         alerts = Alerts(VhostBroker(self.broker, url))
@@ -470,6 +566,9 @@ class Bench:
                 stop_pinging.wait(0.25)
 
         thread = threading.Thread(target=pinger, daemon=True)
+        sampled = HeartbeatDelays(VhostBroker(self.broker, url),
+                                  [f'sim-{i:04d}' for i in range(0, n - 1 - lose,
+                                                                 HEARTBEAT_SAMPLE)])
         cpu0, t_kill, t_kill_rt = cpu_seconds(ctl.pid), time.monotonic(), time.time()
         thread.start()
         loss_proc.kill()
@@ -477,7 +576,10 @@ class Bench:
         deadline = t_kill + timeout + SETTLE_TIMEOUT
         up_target = n - 1 - lose
         down_at = moved_at = None
+        cpu_pre = t_pre = None
         while time.monotonic() < deadline:
+            if cpu_pre is None and time.monotonic() >= t_kill + timeout - 3.0:
+                cpu_pre, t_pre = cpu_seconds(ctl.pid), time.monotonic()
             try:
                 up = self.ctl(url, 'ping', timeout=30)[0]['hosts_up']
             except BenchError:
@@ -489,10 +591,14 @@ class Bench:
                 moved_at = time.monotonic()
                 break
             time.sleep(0.2)
-        cpu1 = cpu_seconds(ctl.pid)
+        cpu1, t1 = cpu_seconds(ctl.pid), time.monotonic()
+        if cpu_pre is None:
+            cpu_pre, t_pre = cpu0, t_kill
+        transitions_cpu = max(0.0, (cpu1 - cpu_pre) - base_cpu_per_s * (t1 - t_pre))
         time.sleep(min(10.0, 2 * timeout))  # what follows the loss, if anything
         stop_pinging.set()
         thread.join()
+        res['survivor_heartbeat_delay'] = sampled.finish()
         after = self.stats(survivors_stats)
         lost_ids = {f'sim-{i:04d}' for i in range(n - 1 - lose, n - 1)}
         false_downs = {a.get('host') for a in alerts.poll()
@@ -521,7 +627,8 @@ class Bench:
             'ping_p99_s': sorted(pings)[int(0.99 * (len(pings) - 1))] if pings else None,
             'ping_max_s': max(pings) if pings else None,
             'cpu_s': cpu1 - cpu0,
-            'cpu_ms_per_transition': (cpu1 - cpu0) * 1000 / lose,
+            'cpu_transitions_s': transitions_cpu,
+            'cpu_ms_per_transition': transitions_cpu * 1000 / lose,
         })
         alerts.conn.close()
         self.log(f'{n} hosts ({self.label}): {lose} lost: down after '
@@ -634,6 +741,10 @@ def report(args, floor: dict, points: list[dict]) -> str:
             [loss(p, 'moved_after_down_s', fmt_s) if p.get('loss', {}).get('settled')
              else 'never' if 'loss' in p else '-' for p in points])
         row('  other hosts declared down', [loss(p, 'false_host_down') for p in points])
+        row('  their heartbeats reaching the broker, p99 / max late',
+            [f'{fmt_s(p["loss"]["survivor_heartbeat_delay"].get("p99_s"))} / '
+             f'{fmt_s(p["loss"]["survivor_heartbeat_delay"].get("max_s"))}'
+             if p.get('loss', {}).get('survivor_heartbeat_delay') else '-' for p in points])
         row('  units stopped on the other hosts',
             [loss(p, 'survivor_units_stopped') for p in points])
         row('  units started on the other hosts',
@@ -641,10 +752,16 @@ def report(args, floor: dict, points: list[dict]) -> str:
         row('  batonctl ping p50 / p99 / max meanwhile',
             [f'{fmt_s(p["loss"]["ping_p50_s"])} / {fmt_s(p["loss"]["ping_p99_s"])} / '
              f'{fmt_s(p["loss"]["ping_max_s"])}' if 'loss' in p else '-' for p in points])
-        row('  controller CPU per lost host', [loss(p, 'cpu_ms_per_transition',
+        row('  controller CPU per lost host (less heartbeats)', [loss(p, 'cpu_ms_per_transition',
                                                     lambda v: f'{v:.1f} ms') for p in points])
-    row('longest step of the controller loop',
+    row('longest reconcile pass (event → published)',
         [f'{p["longest_step_ms"]} ms' if p.get('longest_step_ms') is not None else '-'
+         for p in points])
+    row('longest turn of the loop (any callback, less waiting)',
+        [f'{p["longest_busy_ms"]} ms' if p.get('longest_busy_ms') is not None else '-'
+         for p in points])
+    row('  turns over 100 ms',
+        [str(p['busy_over_100ms']) if p.get('busy_over_100ms') is not None else '-'
          for p in points])
 
     now = [p for p in points if p.get('build') != 'before']
@@ -679,8 +796,9 @@ def main() -> int:
     ap.add_argument('--small', type=int, default=100,
                     help='also measure this many hosts first, for per-host slopes (default 100; '
                     '0: no)')
-    ap.add_argument('--connections', type=int, default=4,
-                    help='AMQP connections of the simulated fleet (default 4)')
+    ap.add_argument('--connections', type=int, default=0,
+                    help='AMQP connections of each simulator process (default: one per '
+                    f'{HOSTS_PER_CONNECTION} hosts, at most {MAX_SIM_CONNECTIONS})')
     ap.add_argument('--heartbeat-interval', type=duration_arg, default='5s',
                     help="the agents' heartbeat_interval (default 5s, the agent's default)")
     ap.add_argument('--host-timeout', type=duration_arg, default='30s',
@@ -704,8 +822,8 @@ def main() -> int:
         ap.error('--units: 1..99')
     if args.duration <= 0:
         ap.error('--duration: must be positive')
-    if args.connections < 1:
-        ap.error('--connections: at least 1')
+    if not 0 <= args.connections <= MAX_SIM_CONNECTIONS:
+        ap.error(f'--connections: 0 (by the fleet) .. {MAX_SIM_CONNECTIONS}')
     if args.floor_count < 1:
         ap.error('--floor-count: at least 1')
     sizes = [n for n in (args.small, args.hosts) if n >= 2]

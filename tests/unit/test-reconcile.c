@@ -1013,6 +1013,81 @@ static void sequence(unsigned seed) {
         sim_done(&s);
 }
 
+/* A host behind what it was sent gets it again, judged by when its
+ * heartbeat was sent (Event.sent_after), not when it is read: a controller
+ * reading its queue late resends nothing for heartbeats older than a
+ * Placement's first five seconds, however late it reads them. */
+static size_t resends_for(Sim *s, uint64_t read_at, uint64_t sent_after) {
+        Event ev = { .kind = EVENT_HEARTBEAT,
+                     .host = "h0",
+                     .now = read_at,
+                     .sent_after = sent_after,
+                     .nonce = "n" };
+        Plan p;
+        Answer a = { 0 };
+        size_t n;
+
+        ASSERT_OK(reconcile(&s->m, &ev, &p, &a));
+        n = p.n_sends;
+        for (size_t i = 0; i < p.n_sends; i++) {
+                ASSERT_STREQ(p.sends[i].host, "h0");
+                ASSERT_FALSE(p.sends[i].new_generation);
+        }
+        plan_done(&p);
+        answer_done(&a);
+        return n;
+}
+
+TEST(a_late_read_heartbeat_is_judged_by_when_it_was_sent) {
+        Sim s = { .seed = 0, .now = 1700000000ULL * USEC_PER_SEC };
+        ModelConfig config = { .host_timeout = 30 * USEC_PER_SEC,
+                               .mass_loss_permille = 500,
+                               .max_message_size = 4u << 20 };
+        HostModel *v;
+        uint64_t sent;
+
+        model_init(&s.m, &config);
+        s.m.epoch = 1;
+        snprintf(s.hosts[0].id, sizeof(s.hosts[0].id), "h0");
+        s.hosts[0].labels = "zone=a";
+        s.hosts[0].up = true;
+        s.mono = s.now;
+        report_heartbeat(&s, &s.hosts[0]);
+        apply(&s, "one.service", "[Service]\nExecStart=/bin/one\n");
+        v = model_host(&s.m, "h0");
+        ASSERT_NOT_NULL(v);
+        ASSERT_TRUE(v->sent);
+        sent = v->sent_at;
+        /* The agent has not applied it (its heartbeats say generation 0). */
+        v->applied_generation = 0;
+
+        /* Read a minute later, sent a second after the Placement: not yet. */
+        ASSERT_EQ_UINT(resends_for(&s, sent + 60 * USEC_PER_SEC, sent + USEC_PER_SEC), 0);
+        /* Sent six seconds after it, still behind: again. */
+        ASSERT_EQ_UINT(resends_for(&s, sent + 60 * USEC_PER_SEC, sent + 6 * USEC_PER_SEC), 1);
+        /* When it was sent is unknown (no marker read back yet): as read. */
+        ASSERT_EQ_UINT(resends_for(&s, sent + 6 * USEC_PER_SEC, 0), 1);
+        ASSERT_EQ_UINT(resends_for(&s, sent + USEC_PER_SEC, 0), 0);
+
+        /* Sent again (and still not applied): the next one waits 10 s, then 20 s. */
+        for (unsigned k = 1; k <= 2; k++) {
+                Event ev = { .kind = EVENT_HEARTBEAT,
+                             .host = "h0",
+                             .sent_after = sent + (5u << (k - 1)) * USEC_PER_SEC };
+                uint64_t wait = (5u << k) * USEC_PER_SEC;
+
+                s.now = sent + (5u << (k - 1)) * USEC_PER_SEC + USEC_PER_SEC;
+                s.what = "heartbeat behind";
+                run(&s, &ev, NULL);
+                ASSERT_EQ_UINT(v->resends, k);
+                sent = v->sent_at;
+                v->applied_generation = 0; /* the simulated agent applied it: not here */
+                ASSERT_EQ_UINT(resends_for(&s, sent + 300 * USEC_PER_SEC, sent + wait - 1), 0);
+                ASSERT_EQ_UINT(resends_for(&s, sent + 300 * USEC_PER_SEC, sent + wait), 1);
+        }
+        sim_done(&s);
+}
+
 static unsigned env_unsigned(const char *name, unsigned def) {
         const char *v = getenv(name);
         return v && *v ? (unsigned) strtoul(v, NULL, 10) : def;
@@ -1028,5 +1103,6 @@ TEST(random_sequences_keep_the_invariants) {
 }
 
 int main(void) {
-        return tap_run(TESTS(random_sequences_keep_the_invariants));
+        return tap_run(TESTS(random_sequences_keep_the_invariants,
+                             a_late_read_heartbeat_is_judged_by_when_it_was_sent));
 }
