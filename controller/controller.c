@@ -69,9 +69,20 @@ static void on_prepare(uv_prepare_t *h) {
                         c->counters.longest_busy = busy;
                 if (busy > LOOP_BUSY_LONG)
                         c->counters.busy_long++;
+                if (busy >= LOOP_BUSY_WARN &&
+                    (p->warned_at == 0 || now / 1000 - p->warned_at >= 60 * USEC_PER_SEC)) {
+                        log_warning("The controller's loop ran %.2fs without reading (the "
+                                    "longest part: %s, %.2fs); heartbeats and requests waited "
+                                    "meanwhile.",
+                                    (double) busy / USEC_PER_SEC, p->part ? p->part : "unnamed",
+                                    (double) p->part_took / USEC_PER_SEC);
+                        p->warned_at = now / 1000;
+                }
         }
         p->at_ns = now;
         p->idle_ns = idle;
+        p->part = NULL;
+        p->part_took = 0;
 }
 
 /* The loop's idle time is only kept when asked for before it runs. */

@@ -45,8 +45,25 @@ typedef struct LoopProbe {
         uv_prepare_t prepare;
         uint64_t at_ns;   /* uv_hrtime() at the last prepare; 0: none yet */
         uint64_t idle_ns; /* uv_metrics_idle_time() then */
+        /* The longest part of this turn that said what it was (a pass, a
+         * request): named when a turn is long. */
+        usec_t part_took;
+        const char *part; /* a static string */
+        usec_t warned_at; /* monotonic: a warning a minute at most */
         bool on;
 } LoopProbe;
+
+/* A turn of the loop this long is logged, naming its longest part. */
+#define LOOP_BUSY_WARN (1 * USEC_PER_SEC)
+
+/* Called by what runs in a turn (pipeline.c, rpc.c) with what it was and
+ * how long it took; `what` must be static. */
+static inline void loop_probe_part(LoopProbe *p, const char *what, usec_t took) {
+        if (took >= p->part_took) {
+                p->part_took = took;
+                p->part = what;
+        }
+}
 
 /* Host transitions gathered in one turn of the loop (pipeline.c). */
 typedef struct HostWave {

@@ -167,6 +167,7 @@ int pipeline_run(Controller *c, Event *ev) {
         took = now_monotonic_usec() - start;
         if (took > c->counters.longest_step)
                 c->counters.longest_step = took;
+        loop_probe_part(&c->probe, kind, took);
         return 0;
 }
 

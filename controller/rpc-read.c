@@ -170,7 +170,11 @@ int rpc_verb_status(RpcContext *x) {
 
         if (!isempty(only) && !model_service(&x->c->model, only))
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "no service '%s'", only);
-        return rpc_set_json(x, view_status(&x->c->model, only));
+        size_t max = x->request->args_case == BATON__V1__REQUEST__ARGS_SERVICE
+                             ? x->request->service->instances_max
+                             : 0;
+
+        return rpc_set_json(x, view_status(&x->c->model, only, max));
 }
 
 int rpc_verb_shards(RpcContext *x) {

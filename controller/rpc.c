@@ -262,8 +262,8 @@ static void dispatch(RpcContext *x, const RpcVerb *verb) {
                 rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "internal error: %s", strerror(-r));
 }
 
-void rpc_on_message(Broker *b, const BrokerMessage *m, void *userdata) {
-        Controller *c = userdata;
+/* Handles one request; returns the verb's name (static) once known. */
+static const char *rpc_handle(Broker *b, const BrokerMessage *m, Controller *c) {
         _cleanup_(codec_decoded_done) CodecDecoded d = { 0 };
         _cleanup_free_ char *error = NULL;
         RpcContext x = { .c = c, .user = m->user_id };
@@ -278,7 +278,7 @@ void rpc_on_message(Broker *b, const BrokerMessage *m, void *userdata) {
         if (!startswith(strempty(m->reply_to), TOPOLOGY_REPLY_TO_PREFIX)) {
                 intake_refuse(&c->intake, b, m, REFUSE_MALFORMED,
                               "reply_to is not direct reply-to (amq.rabbitmq.reply-to)");
-                return;
+                return NULL;
         }
         /* Requests come through baton.requests; operators may not write to
          * any other exchange, so anything else is not a request. */
@@ -291,7 +291,7 @@ void rpc_on_message(Broker *b, const BrokerMessage *m, void *userdata) {
                          TOPOLOGY_EXCHANGE_RPC);
                 send_reply(c, m, &x.response);
                 rpc_context_done(&x);
-                return;
+                return NULL;
         }
         if (!intake_rpc_allowed(&c->intake, x.user, now_monotonic_usec())) {
                 log_warning("Refusing a request of '%s': more than %" PRIu64
@@ -304,7 +304,7 @@ void rpc_on_message(Broker *b, const BrokerMessage *m, void *userdata) {
                 send_reply(c, m, &x.response);
                 ack(c, m);
                 rpc_context_done(&x);
-                return;
+                return NULL;
         }
 
         r = codec_decode(m->body, m->body_len, request_types, ELEMENTSOF(request_types), m->type,
@@ -317,7 +317,7 @@ void rpc_on_message(Broker *b, const BrokerMessage *m, void *userdata) {
                 rpc_fail(&x, BATON__V1__STATUS__STATUS_USAGE, "malformed request: %s", why);
                 send_reply(c, m, &x.response);
                 rpc_context_done(&x);
-                return;
+                return NULL;
         }
         x.request = (const Baton__V1__Request *) d.body;
         verb = find_verb(x.request->verb);
@@ -354,4 +354,13 @@ void rpc_on_message(Broker *b, const BrokerMessage *m, void *userdata) {
         send_reply(c, m, &x.response);
         ack(c, m);
         rpc_context_done(&x);
+        return verb ? verb->name : NULL;
+}
+
+void rpc_on_message(Broker *b, const BrokerMessage *m, void *userdata) {
+        Controller *c = userdata;
+        usec_t start = now_monotonic_usec();
+        const char *verb = rpc_handle(b, m, c);
+
+        loop_probe_part(&c->probe, verb ? verb : "a request refused", now_monotonic_usec() - start);
 }

@@ -82,18 +82,42 @@ json_t *view_mass_loss(const Model *m) {
                          (json_int_t) n);
 }
 
-json_t *view_status(const Model *m, const char *only) {
-        json_t *arr = json_array();
+/* Healthy instances of `s`, without listing them. */
+static int count_healthy(const Model *m, const ServiceSpec *s) {
+        int healthy = 0;
 
+        for (uint32_t k = 0; k < s->count; k++) {
+                const Instance *in = model_instance(m, s->name, k);
+                healthy += in && reconcile_instance_healthy(m, in);
+        }
+        return healthy;
+}
+
+json_t *view_status(const Model *m, const char *only, size_t instances_max) {
+        json_t *arr = json_array();
+        size_t total = 0;
+        bool list;
+
+        for (size_t i = 0; i < m->n_services; i++)
+                if (isempty(only) || streq(only, m->services[i]->name))
+                        total += m->services[i]->count;
+        list = instances_max == 0 || total <= instances_max;
         for (size_t i = 0; arr && i < m->n_services; i++) {
                 const ServiceSpec *s = m->services[i];
-                json_t *insts = json_array();
+                json_t *insts;
                 int healthy = 0;
 
-                if (!isempty(only) && !streq(only, s->name)) {
-                        json_decref(insts);
+                if (!isempty(only) && !streq(only, s->name))
+                        continue;
+                if (!list) {
+                        json_array_append_new(
+                                arr, json_pack("{s:s, s:s, s:i, s:i, s:o}", "service", s->name,
+                                               "kind", service_kind_to_string(s->kind), "count",
+                                               (int) s->count, "healthy", count_healthy(m, s),
+                                               "shards", view_shards_summary(m, s)));
                         continue;
                 }
+                insts = json_array();
                 for (uint32_t k = 0; insts && k < s->count; k++) {
                         const Instance *in = model_instance(m, s->name, k);
                         const HostModel *v = in ? model_host(m, in->host) : NULL;
@@ -124,7 +148,9 @@ json_t *view_status(const Model *m, const char *only) {
                                        "healthy", healthy, "instances", insts, "shards",
                                        view_shards_summary(m, s)));
         }
-        return json_pack("{s:o, s:o}", "services", arr, "mass_host_loss", view_mass_loss(m));
+        return json_pack("{s:o, s:I, s:b, s:o}", "services", arr, "instances_total",
+                         (json_int_t) total, "instances_listed", list, "mass_host_loss",
+                         view_mass_loss(m));
 }
 
 static const char *shard_state_word(const CopyObs *rep, uint32_t shard) {

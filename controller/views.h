@@ -12,8 +12,10 @@
 /* JSON null, or while a mass-host-loss is held {"held_hosts": [...],
  * "held_instances": N}: what `batonctl hosts confirm-down` would move. */
 json_t *view_mass_loss(const Model *m);
-/* `batonctl status [SERVICE]`: services with their instances. */
-json_t *view_status(const Model *m, const char *only);
+/* `batonctl status [SERVICE]`: services with their instances, or (more
+ * than instances_max of them in all, when it is not 0) with how many are
+ * healthy only: "instances_total" and "instances_listed" say which. */
+json_t *view_status(const Model *m, const char *only, size_t instances_max);
 /* The shard map of a sharded service (`batonctl shards`); NULL on OOM or
  * when it has no shard state. */
 json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now);

@@ -101,19 +101,40 @@ static int print_instances(json_t *services) {
 }
 
 static int run(Ctl *ctl, int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "all", no_argument, NULL, 'a' },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
         Baton__V1__Request req;
         Baton__V1__ServiceRequest sr;
         _cleanup_(json_decrefp) json_t *doc = NULL;
         json_t *services, *s;
         size_t i, n_instances = 0;
-        int r;
+        int64_t total;
+        bool all = false;
+        int c, r;
 
-        r = ctl_parse_positional(&ctl_command_status, argc, argv, 0, 1, NULL);
-        if (r != CTL_CONTINUE)
-                return r;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (c) {
+                case 'a':
+                        all = true;
+                        break;
+                case 'h':
+                        return ctl_command_help(&ctl_command_status);
+                default:
+                        return ctl_option_error(&ctl_command_status, c, argv);
+                }
+        if (argc - optind > 1)
+                return ctl_usage_error(&ctl_command_status, "unexpected argument '%s'",
+                                       argv[optind + 1]);
 
-        /* "" asks for every service. */
+        /* "" asks for every service: their instances too up to a screenful
+         * or so, else a summary (--all: every one; a SERVICE: all of its). */
         ctl_service_request_init(&req, &sr, "status", optind < argc ? argv[optind] : "");
+        if (!all && optind >= argc)
+                sr.instances_max = CTL_DETAILS_MAX;
         r = ctl_request_json(ctl, &req, &doc);
         if (r != CTL_EXIT_OK)
                 return r;
@@ -131,11 +152,14 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         json_array_foreach(services, i, s) {
                 n_instances += json_array_size(ctl_json_array(s, "instances"));
         }
+        if (ctl_json_int(doc, "instances_total", &total) < 0)
+                total = (int64_t) n_instances;
         /* Every service's instances: a summary above a screenful or so. */
-        if (n_instances > CTL_DETAILS_MAX && optind >= argc)
-                printf("\n%zu instances in all: `batonctl status SERVICE` lists one service's, "
-                       "`batonctl --json status` every one.\n",
-                       n_instances);
+        if ((!all && n_instances > CTL_DETAILS_MAX && optind >= argc) ||
+            (json_is_false(json_object_get(doc, "instances_listed")) && total > 0))
+                printf("\n%" PRId64 " instances in all: `batonctl status SERVICE` lists one "
+                       "service's, `batonctl status --all` every one.\n",
+                       total);
         else if (n_instances > 0) {
                 printf("\n");
                 r = print_instances(services);
@@ -148,7 +172,7 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
 
 const CtlCommand ctl_command_status = {
         .name = "status",
-        .usage = "[SERVICE]",
+        .usage = "[SERVICE] [--all]",
         .summary = "services, their instances, hosts and health",
         .run = run,
 };

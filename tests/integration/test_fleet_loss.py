@@ -339,6 +339,23 @@ def large_answers_come_in_parts(world):
     assert r.returncode == 0 and re.search(r'\d+ instances in all', r.stdout), r.stdout
     assert 'wide@0.service' not in r.stdout
     assert 'wide@0.service' in world.batonctl('status', 'wide').stdout
+    # The summary is what the controller sends, not only what batonctl shows:
+    # one message, counts per service, no instance; --all lists every one.
+    mark = len(S['controller'].log())
+    summary = ok_json(world, 'status')
+    total = sum(s['count'] for s in summary['services'])
+    assert total > 200 and summary['instances_total'] == total, summary
+    assert summary['instances_listed'] is False, summary
+    assert all('instances' not in s and s['healthy'] <= s['count']
+               for s in summary['services']), summary
+    wide = next(s for s in summary['services'] if s['service'] == 'wide')
+    assert wide['count'] == up, wide
+    assert not re.search(r'Answered \S+ in [2-9] parts', S['controller'].log()[mark:])
+    every = ok_json(world, 'status', '--all')
+    assert every['instances_listed'] is True, every
+    assert sum(len(s['instances']) for s in every['services']) == total
+    assert [(s['service'], s['count']) for s in every['services']] == \
+        [(s['service'], s['count']) for s in summary['services']]
 
 
 if __name__ == '__main__':
