@@ -323,8 +323,44 @@ static json_t *placement_entry(const ServiceSpec *s, const char *service, uint32
                          change, "from", from);
 }
 
-json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run) {
-        json_t *services = json_array(), *placements = json_array(), *problems = json_array();
+/* What view_apply() lists: one entry per placement, or only counts. */
+typedef struct PlacementsOut {
+        json_t *list; /* NULL: counts only */
+        size_t add, move, keep, restart, remove;
+} PlacementsOut;
+
+static void placement_out(PlacementsOut *o, const ServiceSpec *s, const char *service,
+                          uint32_t instance, const char *host, const char *change,
+                          const char *from) {
+        size_t *n = streq(change, "add")       ? &o->add
+                    : streq(change, "move")    ? &o->move
+                    : streq(change, "restart") ? &o->restart
+                    : streq(change, "remove")  ? &o->remove
+                                               : &o->keep;
+
+        (*n)++;
+        if (o->list)
+                json_array_append_new(o->list,
+                                      placement_entry(s, service, instance, host, change, from));
+}
+
+/* How many entries view_apply() would list: every instance there is, and
+ * every one the plan adds. */
+static size_t placements_count(const Model *m, const Plan *p) {
+        size_t n = m->n_instances;
+
+        for (size_t i = 0; i < p->n_instances; i++)
+                n += p->instances[i].host &&
+                     !model_instance(m, p->instances[i].service, p->instances[i].instance);
+        return n;
+}
+
+json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run,
+                   size_t placements_max) {
+        json_t *services = json_array(), *problems = json_array();
+        bool list = placements_max == 0 || placements_count(m, p) <= placements_max;
+        PlacementsOut out = { .list = list ? json_array() : NULL };
+        json_t *doc;
 
         for (size_t i = 0; services && i < a->n_services; i++) {
                 const struct AnswerService *as = &a->services[i];
@@ -355,7 +391,7 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run)
         const ServiceSpec *old = NULL, *s = NULL;
         bool text_changed = false;
 
-        for (size_t i = 0; placements && i < m->n_instances; i++) {
+        for (size_t i = 0; (!list || out.list) && i < m->n_instances; i++) {
                 const Instance *in = &m->instances[i];
                 const PlanInstance *pi = plan_find_instance(p, in->service, in->instance);
                 const char *change = "keep";
@@ -370,9 +406,8 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run)
                 }
 
                 if (pi && !pi->host) {
-                        json_array_append_new(placements,
-                                              placement_entry(old, in->service, in->instance, NULL,
-                                                              "remove", in->host));
+                        placement_out(&out, old, in->service, in->instance, NULL, "remove",
+                                      in->host);
                         continue;
                 }
                 if (pi)
@@ -380,27 +415,35 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run)
                 /* A changed unit file restarts the instances that stay. */
                 else if (text_changed)
                         change = "restart";
-                json_array_append_new(placements, placement_entry(s, in->service, in->instance,
-                                                                  pi ? pi->host : in->host, change,
-                                                                  pi ? in->host : NULL));
+                placement_out(&out, s, in->service, in->instance, pi ? pi->host : in->host, change,
+                              pi ? in->host : NULL);
         }
-        for (size_t i = 0; placements && i < p->n_instances; i++) {
+        for (size_t i = 0; (!list || out.list) && i < p->n_instances; i++) {
                 const PlanInstance *pi = &p->instances[i];
 
                 if (!pi->host || model_instance(m, pi->service, pi->instance))
                         continue;
-                json_array_append_new(placements,
-                                      placement_entry(plan_spec(m, p, pi->service), pi->service,
-                                                      pi->instance, pi->host, "add", NULL));
+                placement_out(&out, plan_spec(m, p, pi->service), pi->service, pi->instance,
+                              pi->host, "add", NULL);
         }
         for (size_t i = 0; problems && i < p->n_problems; i++)
                 json_array_append_new(problems, json_pack("{s:s?, s:i, s:s}", "service",
                                                           p->problems[i].service, "instance",
                                                           (int) p->problems[i].instance, "reason",
                                                           p->problems[i].reason));
-        return json_pack("{s:b, s:b, s:o, s:o, s:o, s:o}", "dry_run", dry_run, "applied", !dry_run,
-                         "services", services, "placements", placements, "problems", problems,
-                         "mass_host_loss", view_mass_loss(m));
+        doc = json_pack("{s:b, s:b, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:b, s:o, s:o}", "dry_run",
+                        dry_run, "applied", !dry_run, "services", services, "changes", "add",
+                        (json_int_t) out.add, "move", (json_int_t) out.move, "keep",
+                        (json_int_t) out.keep, "restart", (json_int_t) out.restart, "remove",
+                        (json_int_t) out.remove, "placements_listed", list, "problems", problems,
+                        "mass_host_loss", view_mass_loss(m));
+        if (doc && list && json_object_set_new(doc, "placements", out.list) < 0) {
+                json_decref(doc);
+                return NULL;
+        }
+        if (!doc)
+                json_decref(out.list);
+        return doc;
 }
 
 json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run) {

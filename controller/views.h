@@ -26,7 +26,10 @@ json_t *view_budget(const BudgetVerdict *v);
 json_t *view_rollouts(const Model *m, const char *only);
 json_t *view_alerts(const Model *m);
 /* apply/plan: services, placements (every instance and how it changes
- * against the model), problems. */
-json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run);
+ * against the model; only when there are at most placements_max, unless
+ * that is 0), "changes" (how many of each kind), "placements_listed",
+ * problems. */
+json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run,
+                   size_t placements_max);
 /* reshard/reshard-plan. */
 json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run);

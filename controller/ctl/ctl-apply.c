@@ -142,27 +142,48 @@ static int print_services(json_t *services) {
         return CTL_EXIT_OK;
 }
 
-static int print_placements(json_t *placements) {
+static const char *const change_kinds[] = { "add", "move", "remove", "restart" };
+
+static void print_change_counts(size_t n, const size_t by_kind[]) {
+        printf("%zu placements change:", n);
+        for (size_t k = 0; k < ELEMENTSOF(change_kinds); k++)
+                if (by_kind[k] > 0)
+                        printf(" %zu %s", by_kind[k], change_kinds[k]);
+        printf(". `--all` lists them.\n");
+}
+
+/* The controller sent counts only ("changes"): how many change, by kind. */
+static size_t change_counts(json_t *doc, size_t by_kind[]) {
+        json_t *changes = json_object_get(doc, "changes");
+        size_t n = 0;
+
+        for (size_t k = 0; k < ELEMENTSOF(change_kinds); k++) {
+                int64_t v;
+
+                by_kind[k] =
+                        ctl_json_int(changes, change_kinds[k], &v) >= 0 && v > 0 ? (size_t) v : 0;
+                n += by_kind[k];
+        }
+        return n;
+}
+
+static int print_placements(json_t *placements, bool all) {
         static const char *const headers[] = { "UNIT", "CHANGE", "HOST", "FROM" };
-        static const char *const kinds[] = { "add", "move", "remove", "restart" };
         _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
-        size_t i, n = 0, by_kind[ELEMENTSOF(kinds)] = { 0 };
+        size_t i, n = 0, by_kind[ELEMENTSOF(change_kinds)] = { 0 };
         json_t *p;
 
         if (!t)
                 return CTL_EXIT_FAILED;
         json_array_foreach(placements, i, p) {
                 n += is_change(p);
-                for (size_t k = 0; k < ELEMENTSOF(kinds); k++)
-                        by_kind[k] += streq_ptr(ctl_json_string(p, "change"), kinds[k]);
+                for (size_t k = 0; k < ELEMENTSOF(change_kinds); k++)
+                        by_kind[k] += streq_ptr(ctl_json_string(p, "change"), change_kinds[k]);
         }
-        /* A large change is summed up: `--json` lists every placement. */
-        if (n > CTL_DETAILS_MAX) {
-                printf("%zu placements change:", n);
-                for (size_t k = 0; k < ELEMENTSOF(kinds); k++)
-                        if (by_kind[k] > 0)
-                                printf(" %zu %s", by_kind[k], kinds[k]);
-                printf(". `batonctl --json` lists them.\n");
+        /* A large change is summed up (a controller that sent them all
+         * anyway): `--all` lists every placement. */
+        if (n > CTL_DETAILS_MAX && !all) {
+                print_change_counts(n, by_kind);
                 return CTL_EXIT_OK;
         }
         json_array_foreach(placements, i, p) {
@@ -238,12 +259,13 @@ static void print_problems(json_t *doc, json_t *problems) {
         }
 }
 
-static int print_result(json_t *doc) {
+static int print_result(json_t *doc, bool all) {
         json_t *services = ctl_json_array(doc, "services"),
                *placements = ctl_json_array(doc, "placements"),
                *problems = ctl_json_array(doc, "problems"), *x;
-        bool changes = false, placement_changes = false;
-        size_t i;
+        bool changes = false, placement_changes = false,
+             listed = !json_is_false(json_object_get(doc, "placements_listed"));
+        size_t i, n_counted = 0, by_kind[ELEMENTSOF(change_kinds)] = { 0 };
         int r;
 
         json_array_foreach(services, i, x) {
@@ -251,6 +273,10 @@ static int print_result(json_t *doc) {
         }
         json_array_foreach(placements, i, x) {
                 placement_changes = placement_changes || is_change(x);
+        }
+        if (!listed) {
+                n_counted = change_counts(doc, by_kind);
+                placement_changes = n_counted > 0;
         }
         changes = changes || placement_changes;
 
@@ -262,9 +288,12 @@ static int print_result(json_t *doc) {
                         if (r != CTL_EXIT_OK)
                                 return r;
                 }
-                if (placement_changes) {
+                if (placement_changes && !listed) {
                         printf("\n");
-                        r = print_placements(placements);
+                        print_change_counts(n_counted, by_kind);
+                } else if (placement_changes) {
+                        printf("\n");
+                        r = print_placements(placements, all);
                         if (r != CTL_EXIT_OK)
                                 return r;
                 }
@@ -282,13 +311,16 @@ static int print_result(json_t *doc) {
 static int run_apply_or_plan(Ctl *ctl, const CtlCommand *cmd, bool plan, int argc, char *argv[]) {
         enum {
                 ARG_DRY_RUN = 0x100,
+                ARG_ALL,
         };
         static const struct option apply_options[] = {
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "all", no_argument, NULL, ARG_ALL },
                 { "help", no_argument, NULL, 'h' },
                 { 0 },
         };
         static const struct option plan_options[] = {
+                { "all", no_argument, NULL, ARG_ALL },
                 { "help", no_argument, NULL, 'h' },
                 { 0 },
         };
@@ -296,7 +328,7 @@ static int run_apply_or_plan(Ctl *ctl, const CtlCommand *cmd, bool plan, int arg
         Baton__V1__ApplyRequest apply = BATON__V1__APPLY_REQUEST__INIT;
         _cleanup_(spec_files_done) SpecFiles specs = { 0 };
         _cleanup_(json_decrefp) json_t *doc = NULL;
-        bool dry_run = plan;
+        bool dry_run = plan, all = false;
         int c, r;
 
         optind = 0;
@@ -304,6 +336,9 @@ static int run_apply_or_plan(Ctl *ctl, const CtlCommand *cmd, bool plan, int arg
                 switch (c) {
                 case ARG_DRY_RUN:
                         dry_run = true;
+                        break;
+                case ARG_ALL:
+                        all = true;
                         break;
                 case 'h':
                         return ctl_command_help(cmd);
@@ -320,6 +355,8 @@ static int run_apply_or_plan(Ctl *ctl, const CtlCommand *cmd, bool plan, int arg
         apply.files = specs.ptrs;
         apply.n_files = specs.n;
         apply.dry_run = dry_run;
+        /* Every placement up to a screenful or so, else counts (--all: all). */
+        apply.placements_max = all ? 0 : CTL_DETAILS_MAX;
         /* `apply --dry-run` is a plan: the read-only verb, which anyone may
          * call (the controller decides authority by verb alone). */
         req.verb = (char *) (dry_run ? "plan" : "apply");
@@ -328,7 +365,7 @@ static int run_apply_or_plan(Ctl *ctl, const CtlCommand *cmd, bool plan, int arg
         r = ctl_request_json(ctl, &req, &doc);
         if (r != CTL_EXIT_OK)
                 return r;
-        return ctl->json ? ctl_print_document(doc) : print_result(doc);
+        return ctl->json ? ctl_print_document(doc) : print_result(doc, all);
 }
 
 static int run_apply(Ctl *ctl, int argc, char *argv[]) {
@@ -341,14 +378,14 @@ static int run_plan(Ctl *ctl, int argc, char *argv[]) {
 
 const CtlCommand ctl_command_apply = {
         .name = "apply",
-        .usage = "FILE... [--dry-run]",
+        .usage = "FILE... [--dry-run] [--all]",
         .summary = "create or update services from unit files",
         .run = run_apply,
 };
 
 const CtlCommand ctl_command_plan = {
         .name = "plan",
-        .usage = "FILE...",
+        .usage = "FILE... [--all]",
         .summary = "show what apply would change, change nothing",
         .run = run_plan,
 };

@@ -483,8 +483,8 @@ class Bench:
         for name, args in [('ping', ['ping']), ('hosts', ['hosts']),
                            ('status SERVICE', ['status', 'bench00']), ('status', ['status']),
                            ('status --all', ['status', '--all']),
-                           ('plan', ['plan', *specs])]:
-            if name == 'status --all' and self.label == 'before':
+                           ('plan', ['plan', *specs]), ('plan --all', ['plan', '--all', *specs])]:
+            if name.endswith('--all') and self.label == 'before':
                 continue  # no such option before
             times, size = [], 0
             for _ in range(a.rpc_repeat):
@@ -721,8 +721,9 @@ def report(args, floor: dict, points: list[dict]) -> str:
     row('  controller CPU until then', [fmt_s(p['converge_cpu_s']) for p in points])
     row('converged: status all healthy (polled)', [fmt_s(p['converge_status_s'])
                                                     for p in points])
-    for name in ('ping', 'hosts', 'status SERVICE', 'status', 'status --all', 'plan'):
-        label = f'plan of the {args.units} applied specs' if name == 'plan' else name
+    for name in ('ping', 'hosts', 'status SERVICE', 'status', 'status --all', 'plan',
+                 'plan --all'):
+        label = name.replace('plan', f'plan of the {args.units} applied specs', 1)
 
         def rpc(p, key, f):
             return f(p['rpc'][name][key]) if name in p['rpc'] else '-'

@@ -325,9 +325,11 @@ def large_answers_come_in_parts(world):
         f.write(SPEC.replace('fleet-loss test service', 'wide').replace(
             f'Replicas={REPLICAS}', f'Replicas={up}'))
     mark = len(S['controller'].log())
-    applied = ok_json(world, 'apply', spec)
+    applied = ok_json(world, 'apply', '--all', spec)
     adds = [p for p in applied['placements'] if p['service'] == 'wide' and p['change'] == 'add']
     assert applied['applied'] and len(adds) == up, (len(adds), up)
+    assert applied['placements_listed'] is True and applied['changes']['add'] == up, \
+        applied['changes']
     assert re.search(r'Answered \S+ in [2-9] parts', S['controller'].log()[mark:])
     # In text, a summary: what changes by kind, how many instances in all.
     wide2 = os.path.join(world.dir, 'wide2@.service')
@@ -335,6 +337,15 @@ def large_answers_come_in_parts(world):
         f.write(SPEC.replace(f'Replicas={REPLICAS}', f'Replicas={up}'))
     r = world.batonctl('plan', wide2)
     assert r.returncode == 0 and f'{up} placements change: {up} add.' in r.stdout, r.stdout
+    # Without --all the controller sends counts, not the placements: one message.
+    mark = len(S['controller'].log())
+    planned = ok_json(world, 'plan', wide2)
+    assert planned['placements_listed'] is False and 'placements' not in planned, planned
+    assert planned['changes']['add'] == up and planned['changes']['keep'] > 200, planned
+    assert not re.search(r'Answered \S+ in [2-9] parts', S['controller'].log()[mark:])
+    listed = ok_json(world, 'plan', '--all', wide2)
+    assert sum(p['change'] == 'add' for p in listed['placements']) == up
+    assert len(listed['placements']) == sum(planned['changes'].values())
     r = world.batonctl('status')
     assert r.returncode == 0 and re.search(r'\d+ instances in all', r.stdout), r.stdout
     assert 'wide@0.service' not in r.stdout

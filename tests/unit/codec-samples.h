@@ -300,6 +300,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         apply.n_files = 2;
         apply.files = specs;
         apply.dry_run = 1;
+        apply.placements_max = 200;
 
         baton__v1__service_request__init(&service_req);
         service_req.service = SAMPLE_STR("sentinel");
