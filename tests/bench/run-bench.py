@@ -574,6 +574,10 @@ class Bench:
         sampled = HeartbeatDelays(VhostBroker(self.broker, url),
                                   [f'sim-{i:04d}' for i in range(0, n - 1 - lose,
                                                                  HEARTBEAT_SAMPLE)])
+        try:
+            busy0 = self.ctl(url, 'ping')[0]['counters'].get('busy_over_100ms')
+        except BenchError:
+            busy0 = None
         cpu0, t_kill, t_kill_rt = cpu_seconds(ctl.pid), time.monotonic(), time.time()
         thread.start()
         loss_proc.kill()
@@ -604,6 +608,11 @@ class Bench:
         stop_pinging.set()
         thread.join()
         res['survivor_heartbeat_delay'] = sampled.finish()
+        try:
+            busy1 = self.ctl(url, 'ping')[0]['counters'].get('busy_over_100ms')
+        except BenchError:
+            busy1 = None
+        res['busy_over_100ms'] = busy1 - busy0 if None not in (busy0, busy1) else None
         after = self.stats(survivors_stats)
         lost_ids = {f'sim-{i:04d}' for i in range(n - 1 - lose, n - 1)}
         false_downs = {a.get('host') for a in alerts.poll()
@@ -761,6 +770,8 @@ def report(args, floor: dict, points: list[dict]) -> str:
         row('  batonctl ping p50 / p99 / max meanwhile',
             [f'{fmt_s(p["loss"]["ping_p50_s"])} / {fmt_s(p["loss"]["ping_p99_s"])} / '
              f'{fmt_s(p["loss"]["ping_max_s"])}' if 'loss' in p else '-' for p in points])
+        row('  turns of the loop over 100 ms meanwhile', [loss(p, 'busy_over_100ms')
+                                                         for p in points])
         row('  controller CPU per lost host (less heartbeats)', [loss(p, 'cpu_ms_per_transition',
                                                     lambda v: f'{v:.1f} ms') for p in points])
     row('longest reconcile pass (event → published)',
