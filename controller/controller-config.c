@@ -41,6 +41,10 @@ const ConfigOption controller_config_options[] = {
           4128768, 0,
           "an answer larger than this goes to batonctl in parts of this many bytes (for brokers "
           "with a smaller max_message_size)"),
+        O("controller", "answer_step_time", CONFIG_DURATION, answer_step_time, "10ms", 0,
+          USEC_PER_SEC, 0,
+          "a large answer (status of every instance) is written this long per turn of the loop, "
+          "heartbeats and other requests being served in between; 0: 256 entries per turn"),
         O("controller", "audit_max_entries", CONFIG_UINT, audit_max_entries, "100000", 10,
           100000000, 0, "the audit log keeps at most this many newest entries"),
         O("controller", "audit_max_age", CONFIG_DURATION, audit_max_age, "365d",

@@ -215,8 +215,8 @@ int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
 
         if (uv_timer_init(loop, &c->marker_timer) < 0 || uv_timer_init(loop, &c->flush_timer) < 0 ||
             uv_timer_init(loop, &c->tick_timer) < 0 || pipeline_init(c) < 0 ||
-            outbox_init(&c->outbox, loop, &c->pub) < 0 || uv_signal_init(loop, &c->sigterm) < 0 ||
-            uv_signal_init(loop, &c->sigint) < 0)
+            rpc_queue_init(c) < 0 || outbox_init(&c->outbox, loop, &c->pub) < 0 ||
+            uv_signal_init(loop, &c->sigterm) < 0 || uv_signal_init(loop, &c->sigint) < 0)
                 return log_error_errno(-ENOMEM, "Failed to set up event loop handles.");
         c->handles = true;
         c->marker_timer.data = c->flush_timer.data = c->tick_timer.data = c;
@@ -258,6 +258,7 @@ static void close_handles(void *userdata) {
         if (c->probe.on)
                 loop_close_handle((uv_handle_t *) &c->probe.prepare);
         loop_close_handle((uv_handle_t *) &c->wave.timer);
+        rpc_queue_close(c);
         outbox_close(&c->outbox);
         loop_close_handle((uv_handle_t *) &c->sigterm);
         loop_close_handle((uv_handle_t *) &c->sigint);
@@ -283,6 +284,7 @@ void controller_stop(Controller *c) {
 }
 
 void controller_done(Controller *c) {
+        rpc_queue_done(c);
         pipeline_done(c);
         outbox_done(&c->outbox);
         intake_done(&c->intake);

@@ -75,6 +75,19 @@ typedef struct HostWave {
         bool armed;
 } HostWave;
 
+/* Answers being written in steps (rpc-steps.c), one at a time, a few
+ * milliseconds per turn of the loop, on an idle handle. */
+typedef struct RpcJob RpcJob;
+typedef struct RpcQueue {
+        RpcJob *head, *tail;
+        size_t n;
+        uv_idle_t idle;
+        bool on; /* idle is initialized */
+} RpcQueue;
+
+/* At most this many answers wait to be written; more are refused. */
+#define RPC_QUEUE_MAX 8
+
 typedef struct Controller {
         uv_loop_t *loop;
         ControllerConfig config;
@@ -91,6 +104,7 @@ typedef struct Controller {
         PipelineCounters counters;
         HostWave wave;
         LoopProbe probe;
+        RpcQueue rpcq;
         char run_nonce[33]; /* random, made at start: restart ids (pipeline.c) */
 
         uv_timer_t marker_timer;

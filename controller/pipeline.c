@@ -82,10 +82,9 @@ static void publish_shard_map(Controller *c, const char *service) {
 
         if (!s || !ss)
                 return;
-        doc = view_shards(&c->model, s, now_realtime_usec());
+        /* Consumers route by owner: the per-shard list is in `batonctl shards`. */
+        doc = view_shards(&c->model, s, now_realtime_usec(), 0, false);
         if (doc) {
-                /* Consumers route by owner: the per-shard list is in `batonctl shards`. */
-                json_object_del(doc, "shards");
                 detail = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
                 json_decref(doc);
         }

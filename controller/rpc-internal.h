@@ -8,7 +8,18 @@
 #include <jansson.h>
 
 #include "controller.h"
+#include "jsontext.h"
 #include "rpc.pb-c.h"
+
+/* A read verb's JSON answer written in steps, over as many turns of the loop
+ * as it takes (rpc-steps.c): `step` writes about `budget` entries more and
+ * returns 1 when the document is complete, 0 when more is to come, < 0 on
+ * failure. */
+typedef struct RpcSteps {
+        void *cursor;
+        int (*step)(void *cursor, const Model *m, JsonText *out, size_t budget);
+        void (*free)(void *cursor);
+} RpcSteps;
 
 typedef struct RpcContext {
         Controller *c;
@@ -27,8 +38,11 @@ typedef struct RpcContext {
         Baton__V1__HostInfo **host_ptrs;
         char ***host_labels;
         size_t n_host_labels;
+        Baton__V1__Counter host_states[_HOST_STATE_MAX];
+        Baton__V1__Counter *host_state_ptrs[_HOST_STATE_MAX];
         char *error;
         char *json;
+        RpcSteps steps;      /* set by a verb that answers in steps */
         char *audit_request; /* what the audit log records of the request */
         bool audited;        /* the change and its audit entry were stored together */
 } RpcContext;
@@ -38,6 +52,22 @@ int rpc_fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) _pri
 /* Makes `doc` (stolen; NULL: out of memory) the response's JSON result. */
 int rpc_set_json(RpcContext *x, json_t *doc);
 void rpc_context_done(RpcContext *x);
+/* Sends `resp` to reply_to (direct reply-to), in parts when it is larger
+ * than a message; an answer too large even then is replaced by an error
+ * saying so. */
+void rpc_send_answer(Controller *c, const char *reply_to, const char *correlation,
+                     const Baton__V1__Response *resp);
+
+/* For a read verb: its answer is written in steps (takes over `cursor`,
+ * freed with free_fn; cursor NULL: out of memory). */
+int rpc_answer_in_steps(RpcContext *x, void *cursor,
+                        int (*step)(void *cursor, const Model *m, JsonText *out, size_t budget),
+                        void (*free_fn)(void *cursor));
+/* After the verb (rpc.c): writes what fits in this turn. Returns 1 when the
+ * answer is complete (x->response holds it), 0 when the rest was queued for
+ * later turns (the queue answers reply_to itself), or an error set on
+ * x->response (the queue is full, out of memory) as 1. */
+int rpc_steps_start(RpcContext *x, const char *reply_to, const char *correlation);
 
 int rpc_verb_ping(RpcContext *x);
 int rpc_verb_hosts(RpcContext *x);

@@ -109,9 +109,48 @@ static char **split_words(const char *s, size_t *ret_n) {
         return v;
 }
 
+static int host_info(RpcContext *x, const Host *h, Baton__V1__HostInfo *hi, size_t i) {
+        const HostModel *v = h->userdata;
+
+        baton__v1__host_info__init(hi);
+        hi->host = h->id;
+        hi->state = (char *) host_state_to_string(host_state(h));
+        if (!v)
+                return 0;
+        hi->last_seen_us = v->last_seen_us;
+        hi->state_since_us = v->state_since_us;
+        hi->boot_id = (char *) strempty(v->boot_id);
+        hi->agent_version = (char *) strempty(v->agent_version);
+        hi->cores = v->cores;
+        hi->memory_total_bytes = v->memory_total;
+        hi->memory_available_bytes = v->memory_available;
+        hi->load1_x100 = v->load1_x100;
+        hi->units_total = (uint32_t) v->n_units;
+        hi->units_active = v->units_active;
+        hi->applied_generation = v->applied_generation;
+        hi->max_epoch_seen = v->max_epoch_seen;
+        hi->systemd_version = (char *) strempty(v->systemd_version);
+        hi->system_state = (char *) strempty(v->system_state);
+        if (reconcile_host_held(&x->c->model, h))
+                hi->held_instances = (uint32_t) v->n_placed;
+        x->host_labels[i] = split_words(v->labels, &hi->n_labels);
+        if (!x->host_labels[i])
+                return -ENOMEM;
+        hi->labels = x->host_labels[i];
+        return 0;
+}
+
+/* Every host, or above hosts_max a summary: counts by state and the hosts
+ * that are not up (at most hosts_max of them), which is what an operator of
+ * a large fleet looks for. */
 int rpc_verb_hosts(RpcContext *x) {
         const HostTable *t = &x->c->model.hosts;
-        size_t n = t->n_hosts;
+        size_t max = x->request->args_case == BATON__V1__REQUEST__ARGS_HOSTS
+                             ? x->request->hosts->hosts_max
+                             : 0,
+               n = t->n_hosts, listed = 0, by_state[_HOST_STATE_MAX] = { 0 };
+        bool summary = max > 0 && n > max;
+        uint64_t held = 0;
 
         x->host_infos = calloc(n + 1, sizeof(Baton__V1__HostInfo));
         x->host_ptrs = calloc(n + 1, sizeof(Baton__V1__HostInfo *));
@@ -122,38 +161,35 @@ int rpc_verb_hosts(RpcContext *x) {
         for (size_t i = 0; i < n; i++) {
                 const Host *h = t->hosts[i];
                 const HostModel *v = h->userdata;
-                Baton__V1__HostInfo *hi = &x->host_infos[i];
+                HostState st = host_state(h);
+                int r;
 
-                baton__v1__host_info__init(hi);
-                hi->host = h->id;
-                hi->state = (char *) host_state_to_string(host_state(h));
-                if (v) {
-                        hi->last_seen_us = v->last_seen_us;
-                        hi->state_since_us = v->state_since_us;
-                        hi->boot_id = (char *) strempty(v->boot_id);
-                        hi->agent_version = (char *) strempty(v->agent_version);
-                        hi->cores = v->cores;
-                        hi->memory_total_bytes = v->memory_total;
-                        hi->memory_available_bytes = v->memory_available;
-                        hi->load1_x100 = v->load1_x100;
-                        hi->units_total = (uint32_t) v->n_units;
-                        hi->units_active = v->units_active;
-                        hi->applied_generation = v->applied_generation;
-                        hi->max_epoch_seen = v->max_epoch_seen;
-                        hi->systemd_version = (char *) strempty(v->systemd_version);
-                        hi->system_state = (char *) strempty(v->system_state);
-                        if (reconcile_host_held(&x->c->model, h))
-                                hi->held_instances = (uint32_t) v->n_placed;
-                        x->host_labels[i] = split_words(v->labels, &hi->n_labels);
-                        if (!x->host_labels[i])
-                                return -ENOMEM;
-                        hi->labels = x->host_labels[i];
-                }
-                x->host_ptrs[i] = hi;
+                if (st >= 0 && st < _HOST_STATE_MAX)
+                        by_state[st]++;
+                if (v && reconcile_host_held(&x->c->model, h))
+                        held += v->n_placed;
+                if (summary && (st == HOST_UP || listed >= max))
+                        continue;
+                r = host_info(x, h, &x->host_infos[listed], listed);
+                if (r < 0)
+                        return r;
+                x->host_ptrs[listed] = &x->host_infos[listed];
+                listed++;
         }
         baton__v1__host_list__init(&x->host_list);
-        x->host_list.n_hosts = n;
+        for (HostState st = 0; st < _HOST_STATE_MAX; st++) {
+                baton__v1__counter__init(&x->host_states[st]);
+                x->host_states[st].name = (char *) host_state_to_string(st);
+                x->host_states[st].value = by_state[st];
+                x->host_state_ptrs[st] = &x->host_states[st];
+        }
+        x->host_list.n_hosts = listed;
         x->host_list.hosts = x->host_ptrs;
+        x->host_list.summary = summary;
+        x->host_list.hosts_total = (uint32_t) n;
+        x->host_list.n_states = _HOST_STATE_MAX;
+        x->host_list.states = x->host_state_ptrs;
+        x->host_list.held_instances = held;
         x->response.result_case = BATON__V1__RESPONSE__RESULT_HOSTS;
         x->response.hosts = &x->host_list;
         return 0;
@@ -165,6 +201,15 @@ static const char *service_arg(RpcContext *x) {
                        : NULL;
 }
 
+static int status_step(void *cursor, const Model *m, JsonText *out, size_t budget) {
+        return status_cursor_step(cursor, m, out, budget);
+}
+
+static void status_free(void *cursor) {
+        status_cursor_done(cursor);
+        free(cursor);
+}
+
 int rpc_verb_status(RpcContext *x) {
         const char *only = service_arg(x);
 
@@ -173,8 +218,15 @@ int rpc_verb_status(RpcContext *x) {
         size_t max = x->request->args_case == BATON__V1__REQUEST__ARGS_SERVICE
                              ? x->request->service->instances_max
                              : 0;
+        StatusCursor *cur;
 
-        return rpc_set_json(x, view_status(&x->c->model, only, max));
+        if (max > 0 && view_status_instances(&x->c->model, only) > max)
+                return rpc_set_json(x, view_status_summary(&x->c->model, only));
+        /* Every instance: written in steps, however many there are. */
+        cur = calloc(1, sizeof(StatusCursor));
+        if (cur && status_cursor_init(cur, &x->c->model, only) < 0)
+                cur = mfree(cur);
+        return rpc_answer_in_steps(x, cur, status_step, status_free);
 }
 
 int rpc_verb_shards(RpcContext *x) {
@@ -189,7 +241,17 @@ int rpc_verb_shards(RpcContext *x) {
         if (s->kind != SERVICE_SHARDED)
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED, "%s is %s, not sharded",
                                 s->name, service_kind_to_string(s->kind));
-        return rpc_set_json(x, view_shards(&x->c->model, s, now_realtime_usec()));
+        /* Above instances_max: the copies that are not settled, and no list of
+         * every shard (the ranges without an owner or owned twice stay). */
+        const ShardState *ss = model_shards(&x->c->model, s->name);
+        size_t max = x->request->service->instances_max;
+        uint64_t epoch = 0;
+        uint32_t total = 0;
+
+        if (ss)
+                reconcile_serving(ss, &epoch, &total);
+        return rpc_set_json(x, view_shards(&x->c->model, s, now_realtime_usec(), max,
+                                           max == 0 || total <= max));
 }
 
 int rpc_verb_alerts(RpcContext *x) {

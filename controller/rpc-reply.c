@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The answer being built (rpc-internal.h). */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "codec.h"
+#include "log.h"
 #include "rpc-internal.h"
 #include "util.h"
 
@@ -34,6 +37,8 @@ int rpc_set_json(RpcContext *x, json_t *doc) {
 }
 
 void rpc_context_done(RpcContext *x) {
+        if (x->steps.cursor && x->steps.free)
+                x->steps.free(x->steps.cursor);
         free(x->counters);
         free(x->counter_ptrs);
         for (size_t i = 0; x->counter_names && i < x->n_counters; i++)
@@ -47,4 +52,83 @@ void rpc_context_done(RpcContext *x) {
         free(x->error);
         free(x->json);
         free(x->audit_request);
+}
+
+/* An answer larger than a message: the packed Response in slices, in order
+ * (batonctl joins them). Backups are refused above one message instead. */
+static int send_parts(Controller *c, const char *reply_to, const char *correlation,
+                      const Baton__V1__Response *resp) {
+        /* answer_part_size leaves room for the envelope around a part. */
+        size_t len = protobuf_c_message_get_packed_size(&resp->base),
+               size = (size_t) c->config.answer_part_size;
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint32_t count;
+        int r = 0;
+
+        if (len > CODEC_MAX_ANSWER_SIZE)
+                return -EMSGSIZE;
+        buf = malloc(len);
+        if (!buf)
+                return -ENOMEM;
+        protobuf_c_message_pack(&resp->base, buf);
+        count = (uint32_t) ((len + size - 1) / size);
+        for (uint32_t i = 0; r >= 0 && i < count; i++) {
+                Baton__V1__Response msg = BATON__V1__RESPONSE__INIT;
+                Baton__V1__ResponsePart part = BATON__V1__RESPONSE_PART__INIT;
+                size_t off = (size_t) i * size;
+
+                part.index = i;
+                part.count = count;
+                part.data.data = buf + off;
+                part.data.len = MIN(size, len - off);
+                msg.part = &part;
+                r = publish_body(&c->pub, c->model.epoch, "", reply_to, &msg.base,
+                                 &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
+                                                    .correlation_id = correlation });
+        }
+        if (r >= 0)
+                log_debug("Answered %s in %" PRIu32 " parts (%zu bytes).", reply_to, count, len);
+        return r;
+}
+
+void rpc_send_answer(Controller *c, const char *reply_to, const char *correlation,
+                     const Baton__V1__Response *resp) {
+        int r;
+
+        /* Direct reply-to only lives as long as the requester's connection:
+         * never re-send a reply after a reconnect. */
+        if (protobuf_c_message_get_packed_size(&resp->base) > c->config.answer_part_size &&
+            resp->result_case != BATON__V1__RESPONSE__RESULT_BACKUP)
+                r = send_parts(c, reply_to, correlation, resp);
+        else
+                r = publish_body(&c->pub, c->model.epoch, "", reply_to, &resp->base,
+                                 &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
+                                                    .correlation_id = correlation });
+        if (r == -EMSGSIZE) {
+                /* Say so rather than leave batonctl waiting for its timeout;
+                 * what the request changed stays changed. */
+                Baton__V1__Response small = BATON__V1__RESPONSE__INIT;
+                _cleanup_free_ char *why = NULL;
+
+                if (asprintf(&why,
+                             "the answer (%zu bytes) is larger than an answer may be (%zu "
+                             "bytes, in parts)%s; ask for less, e.g. `batonctl status SERVICE`",
+                             protobuf_c_message_get_packed_size(&resp->base),
+                             (size_t) CODEC_MAX_ANSWER_SIZE,
+                             resp->status == BATON__V1__STATUS__STATUS_OK
+                                     ? " though the request itself succeeded"
+                                     : "") < 0)
+                        why = NULL;
+                small.status = BATON__V1__STATUS__STATUS_FAILED;
+                small.error = why ? why : (char *) "the answer is too large for a message";
+                log_warning("Reply to %s too large; answering with an error instead.", reply_to);
+                r = publish_body(&c->pub, c->model.epoch, "", reply_to, &small.base,
+                                 &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
+                                                    .correlation_id = correlation });
+        }
+        if (r < 0)
+                log_warning_errno(r, "Failed to send reply to %s: %s, ignoring.", reply_to,
+                                  STRERROR(r));
+        else
+                c->intake.rpc_answered++;
 }

@@ -129,87 +129,13 @@ static bool is_operator(const char *operators, const char *user) {
         return false;
 }
 
-/* An answer larger than a message: the packed Response in slices, in order
- * (batonctl joins them). Backups are refused above one message instead. */
-static int send_parts(Controller *c, const char *reply_to, const char *correlation,
-                      const Baton__V1__Response *resp) {
-        /* answer_part_size leaves room for the envelope around a part. */
-        size_t len = protobuf_c_message_get_packed_size(&resp->base),
-               size = (size_t) c->config.answer_part_size;
-        _cleanup_free_ uint8_t *buf = NULL;
-        uint32_t count;
-        int r = 0;
-
-        if (len > CODEC_MAX_ANSWER_SIZE)
-                return -EMSGSIZE;
-        buf = malloc(len);
-        if (!buf)
-                return -ENOMEM;
-        protobuf_c_message_pack(&resp->base, buf);
-        count = (uint32_t) ((len + size - 1) / size);
-        for (uint32_t i = 0; r >= 0 && i < count; i++) {
-                Baton__V1__Response msg = BATON__V1__RESPONSE__INIT;
-                Baton__V1__ResponsePart part = BATON__V1__RESPONSE_PART__INIT;
-                size_t off = (size_t) i * size;
-
-                part.index = i;
-                part.count = count;
-                part.data.data = buf + off;
-                part.data.len = MIN(size, len - off);
-                msg.part = &part;
-                r = publish_body(&c->pub, c->model.epoch, "", reply_to, &msg.base,
-                                 &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
-                                                    .correlation_id = correlation });
-        }
-        if (r >= 0)
-                log_debug("Answered %s in %" PRIu32 " parts (%zu bytes).", reply_to, count, len);
-        return r;
-}
-
 static void send_reply(Controller *c, const BrokerMessage *m, const Baton__V1__Response *resp) {
-        const char *correlation = m->correlation_id ? m->correlation_id : m->message_id;
-        int r;
-
         if (isempty(m->reply_to)) {
                 log_debug("Request %s has no reply_to; not answering.", strna(m->message_id));
                 return;
         }
-        /* Direct reply-to only lives as long as the requester's connection:
-         * never re-send a reply after a reconnect. */
-        if (protobuf_c_message_get_packed_size(&resp->base) > c->config.answer_part_size &&
-            resp->result_case != BATON__V1__RESPONSE__RESULT_BACKUP)
-                r = send_parts(c, m->reply_to, correlation, resp);
-        else
-                r = publish_body(&c->pub, c->model.epoch, "", m->reply_to, &resp->base,
-                                 &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
-                                                    .correlation_id = correlation });
-        if (r == -EMSGSIZE) {
-                /* Say so rather than leave batonctl waiting for its timeout;
-                 * what the request changed stays changed. */
-                Baton__V1__Response small = BATON__V1__RESPONSE__INIT;
-                _cleanup_free_ char *why = NULL;
-
-                if (asprintf(&why,
-                             "the answer (%zu bytes) is larger than an answer may be (%zu "
-                             "bytes, in parts)%s; ask for less, e.g. `batonctl status SERVICE`",
-                             protobuf_c_message_get_packed_size(&resp->base),
-                             (size_t) CODEC_MAX_ANSWER_SIZE,
-                             resp->status == BATON__V1__STATUS__STATUS_OK
-                                     ? " though the request itself succeeded"
-                                     : "") < 0)
-                        why = NULL;
-                small.status = BATON__V1__STATUS__STATUS_FAILED;
-                small.error = why ? why : (char *) "the answer is too large for a message";
-                log_warning("Reply to %s too large; answering with an error instead.", m->reply_to);
-                r = publish_body(&c->pub, c->model.epoch, "", m->reply_to, &small.base,
-                                 &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
-                                                    .correlation_id = correlation });
-        }
-        if (r < 0)
-                log_warning_errno(r, "Failed to send reply to %s: %s, ignoring.", m->reply_to,
-                                  STRERROR(r));
-        else
-                c->intake.rpc_answered++;
+        rpc_send_answer(c, m->reply_to, m->correlation_id ? m->correlation_id : m->message_id,
+                        resp);
 }
 
 static void ack(Controller *c, const BrokerMessage *m) {
@@ -351,6 +277,14 @@ static const char *rpc_handle(Broker *b, const BrokerMessage *m, Controller *c) 
                 }
         }
 
+        /* An answer written in steps goes out when it is complete. */
+        if (x.steps.step &&
+            rpc_steps_start(&x, m->reply_to,
+                            m->correlation_id ? m->correlation_id : m->message_id) == 0) {
+                ack(c, m);
+                rpc_context_done(&x);
+                return verb->name;
+        }
         send_reply(c, m, &x.response);
         ack(c, m);
         rpc_context_done(&x);
@@ -361,6 +295,11 @@ void rpc_on_message(Broker *b, const BrokerMessage *m, void *userdata) {
         Controller *c = userdata;
         usec_t start = now_monotonic_usec();
         const char *verb = rpc_handle(b, m, c);
+        usec_t took = now_monotonic_usec() - start;
 
-        loop_probe_part(&c->probe, verb ? verb : "a request refused", now_monotonic_usec() - start);
+        loop_probe_part(&c->probe, verb ? verb : "a request refused", took);
+        /* What a request costs the loop (heartbeats wait meanwhile). */
+        if (took >= LOOP_BUSY_LONG)
+                log_info("Request '%s' of %s kept the loop busy for %" PRIu64 " ms.", strna(verb),
+                         strempty(m->user_id), (uint64_t) (took / USEC_PER_MSEC));
 }

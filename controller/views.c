@@ -93,64 +93,170 @@ static int count_healthy(const Model *m, const ServiceSpec *s) {
         return healthy;
 }
 
-json_t *view_status(const Model *m, const char *only, size_t instances_max) {
-        json_t *arr = json_array();
+size_t view_status_instances(const Model *m, const char *only) {
         size_t total = 0;
-        bool list;
 
         for (size_t i = 0; i < m->n_services; i++)
                 if (isempty(only) || streq(only, m->services[i]->name))
                         total += m->services[i]->count;
-        list = instances_max == 0 || total <= instances_max;
+        return total;
+}
+
+json_t *view_status_summary(const Model *m, const char *only) {
+        json_t *arr = json_array();
+
         for (size_t i = 0; arr && i < m->n_services; i++) {
                 const ServiceSpec *s = m->services[i];
-                json_t *insts;
-                int healthy = 0;
 
                 if (!isempty(only) && !streq(only, s->name))
                         continue;
-                if (!list) {
-                        json_array_append_new(
-                                arr, json_pack("{s:s, s:s, s:i, s:i, s:o}", "service", s->name,
-                                               "kind", service_kind_to_string(s->kind), "count",
-                                               (int) s->count, "healthy", count_healthy(m, s),
-                                               "shards", view_shards_summary(m, s)));
-                        continue;
-                }
-                insts = json_array();
-                for (uint32_t k = 0; insts && k < s->count; k++) {
-                        const Instance *in = model_instance(m, s->name, k);
-                        const HostModel *v = in ? model_host(m, in->host) : NULL;
-                        _cleanup_free_ char *unit = NULL;
-                        const UnitObs *o;
-                        const Host *h;
-                        bool ok;
-
-                        if (reconcile_instance_unit(m, s, k, &unit) < 0)
-                                continue;
-                        o = v ? host_model_unit(v, unit) : NULL;
-                        ok = in && reconcile_instance_healthy(m, in);
-                        h = in ? host_table_get(&m->hosts, in->host) : NULL;
-                        healthy += ok;
-                        json_array_append_new(
-                                insts,
-                                json_pack("{s:i, s:s, s:o, s:s, s:s, s:i, s:b, s:b}", "instance",
-                                          (int) k, "unit", unit, "host",
-                                          in ? json_string(in->host) : json_null(), "active_state",
-                                          o ? o->active_state : "unknown", "sub_state",
-                                          o ? o->sub_state : "unknown", "n_restarts",
-                                          o ? (int) o->n_restarts : 0, "healthy", ok, "held",
-                                          h && reconcile_host_held(m, h)));
-                }
-                json_array_append_new(
-                        arr, json_pack("{s:s, s:s, s:i, s:i, s:o, s:o}", "service", s->name, "kind",
-                                       service_kind_to_string(s->kind), "count", (int) s->count,
-                                       "healthy", healthy, "instances", insts, "shards",
-                                       view_shards_summary(m, s)));
+                json_array_append_new(arr,
+                                      json_pack("{s:s, s:s, s:i, s:i, s:o}", "service", s->name,
+                                                "kind", service_kind_to_string(s->kind), "count",
+                                                (int) s->count, "healthy", count_healthy(m, s),
+                                                "shards", view_shards_summary(m, s)));
         }
         return json_pack("{s:o, s:I, s:b, s:o}", "services", arr, "instances_total",
-                         (json_int_t) total, "instances_listed", list, "mass_host_loss",
-                         view_mass_loss(m));
+                         (json_int_t) view_status_instances(m, only), "instances_listed", false,
+                         "mass_host_loss", view_mass_loss(m));
+}
+
+void status_cursor_done(StatusCursor *cur) {
+        for (size_t i = 0; i < cur->n_services; i++)
+                free(cur->services[i]);
+        free(cur->services);
+        *cur = (StatusCursor){ 0 };
+}
+
+int status_cursor_init(StatusCursor *cur, const Model *m, const char *only) {
+        *cur = (StatusCursor){ .first_service = true };
+        cur->services = calloc(m->n_services + 1, sizeof(char *));
+        if (!cur->services)
+                return -ENOMEM;
+        for (size_t i = 0; i < m->n_services; i++) {
+                if (!isempty(only) && !streq(only, m->services[i]->name))
+                        continue;
+                cur->services[cur->n_services] = strdup(m->services[i]->name);
+                if (!cur->services[cur->n_services]) {
+                        status_cursor_done(cur);
+                        return -ENOMEM;
+                }
+                cur->n_services++;
+        }
+        return 0;
+}
+
+/* JSON made by jansson (small), appended as text. */
+static void append_doc(JsonText *out, json_t *doc) {
+        _cleanup_free_ char *text =
+                doc ? json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER) : NULL;
+
+        json_decref(doc);
+        if (!text)
+                out->failed = true;
+        else
+                json_text_raw(out, text);
+}
+
+static void write_instance(const Model *m, const ServiceSpec *s, uint32_t k, JsonText *out,
+                           bool first, int *healthy) {
+        const Instance *in = model_instance(m, s->name, k);
+        const HostModel *v = in ? model_host(m, in->host) : NULL;
+        const Host *h = in ? host_table_get(&m->hosts, in->host) : NULL;
+        _cleanup_free_ char *unit = NULL;
+        const UnitObs *o;
+        bool ok, f = true;
+
+        if (reconcile_instance_unit(m, s, k, &unit) < 0) {
+                out->failed = true;
+                return;
+        }
+        o = v ? host_model_unit(v, unit) : NULL;
+        ok = in && reconcile_instance_healthy(m, in);
+        *healthy += ok;
+        json_text_raw(out, first ? "{" : ",{");
+        json_text_key(out, &f, "instance");
+        json_text_int(out, k);
+        json_text_key(out, &f, "unit");
+        json_text_string(out, unit);
+        json_text_key(out, &f, "host");
+        json_text_string(out, in ? in->host : NULL);
+        json_text_key(out, &f, "active_state");
+        json_text_string(out, o ? o->active_state : "unknown");
+        json_text_key(out, &f, "sub_state");
+        json_text_string(out, o ? o->sub_state : "unknown");
+        json_text_key(out, &f, "n_restarts");
+        json_text_int(out, o ? (int64_t) o->n_restarts : 0);
+        json_text_key(out, &f, "healthy");
+        json_text_bool(out, ok);
+        json_text_key(out, &f, "held");
+        json_text_bool(out, h && reconcile_host_held(m, h));
+        json_text_raw(out, "}");
+}
+
+/* After the list: the count as listed, how many healthy, the shards. */
+static void close_service(StatusCursor *cur, const Model *m, const ServiceSpec *s, JsonText *out) {
+        json_text_raw(out, "],\"count\":");
+        json_text_int(out, cur->instance);
+        json_text_raw(out, ",\"healthy\":");
+        json_text_int(out, cur->healthy);
+        json_text_raw(out, ",\"shards\":");
+        if (s)
+                append_doc(out, view_shards_summary(m, s));
+        else
+                json_text_raw(out, "null");
+        json_text_raw(out, "}");
+        cur->open = false;
+}
+
+int status_cursor_step(StatusCursor *cur, const Model *m, JsonText *out, size_t budget) {
+        if (cur->complete)
+                return 1;
+        if (!cur->begun)
+                json_text_raw(out, "{\"services\":[");
+        cur->begun = true;
+        while (cur->next < cur->n_services) {
+                const ServiceSpec *s = model_service(m, cur->services[cur->next]);
+                bool f = true;
+
+                if (!s) { /* deleted meanwhile */
+                        if (cur->open)
+                                close_service(cur, m, NULL, out);
+                        cur->next++;
+                        continue;
+                }
+                if (!cur->open) {
+                        json_text_raw(out, cur->first_service ? "{" : ",{");
+                        cur->first_service = false;
+                        json_text_key(out, &f, "service");
+                        json_text_string(out, s->name);
+                        json_text_key(out, &f, "kind");
+                        json_text_string(out, service_kind_to_string(s->kind));
+                        json_text_key(out, &f, "instances");
+                        json_text_raw(out, "[");
+                        cur->open = true;
+                        cur->instance = 0;
+                        cur->healthy = 0;
+                }
+                for (; cur->instance < s->count; cur->instance++) {
+                        if (budget == 0)
+                                return out->failed ? -ENOMEM : 0;
+                        budget--;
+                        write_instance(m, s, cur->instance, out, cur->instance == 0, &cur->healthy);
+                        cur->total++;
+                }
+                close_service(cur, m, s, out);
+                cur->next++;
+                if (out->failed)
+                        return -ENOMEM;
+        }
+        json_text_raw(out, "],\"instances_total\":");
+        json_text_int(out, (int64_t) cur->total);
+        json_text_raw(out, ",\"instances_listed\":true,\"mass_host_loss\":");
+        append_doc(out, view_mass_loss(m));
+        json_text_raw(out, "}");
+        cur->complete = true;
+        return out->failed ? -ENOMEM : 1;
 }
 
 static const char *shard_state_word(const CopyObs *rep, uint32_t shard) {
@@ -165,70 +271,103 @@ static const char *shard_state_word(const CopyObs *rep, uint32_t shard) {
         return "starting";
 }
 
-json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now) {
+/* A copy that needs no operator's look: running, active, every shard it
+ * is assigned ready, and the only copy of its instance. */
+static bool copy_settled(const CopyPlan *cp, size_t n, const CopyObs *rep) {
+        _cleanup_(rangelist_done) RangeList assigned = { 0 };
+
+        if (n != 1 || !cp->running || !rep || !rep->active ||
+            rangelist_parse(&assigned, cp->shards) < 0)
+                return false;
+        return rangelist_equal(&assigned, &rep->ready);
+}
+
+static json_t *copy_json(uint32_t i, const char *host, const CopyPlan *cp, bool is_new,
+                         const CopyObs *rep) {
+        _cleanup_free_ char *rd = rep ? rangelist_format(&rep->ready) : NULL,
+                            *cn = rep ? rangelist_format(&rep->connecting) : NULL,
+                            *fl = rep ? rangelist_format(&rep->failed) : NULL;
+
+        return json_pack("{s:i, s:s, s:s?, s:s, s:I, s:s, s:i, s:b, s:s, s:s, s:s, s:s}",
+                         "instance", (int) i, "unit", cp->unit, "host", host, "role",
+                         is_new ? "new" : "live", "epoch", (json_int_t) cp->epoch, "shards",
+                         cp->shards, "shard_count", (int) cp->shard_count, "running", cp->running,
+                         "active_state",
+                         !rep          ? "unknown"
+                         : rep->active ? "active"
+                                       : "inactive",
+                         "ready", strempty(rd), "connecting", strempty(cn), "failed", strempty(fl));
+}
+
+/* Per shard of the serving epoch that `cp` holds: its state at this copy. */
+static int shard_entries(json_t *shard_list, uint32_t i, const char *host, const CopyPlan *cp,
+                         const CopyObs *rep, uint64_t epoch, uint32_t total,
+                         const uint8_t *owners) {
+        _cleanup_(rangelist_done) RangeList set = { 0 };
+
+        if (cp->epoch != epoch || rangelist_parse(&set, cp->shards) < 0)
+                return 0;
+        for (size_t g = 0; g < set.n_ranges; g++)
+                for (uint32_t sh = set.ranges[g].lo; sh <= set.ranges[g].hi && sh < total; sh++)
+                        if (json_array_append_new(shard_list,
+                                                  json_pack("{s:i, s:i, s:s?, s:s, s:I, s:i}",
+                                                            "shard", (int) sh, "instance", (int) i,
+                                                            "host", host, "state",
+                                                            shard_state_word(rep, sh), "epoch",
+                                                            (json_int_t) epoch, "ready_owners",
+                                                            (int) owners[sh])) < 0)
+                                return -ENOMEM;
+        return 0;
+}
+
+json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now, size_t max,
+                    bool per_shard) {
         const ShardState *ss = model_shards(m, s->name);
         _cleanup_free_ uint8_t *owners = NULL;
         _cleanup_(rangelist_done) RangeList failed = { 0 }, unowned = { 0 }, dup = { 0 };
         _cleanup_free_ char *failed_text = NULL, *unowned_text = NULL, *dup_text = NULL;
-        json_t *copies = json_array(), *shard_list = json_array();
+        json_t *copies = json_array(), *shard_list = per_shard ? json_array() : NULL;
         BudgetVerdict budget;
         uint64_t epoch;
         uint32_t total, ready = 0;
+        size_t n_copies = 0, listed = 0;
+        bool all_copies;
 
-        if (!ss || !copies || !shard_list)
+        if (!ss || !copies || (per_shard && !shard_list))
                 goto fail;
         reconcile_serving(ss, &epoch, &total);
         owners = calloc(total + 1, 1);
         if (!owners || reconcile_count_owners(m, s->name, epoch, total, owners, &failed) < 0)
                 goto fail;
 
+        /* Above `max` copies, only those that are not settled (at most max). */
+        all_copies = max == 0 || (size_t) s->count * 2 <= max;
         for (uint32_t i = 0; i < s->count; i++) {
                 const Instance *in = model_instance(m, s->name, i);
                 const char *host = in ? in->host : NULL;
                 CopyPlan cp[2];
                 size_t n = 0;
+                int r = 0;
 
                 if (reconcile_copies(ss, s->name, i, cp, &n) < 0)
                         goto fail;
-                for (size_t k = 0; k < n; k++) {
+                n_copies += n;
+                for (size_t k = 0; r >= 0 && k < n; k++) {
                         const CopyObs *rep = reconcile_copy_report(m, host, cp[k].unit);
-                        _cleanup_(rangelist_done) RangeList set = { 0 };
-                        _cleanup_free_ char *rd = rep ? rangelist_format(&rep->ready) : NULL,
-                                            *cn = rep ? rangelist_format(&rep->connecting) : NULL,
-                                            *fl = rep ? rangelist_format(&rep->failed) : NULL;
 
-                        json_array_append_new(
-                                copies,
-                                json_pack("{s:i, s:s, s:s?, s:s, s:I, s:s, s:i, s:b, s:s, s:s, "
-                                          "s:s, s:s}",
-                                          "instance", (int) i, "unit", cp[k].unit, "host", host,
-                                          "role", n == 2 && k == 1 ? "new" : "live", "epoch",
-                                          (json_int_t) cp[k].epoch, "shards", cp[k].shards,
-                                          "shard_count", (int) cp[k].shard_count, "running",
-                                          cp[k].running, "active_state",
-                                          !rep          ? "unknown"
-                                          : rep->active ? "active"
-                                                        : "inactive",
-                                          "ready", strempty(rd), "connecting", strempty(cn),
-                                          "failed", strempty(fl)));
-                        /* Per shard of the serving epoch: its (first) owner. */
-                        if (cp[k].epoch == epoch && rangelist_parse(&set, cp[k].shards) >= 0)
-                                for (size_t g = 0; g < set.n_ranges; g++)
-                                        for (uint32_t sh = set.ranges[g].lo;
-                                             sh <= set.ranges[g].hi && sh < total; sh++)
-                                                json_array_append_new(
-                                                        shard_list,
-                                                        json_pack("{s:i, s:i, s:s?, s:s, s:I, "
-                                                                  "s:i}",
-                                                                  "shard", (int) sh, "instance",
-                                                                  (int) i, "host", host, "state",
-                                                                  shard_state_word(rep, sh),
-                                                                  "epoch", (json_int_t) epoch,
-                                                                  "ready_owners",
-                                                                  (int) owners[sh]));
+                        if (all_copies || (listed < max && !copy_settled(&cp[k], n, rep))) {
+                                r = json_array_append_new(
+                                        copies, copy_json(i, host, &cp[k], n == 2 && k == 1, rep));
+                                listed++;
+                        }
+                        if (r >= 0 && per_shard)
+                                r = shard_entries(shard_list, i, host, &cp[k], rep, epoch, total,
+                                                  owners);
                 }
                 for (size_t k = 0; k < n; k++)
                         copy_plan_done(&cp[k]);
+                if (r < 0)
+                        goto fail;
         }
         for (uint32_t sh = 0; sh < total; sh++) {
                 ready += owners[sh] > 0;
@@ -243,13 +382,16 @@ json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now) {
         budget = budget_check(s->daily_start_budget,
                               budget_reserve(s->daily_start_budget, ss->layout.shard_count),
                               budget_spent(&ss->ledger, now), 0);
-        return json_pack("{s:s, s:I, s:i, s:i, s:i, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "service",
-                         s->name, "epoch", (json_int_t) epoch, "shard_count", (int) total,
-                         "instances", (int) ss->layout.n_instances, "ready", (int) ready, "unowned",
-                         strempty(unowned_text), "owned_twice", strempty(dup_text), "failed",
-                         strempty(failed_text), "reshard",
+        return json_pack("{s:s, s:I, s:i, s:i, s:i, s:s, s:s, s:s, s:o, s:o, s:I, s:b, s:o, s:b, "
+                         "s:o*}",
+                         "service", s->name, "epoch", (json_int_t) epoch, "shard_count",
+                         (int) total, "instances", (int) ss->layout.n_instances, "ready",
+                         (int) ready, "unowned", strempty(unowned_text), "owned_twice",
+                         strempty(dup_text), "failed", strempty(failed_text), "reshard",
                          shard_state_resharding(ss) ? view_reshard(ss->reshard) : json_null(),
-                         "budget", view_budget(&budget), "copies", copies, "shards", shard_list);
+                         "budget", view_budget(&budget), "copies_total", (json_int_t) n_copies,
+                         "copies_listed", listed == n_copies, "copies", copies, "shards_listed",
+                         per_shard, "shards", shard_list);
 fail:
         json_decref(copies);
         json_decref(shard_list);

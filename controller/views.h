@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "jsontext.h"
 #include "model.h"
 #include "plan.h"
 #include "reconcile.h"
@@ -12,13 +13,41 @@
 /* JSON null, or while a mass-host-loss is held {"held_hosts": [...],
  * "held_instances": N}: what `batonctl hosts confirm-down` would move. */
 json_t *view_mass_loss(const Model *m);
-/* `batonctl status [SERVICE]`: services with their instances, or (more
- * than instances_max of them in all, when it is not 0) with how many are
- * healthy only: "instances_total" and "instances_listed" say which. */
-json_t *view_status(const Model *m, const char *only, size_t instances_max);
+/* How many instances `batonctl status [SERVICE]` would list. */
+size_t view_status_instances(const Model *m, const char *only);
+/* `batonctl status [SERVICE]` of more instances than a client asked to see
+ * listed: every service with how many are healthy, "instances_total" and
+ * "instances_listed" false. */
+json_t *view_status_summary(const Model *m, const char *only);
+
+/* `batonctl status [SERVICE]` with every instance listed, written as text
+ * in steps, so that a large fleet's answer does not hold the loop: the
+ * services are those of the moment it began, each looked up again at every
+ * step (one deleted meanwhile is left out, one scaled is listed as far as
+ * it then goes). */
+typedef struct StatusCursor {
+        char **services; /* names */
+        bool begun;      /* the document is open */
+        bool complete;   /* and closed */
+        size_t n_services;
+        size_t next; /* index into services */
+        bool open;   /* services[next]'s instance list is being written */
+        bool first_service;
+        uint32_t instance; /* the next one of services[next] */
+        int healthy;       /* of services[next], so far */
+        size_t total;      /* instances written */
+} StatusCursor;
+
+int status_cursor_init(StatusCursor *cur, const Model *m, const char *only);
+/* Writes about `budget` more instances: 1 when the document is complete, 0
+ * when there is more to write, -ENOMEM. */
+int status_cursor_step(StatusCursor *cur, const Model *m, JsonText *out, size_t budget);
+void status_cursor_done(StatusCursor *cur);
 /* The shard map of a sharded service (`batonctl shards`); NULL on OOM or
- * when it has no shard state. */
-json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now);
+ * when it has no shard state. Above `max` copies (0: no limit) only those
+ * that are not settled, at most max ("copies_listed": false); the list of
+ * every shard only with `per_shard`. */
+json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now, size_t max, bool per_shard);
 /* {"epoch", "total", "ready", "resharding"}, or JSON null if not sharded. */
 json_t *view_shards_summary(const Model *m, const ServiceSpec *s);
 json_t *view_reshard(const Reshard *r);

@@ -8,8 +8,6 @@
 
 #include "text.h"
 
-/* Length of the valid UTF-8 sequence at p (1–4), or 0 if it is not one.
- * Overlong forms, surrogates and code points above U+10FFFF are invalid. */
 static size_t utf8_len(const unsigned char *p, uint32_t *ret_cp) {
         unsigned char c = p[0];
         unsigned char lo = 0x80, hi = 0xbf;
@@ -49,6 +47,10 @@ static size_t utf8_len(const unsigned char *p, uint32_t *ret_cp) {
         }
         *ret_cp = cp;
         return n;
+}
+
+size_t text_utf8_len(const char *p, uint32_t *ret_cp) {
+        return utf8_len((const unsigned char *) p, ret_cp);
 }
 
 static bool unsafe(uint32_t cp) {

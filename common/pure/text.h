@@ -4,6 +4,12 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* Length of the valid UTF-8 sequence at p (1–4; p is NUL-terminated), or 0
+ * if it is not one. Overlong forms, surrogates and code points above
+ * U+10FFFF are invalid. */
+size_t text_utf8_len(const char *p, uint32_t *ret_cp);
 
 /* A malloc'ed copy of `s` (NULL reads as "") in which every character that
  * can move a terminal's cursor, change its state or reorder what is shown is

@@ -2,7 +2,6 @@
 /* batonctl hosts: every host the controller knows, its state and capacity;
  * `hosts confirm-down` tells a controller holding a mass-host-loss that the
  * hosts are gone for good, so their instances are placed elsewhere. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -44,15 +43,23 @@ static json_t *host_json(const Baton__V1__HostInfo *h) {
                 (int) h->held_instances);
 }
 
+static size_t state_count(const Baton__V1__HostList *list, const char *state) {
+        for (size_t i = 0; i < list->n_states; i++)
+                if (streq_ptr(list->states[i]->name, state))
+                        return (size_t) list->states[i]->value;
+        return 0;
+}
+
 static int print_table(const Baton__V1__HostList *list) {
         static const char *const headers[] = { "HOST",    "STATE", "LAST SEEN",         "AGENT",
                                                "SYSTEMD", "CORES", "MEMORY FREE/TOTAL", "LOAD",
                                                "UNITS",   "LABELS" };
         _cleanup_(ctl_table_freep) CtlTable *t = ctl_table_new(ELEMENTSOF(headers), headers);
-        uint64_t now = now_realtime_usec(), held = 0;
-        /* A large fleet is summed up: the hosts that are not up, and counts. */
-        bool summary = list->n_hosts > CTL_DETAILS_MAX;
-        size_t up = 0;
+        uint64_t now = now_realtime_usec();
+        /* A large fleet is summed up by the controller (the hosts that are
+         * not up, and counts); an older one sends every host. */
+        bool summary = list->summary || (list->n_hosts > CTL_DETAILS_MAX && list->n_states == 0);
+        size_t total = list->summary ? list->hosts_total : list->n_hosts, up = 0, shown = 0;
 
         if (!t)
                 return CTL_EXIT_FAILED;
@@ -66,13 +73,13 @@ static int print_table(const Baton__V1__HostList *list) {
                 }
                 _cleanup_free_ char *labels =
                         strjoin_space((const char *const *) h->labels, h->n_labels);
-                char ago[48], cores[16], mem[64], avail[24], total[24], load[16], units[32],
+                char ago[48], cores[16], mem[64], avail[24], total_mem[24], load[16], units[32],
                         state[48];
 
                 snprintf(cores, sizeof(cores), "%u", h->cores);
                 snprintf(mem, sizeof(mem), "%s/%s",
                          ctl_format_bytes(avail, sizeof(avail), h->memory_available_bytes),
-                         ctl_format_bytes(total, sizeof(total), h->memory_total_bytes));
+                         ctl_format_bytes(total_mem, sizeof(total_mem), h->memory_total_bytes));
                 snprintf(load, sizeof(load), "%.2f", (double) h->load1_x100 / 100.0);
                 snprintf(units, sizeof(units), "%u/%u", h->units_active, h->units_total);
                 /* Down but keeping its instances: a mass-host-loss is held. */
@@ -93,50 +100,40 @@ static int print_table(const Baton__V1__HostList *list) {
                                       isempty(labels) ? "-" : labels };
                 if (ctl_table_add(t, row) < 0)
                         return CTL_EXIT_FAILED;
+                shown++;
         }
-        if (list->n_hosts == 0) {
+        if (total == 0) {
                 printf("No hosts have reported yet.\n");
                 return CTL_EXIT_OK;
         }
-        if (!summary || up < list->n_hosts)
+        if (shown > 0)
                 ctl_table_print(t, stdout);
-        if (summary)
-                printf("%s%zu hosts: %zu up, %zu not (listed). `batonctl --json hosts` lists every "
+        if (summary) {
+                if (list->summary)
+                        up = state_count(list, "up");
+                printf("%s%zu hosts: %zu up, %zu not (%s). `batonctl hosts --all` lists every "
                        "one.\n",
-                       up < list->n_hosts ? "\n" : "", list->n_hosts, up, list->n_hosts - up);
-        for (size_t i = 0; i < list->n_hosts; i++)
-                held += list->hosts[i]->held_instances;
-        if (held > 0)
+                       shown > 0 ? "\n" : "", total, up, total - up,
+                       shown == total - up ? "listed" : "the first listed");
+        }
+        if (list->held_instances > 0)
                 printf("\nA mass-host-loss is held: %" PRIu64 " instances stay on hosts that are "
                        "down until they return or `batonctl hosts confirm-down` moves them.\n",
-                       held);
+                       list->held_instances);
         return CTL_EXIT_OK;
 }
 
 static int run_confirm_down(Ctl *ctl, int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "all", no_argument, NULL, 'a' },
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
         Baton__V1__Request req = BATON__V1__REQUEST__INIT;
         Baton__V1__HostRequest hr = BATON__V1__HOST_REQUEST__INIT;
         _cleanup_(json_decrefp) json_t *doc = NULL;
         int64_t moved = 0;
         bool all = false;
-        int c, r;
+        int r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                switch (c) {
-                case 'a':
-                        all = true;
-                        break;
-                case 'h':
-                        return ctl_command_help(&ctl_command_hosts);
-                default:
-                        return ctl_option_error(&ctl_command_hosts, c, argv);
-                }
+        r = ctl_parse_positional_all(&ctl_command_hosts, argc, argv, 0, argc, NULL, &all);
+        if (r != CTL_CONTINUE)
+                return r;
         if (all == (optind < argc))
                 return ctl_usage_error(&ctl_command_hosts,
                                        "confirm-down takes the hosts that are gone, or --all");
@@ -167,39 +164,53 @@ static int run_confirm_down(Ctl *ctl, int argc, char *argv[]) {
         return CTL_EXIT_OK;
 }
 
+static json_t *list_json(const Baton__V1__HostList *list) {
+        json_t *arr = json_array(), *states = json_object();
+
+        for (size_t i = 0; arr && i < list->n_hosts; i++)
+                json_array_append_new(arr, host_json(list->hosts[i]));
+        for (size_t i = 0; states && i < list->n_states; i++)
+                json_object_set_new(states, list->states[i]->name,
+                                    json_integer((json_int_t) list->states[i]->value));
+        return json_pack("{s:o, s:I, s:b, s:o, s:I}", "hosts", arr ? arr : json_null(),
+                         "hosts_total",
+                         (json_int_t) (list->summary ? list->hosts_total : list->n_hosts),
+                         "hosts_listed", !list->summary, "states", states ? states : json_null(),
+                         "held_instances", (json_int_t) list->held_instances);
+}
+
 static int run(Ctl *ctl, int argc, char *argv[]) {
         Baton__V1__Request req = BATON__V1__REQUEST__INIT;
         Baton__V1__HostsRequest hosts = BATON__V1__HOSTS_REQUEST__INIT;
         _cleanup_(codec_decoded_done) CodecDecoded d = { 0 };
         const Baton__V1__Response *resp;
-        json_t *arr;
+        bool all = false;
         int r;
 
         if (argc > 1 && streq(argv[1], "confirm-down"))
                 return run_confirm_down(ctl, argc - 1, argv + 1);
-        r = ctl_parse_positional(&ctl_command_hosts, argc, argv, 0, 0, NULL);
+        r = ctl_parse_positional_all(&ctl_command_hosts, argc, argv, 0, 0, NULL, &all);
         if (r != CTL_CONTINUE)
                 return r;
 
         req.verb = (char *) "hosts";
         req.args_case = BATON__V1__REQUEST__ARGS_HOSTS;
         req.hosts = &hosts;
+        /* Above a screenful or so, the controller sends a summary (--all:
+         * every host). */
+        hosts.hosts_max = all ? 0 : CTL_DETAILS_MAX;
         r = ctl_request(ctl, &req, BATON__V1__RESPONSE__RESULT_HOSTS, &d, &resp);
         if (r != CTL_EXIT_OK)
                 return r;
 
         if (!ctl->json)
                 return print_table(resp->hosts);
-
-        arr = json_array();
-        for (size_t i = 0; arr && i < resp->hosts->n_hosts; i++)
-                json_array_append_new(arr, host_json(resp->hosts->hosts[i]));
-        return ctl_print_json(json_pack("{s:o}", "hosts", arr)) < 0 ? CTL_EXIT_FAILED : CTL_EXIT_OK;
+        return ctl_print_json(list_json(resp->hosts)) < 0 ? CTL_EXIT_FAILED : CTL_EXIT_OK;
 }
 
 const CtlCommand ctl_command_hosts = {
         .name = "hosts",
-        .usage = "[confirm-down --all | confirm-down HOST...]",
+        .usage = "[--all] [confirm-down --all | confirm-down HOST...]",
         .summary = "list hosts with their state, capacity and labels; confirm held hosts down",
         .run = run,
 };

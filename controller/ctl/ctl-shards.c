@@ -2,7 +2,6 @@
 /* batonctl shards SERVICE: the shard map of a sharded service — which copy
  * owns which shards on which host in which epoch, and how many are ready —
  * with a reshard under way and the start budget. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -47,25 +46,41 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         Baton__V1__ServiceRequest sr;
         _cleanup_(json_decrefp) json_t *doc = NULL;
         json_t *rs, *budget;
-        int64_t ready = 0, total = 0, epoch = 0;
+        int64_t ready = 0, total = 0, epoch = 0, copies = 0;
+        bool all = false;
         int r;
 
-        r = ctl_parse_positional(&ctl_command_shards, argc, argv, 1, 1, "no service given");
+        r = ctl_parse_positional_all(&ctl_command_shards, argc, argv, 1, 1, "no service given",
+                                     &all);
         if (r != CTL_CONTINUE)
                 return r;
         if (isempty(argv[optind]))
                 return ctl_usage_error(&ctl_command_shards, "the service name is empty");
 
         ctl_service_request_init(&req, &sr, "shards", argv[optind]);
+        /* Above a screenful or so, the copies that need a look and no list of
+         * every shard (--all: everything). */
+        sr.instances_max = all ? 0 : CTL_DETAILS_MAX;
         r = ctl_request_json(ctl, &req, &doc);
         if (r != CTL_EXIT_OK)
                 return r;
         if (ctl->json)
                 return ctl_print_document(doc);
 
-        r = print_copies(doc);
-        if (r != CTL_EXIT_OK)
-                return r;
+        if (json_array_size(ctl_json_array(doc, "copies")) > 0) {
+                r = print_copies(doc);
+                if (r != CTL_EXIT_OK)
+                        return r;
+        }
+        if (json_is_false(json_object_get(doc, "copies_listed")) &&
+            ctl_json_int(doc, "copies_total", &copies) >= 0)
+                printf("%s%" PRId64 " copies in all; %s. `batonctl shards --all %s` lists "
+                       "every one.\n",
+                       json_array_size(ctl_json_array(doc, "copies")) > 0 ? "\n" : "", copies,
+                       json_array_size(ctl_json_array(doc, "copies")) > 0
+                               ? "those listed are not running with every shard ready"
+                               : "every one runs with every shard ready",
+                       argv[optind]);
         (void) ctl_json_int(doc, "ready", &ready);
         (void) ctl_json_int(doc, "shard_count", &total);
         (void) ctl_json_int(doc, "epoch", &epoch);
@@ -106,7 +121,7 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
 
 const CtlCommand ctl_command_shards = {
         .name = "shards",
-        .usage = "SERVICE",
+        .usage = "SERVICE [--all]",
         .summary = "the shard map of a sharded service",
         .run = run,
 };

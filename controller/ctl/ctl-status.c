@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* batonctl status: the services the controller runs, how many of their
  * instances are healthy, and where each instance runs in which state. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -101,11 +100,6 @@ static int print_instances(json_t *services) {
 }
 
 static int run(Ctl *ctl, int argc, char *argv[]) {
-        static const struct option options[] = {
-                { "all", no_argument, NULL, 'a' },
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
         Baton__V1__Request req;
         Baton__V1__ServiceRequest sr;
         _cleanup_(json_decrefp) json_t *doc = NULL;
@@ -113,22 +107,11 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         size_t i, n_instances = 0;
         int64_t total;
         bool all = false;
-        int c, r;
+        int r;
 
-        optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
-                switch (c) {
-                case 'a':
-                        all = true;
-                        break;
-                case 'h':
-                        return ctl_command_help(&ctl_command_status);
-                default:
-                        return ctl_option_error(&ctl_command_status, c, argv);
-                }
-        if (argc - optind > 1)
-                return ctl_usage_error(&ctl_command_status, "unexpected argument '%s'",
-                                       argv[optind + 1]);
+        r = ctl_parse_positional_all(&ctl_command_status, argc, argv, 0, 1, NULL, &all);
+        if (r != CTL_CONTINUE)
+                return r;
 
         /* "" asks for every service: their instances too up to a screenful
          * or so, else a summary (--all: every one; a SERVICE: all of its). */

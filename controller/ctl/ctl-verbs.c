@@ -268,17 +268,21 @@ int ctl_command_help(const CtlCommand *cmd) {
         return CTL_EXIT_OK;
 }
 
-int ctl_parse_positional(const CtlCommand *cmd, int argc, char *argv[], int min, int max,
-                         const char *missing) {
-        static const struct option options[] = {
+int ctl_parse_positional_all(const CtlCommand *cmd, int argc, char *argv[], int min, int max,
+                             const char *missing, bool *ret_all) {
+        static const struct option with_all[] = {
+                { "all", no_argument, NULL, 'a' },
                 { "help", no_argument, NULL, 'h' },
                 { 0 },
         };
         int c;
 
         optind = 0;
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":h", ret_all ? with_all : with_all + 1, NULL)) >= 0)
                 switch (c) {
+                case 'a':
+                        *ret_all = true;
+                        break;
                 case 'h':
                         return ctl_command_help(cmd);
                 default:
@@ -289,4 +293,9 @@ int ctl_parse_positional(const CtlCommand *cmd, int argc, char *argv[], int min,
         if (argc - optind > max)
                 return ctl_usage_error(cmd, "unexpected argument '%s'", argv[optind + max]);
         return CTL_CONTINUE;
+}
+
+int ctl_parse_positional(const CtlCommand *cmd, int argc, char *argv[], int min, int max,
+                         const char *missing) {
+        return ctl_parse_positional_all(cmd, argc, argv, min, max, missing, NULL);
 }

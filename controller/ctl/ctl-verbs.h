@@ -90,3 +90,7 @@ int ctl_command_help(const CtlCommand *cmd);
 #define CTL_CONTINUE (-1)
 int ctl_parse_positional(const CtlCommand *cmd, int argc, char *argv[], int min, int max,
                          const char *missing);
+/* The same for verbs that also take --all (every entry, not a summary):
+ * *ret_all says whether it was given. */
+int ctl_parse_positional_all(const CtlCommand *cmd, int argc, char *argv[], int min, int max,
+                             const char *missing, bool *ret_all);

@@ -24,6 +24,7 @@ usage: run-bench.py [--hosts N] [--units N] [--duration S] [--small N] [--connec
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,7 @@ UP_TIMEOUT = 300.0
 CONVERGE_TIMEOUT = 900.0
 RPC_TIMEOUT = 120.0
 RPC_REPEAT = 5
+REQUEST_BUSY = re.compile(r"Request '[^']*' of \S* kept the loop busy for (\d+) ms")
 # After host_timeout, how long a lost group may take to be re-placed before the benchmark
 # reports it as not settled (and goes on).
 SETTLE_TIMEOUT = 120.0
@@ -480,21 +482,26 @@ class Bench:
 
         # batonctl round trips, after the window so they do not count in its CPU.
         rpc = {}
-        for name, args in [('ping', ['ping']), ('hosts', ['hosts']),
+        for name, args in [('ping', ['ping']), ('hosts', ['hosts']), ('hosts --all', ['hosts', '--all']),
                            ('status SERVICE', ['status', 'bench00']), ('status', ['status']),
                            ('status --all', ['status', '--all']),
                            ('plan', ['plan', *specs]), ('plan --all', ['plan', '--all', *specs])]:
             if name.endswith('--all') and self.label == 'before':
                 continue  # no such option before
-            times, size = [], 0
+            times, size, busy = [], 0, []
             for _ in range(a.rpc_repeat):
+                mark = len(ctl.log())
                 answer, dt = self.ctl(url, *args)
                 times.append(dt)
                 size = len(json.dumps(answer))
-            if name == 'hosts' and len(answer.get('hosts', [])) != n:
+                # The controller logs a request that held its loop for 100 ms or more.
+                busy.append(max([int(m) for m in REQUEST_BUSY.findall(ctl.log()[mark:])],
+                                default=0))
+            if name == 'hosts --all' and len(answer.get('hosts', [])) != n:
                 raise BenchError(f'batonctl hosts lists {len(answer.get("hosts", []))} hosts, '
                                  f'expected {n}')
-            rpc[name] = {'p50_s': p50(times), 'max_s': max(times), 'json_bytes': size}
+            rpc[name] = {'p50_s': p50(times), 'max_s': max(times), 'json_bytes': size,
+                         'loop_busy_max_s': max(busy) / 1000}
         res['rpc'] = rpc
 
         # One host stops: its units must run elsewhere. Down after host_timeout, then
@@ -621,7 +628,7 @@ class Bench:
         # From the clocks of the controller (when each host went down) and of the agents
         # (when the last one applied), not from when this script polled.
         try:
-            hosts = self.ctl(url, 'hosts')[0]['hosts']
+            hosts = self.ctl(url, 'hosts', *([] if self.label == 'before' else ['--all']))[0]['hosts']
         except BenchError:
             hosts = []
         lost_down = [h['state_since_us'] / 1e6 for h in hosts
@@ -730,7 +737,7 @@ def report(args, floor: dict, points: list[dict]) -> str:
     row('  controller CPU until then', [fmt_s(p['converge_cpu_s']) for p in points])
     row('converged: status all healthy (polled)', [fmt_s(p['converge_status_s'])
                                                     for p in points])
-    for name in ('ping', 'hosts', 'status SERVICE', 'status', 'status --all', 'plan',
+    for name in ('ping', 'hosts', 'hosts --all', 'status SERVICE', 'status', 'status --all', 'plan',
                  'plan --all'):
         label = name.replace('plan', f'plan of the {args.units} applied specs', 1)
 
@@ -741,6 +748,9 @@ def report(args, floor: dict, points: list[dict]) -> str:
         row('  ÷ floor p50 / ÷ idle ping',
             [rpc(p, 'p50_s', lambda v: ratios(v, f50, p['ping_idle_s'])) for p in points])
         row('  answer size (JSON)', [rpc(p, 'json_bytes', fmt_bytes) for p in points])
+        row('  controller loop held by it (max; 0: < 100 ms)',
+            [rpc(p, 'loop_busy_max_s', fmt_s) if p['rpc'].get(name, {}).get('loop_busy_max_s')
+             else rpc(p, 'p50_s', lambda v: '< 100 ms') for p in points])
     row('stopped host marked down after', [fmt_s(p.get('replace', {}).get('down_s'))
                                            for p in points])
     row('  its units running elsewhere, after down',

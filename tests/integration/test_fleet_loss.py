@@ -13,6 +13,7 @@ Placement as the agent does) against the real controller, batonctl and broker:
   on the others and the alert is resolved;
 - a loss below the threshold is re-placed at once, as before."""
 
+import concurrent.futures
 import json
 import os
 import re
@@ -109,8 +110,10 @@ def all_healthy(world):
 
 def start_controller(world, **controller):
     S['controller'] = world.start_controller(config={
+        # Small parts and steps: large answers come in several messages, written over
+        # several turns of the loop.
         'controller': {'host_timeout': f'{HOST_TIMEOUT:g}s', 'answer_part_size': '16384',
-                       **controller},
+                       'answer_step_time': '0', **controller},
         'security': {'operators': 'guest'}})
     world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
                    what='controller answering')
@@ -308,16 +311,28 @@ def large_answers_come_in_parts(world):
     """With answer_part_size = 16 KiB the answers about 342 hosts take several messages:
     batonctl joins them, in text and JSON, and a mutating verb's large answer exits 0."""
     mark = len(S['controller'].log())
-    doc = ok_json(world, 'hosts')
+    doc = ok_json(world, 'hosts', '--all')
     assert len(doc['hosts']) == KEEP + LOSE + 2 + CROWD, len(doc['hosts'])
-    # In text, a summary: the hosts that are not up, and counts.
-    text = world.batonctl('hosts')
-    down = [h['host'] for h in doc['hosts'] if h['state'] != 'up']
-    assert text.returncode == 0 and f'{len(doc["hosts"])} hosts: ' \
-        f'{len(doc["hosts"]) - len(down)} up, {len(down)} not' in text.stdout, text.stdout
-    assert all(h in text.stdout for h in down) and 'crowd-0001' not in text.stdout, text.stdout
+    assert doc['hosts_listed'] is True and doc['hosts_total'] == len(doc['hosts']), doc['states']
     assert re.search(r'Answered \S+ in [2-9] parts', S['controller'].log()[mark:]), \
         'the answer did not come in parts'
+    down = [h['host'] for h in doc['hosts'] if h['state'] != 'up']
+    assert down, 'no host is down: the summary would list nothing'
+    # Without --all the controller sends a summary: counts by state and the hosts that are
+    # not up, in one message.
+    mark = len(S['controller'].log())
+    summary = ok_json(world, 'hosts')
+    assert summary['hosts_listed'] is False and summary['hosts_total'] == len(doc['hosts'])
+    assert sorted(h['host'] for h in summary['hosts']) == sorted(down), summary['hosts']
+    assert sum(summary['states'].values()) == len(doc['hosts']), summary['states']
+    assert summary['states']['up'] == len(doc['hosts']) - len(down), summary['states']
+    assert not re.search(r'Answered \S+ in [2-9] parts', S['controller'].log()[mark:])
+    # In text, the same summary.
+    text = world.batonctl('hosts')
+    assert text.returncode == 0 and f'{len(doc["hosts"])} hosts: ' \
+        f'{len(doc["hosts"]) - len(down)} up, {len(down)} not (listed)' in text.stdout, \
+        text.stdout
+    assert all(h in text.stdout for h in down) and 'crowd-0001' not in text.stdout, text.stdout
     # A change whose answer is large: an instance for every host that is up.
     up = ok_json(world, 'ping')['hosts_up']
     spec = os.path.join(world.dir, 'wide@.service')
@@ -362,11 +377,29 @@ def large_answers_come_in_parts(world):
     wide = next(s for s in summary['services'] if s['service'] == 'wide')
     assert wide['count'] == up, wide
     assert not re.search(r'Answered \S+ in [2-9] parts', S['controller'].log()[mark:])
+    mark = len(S['controller'].log())
     every = ok_json(world, 'status', '--all')
     assert every['instances_listed'] is True, every
     assert sum(len(s['instances']) for s in every['services']) == total
     assert [(s['service'], s['count']) for s in every['services']] == \
         [(s['service'], s['count']) for s in summary['services']]
+    # Written over several turns of the loop (256 instances a turn here).
+    assert "Answered 'status' in steps" in S['controller'].log()[mark:]
+    healthy = {s['service']: s['healthy'] for s in every['services']}
+    assert all(healthy[s['service']] == sum(i['healthy'] for i in s['instances'])
+               for s in every['services']), healthy
+    # Several at once, and requests in between: each its own whole answer, in order.
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        alls = [pool.submit(ok_json, world, 'status', '--all') for _ in range(3)]
+        one = pool.submit(ok_json, world, 'status', 'wide')
+        ping = pool.submit(ok_json, world, 'ping')
+        assert ping.result()['hosts_total'] == len(doc['hosts'])
+        assert len(one.result()['services'][0]['instances']) == up
+        def units(d):
+            return [(s['service'], s['count'], [i['unit'] for i in s['instances']])
+                    for s in d['services']]
+        for f in alls:
+            assert units(f.result()) == units(every)
 
 
 if __name__ == '__main__':

@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tap import Suite  # noqa: E402
-from world import build_path  # noqa: E402
+from world import build_path, run  # noqa: E402
 from events import Alerts  # noqa: E402
 
 HOSTS = ['alpha', 'bravo', 'charlie']
@@ -119,6 +119,27 @@ def restart_through_the_gate(world, unit):
         assert r.returncode == 0 or 'start gate' in r.stderr, r
         return r.returncode == 0 and json.loads(r.stdout)
     return world.wait_for(attempt, 30, interval=0.1, what=f'{unit} restarted')
+
+
+def shards_answer(world, service, instances_max):
+    """The controller's answer to `shards SERVICE` with instances_max, as sent (batonctl
+    asks for at most 200, more than this fleet has)."""
+    body = {'verb': 'shards', 'service': {'service': service, 'instance': -1,
+                                          'instances_max': instances_max}}
+    r = run([build_path('tests', 'tools', 'baton-probe'), 'send', '--broker',
+                   world.broker.url, '--type', 'baton.v1.Request', '--exchange',
+                   'baton.requests', '--routing-key', 'baton.rpc', '--user-id', 'guest',
+                   '--sender', 'batonctl:guest', '--json', json.dumps(body), '--timeout', '10s',
+                   '--no-declare', '--await-reply'], timeout=30)
+    assert r.returncode == 0, f'no answer to {body}: {r.stderr}'
+    resp = json.loads(r.stdout.splitlines()[-1])['body']
+    assert resp.get('status', 'STATUS_OK') == 'STATUS_OK', resp
+    return json.loads(resp['json'])
+
+
+def settled(copy, copies_of_instance):
+    return (copies_of_instance == 1 and copy['running'] and copy['active_state'] == 'active'
+            and copy['ready'] == copy['shards'])
 
 
 def all_ready(world, total):
@@ -265,16 +286,42 @@ def reshard_to_128_shards_brings_the_new_set_up_first(world):
 
 @suite.case
 def rolling_restart_waits_for_every_shard(world):
+    """… and `shards` above instances_max lists only the copies that need a look."""
     before = len(identifies(world))
     res = ctl_json(world, 'restart', 'gw')
     assert res['instances'] == 7, res
-    world.wait_for(lambda: ctl_json(world, 'rollout', 'status', 'gw')['rollouts'][0]['state']
-                   == 'done', 240, interval=0.5, what='rolling restart done')
+    summaries = []
+
+    def restart_done():
+        summaries.append(shards_answer(world, 'gw', 4))
+        return ctl_json(world, 'rollout', 'status', 'gw')['rollouts'][0]['state'] == 'done'
+
+    world.wait_for(restart_done, 240, interval=0.2, what='rolling restart done')
     new = identifies(world)[before:]
     assert len(new) == 128, f'{len(new)} identifies'
     check_rate(identifies(world), 'rolling restart')
     check_one_at_a_time(new, 'rolling restart')
     assert all_ready(world, 128)
+    # While it rolled: the copies listed are the ones of the instance being replaced (a
+    # second copy, or one not yet ready), never more than asked, never a settled one; the
+    # per-shard list is left out (128 shards > 4), the ranges stay.
+    listed = [d['copies'] for d in summaries if d['copies']]
+    assert listed, 'no summary caught an instance being replaced'
+    for d in summaries:
+        assert d['copies_listed'] is False and d['copies_total'] >= 7, d
+        assert d['shards_listed'] is False and 'shards' not in d, d
+        assert len(d['copies']) <= 4 and d['shard_count'] == 128, d
+        for cp in d['copies']:
+            n = sum(c['instance'] == cp['instance'] for c in d['copies'])
+            assert not settled(cp, n), (cp, d)
+    # At rest: every copy settled, none listed; --all and a larger max list everything.
+    rest = shards_answer(world, 'gw', 4)
+    assert rest['copies'] == [] and rest['copies_total'] == 7 and rest['ready'] == 128, rest
+    r = world.batonctl('shards', 'gw')
+    assert r.returncode == 0 and 'gw@6' in r.stdout, r.stdout
+    full = shards_answer(world, 'gw', 0)
+    assert full['copies_listed'] and len(full['copies']) == 7, full
+    assert full['shards_listed'] and len(full['shards']) == 128, full
 
 
 @suite.case
