@@ -108,7 +108,12 @@ static const Baton__V1__ServiceRequest *service_request(RpcContext *x) {
 /* ---- apply, plan ---------------------------------------------------------------- */
 
 static json_t *apply_view(RpcContext *x, const Event *ev, const Plan *p, const Answer *a) {
-        return view_apply(&x->c->model, p, a, ev->dry_run, x->request->apply->placements_max);
+        char *placements;
+        json_t *doc = view_apply(&x->c->model, p, a, ev->dry_run, x->request->apply->placements_max,
+                                 &placements);
+
+        rpc_set_json_member(x, "placements", placements);
+        return doc;
 }
 
 int rpc_verb_apply(RpcContext *x) {

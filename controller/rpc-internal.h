@@ -43,6 +43,7 @@ typedef struct RpcContext {
         char *error;
         char *json;
         RpcSteps steps;      /* set by a verb that answers in steps */
+        char *json_member;   /* "key":value (text) rpc_set_json() adds to the document */
         char *audit_request; /* what the audit log records of the request */
         bool audited;        /* the change and its audit entry were stored together */
 } RpcContext;
@@ -51,12 +52,20 @@ typedef struct RpcContext {
 int rpc_fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) _printf_(3, 4);
 /* Makes `doc` (stolen; NULL: out of memory) the response's JSON result. */
 int rpc_set_json(RpcContext *x, json_t *doc);
+/* A member for the next rpc_set_json() to add, its value JSON text (stolen;
+ * NULL: none), written apart because it is large. */
+void rpc_set_json_member(RpcContext *x, const char *key, char *value);
 void rpc_context_done(RpcContext *x);
 /* Sends `resp` to reply_to (direct reply-to), in parts when it is larger
  * than a message; an answer too large even then is replaced by an error
  * saying so. */
 void rpc_send_answer(Controller *c, const char *reply_to, const char *correlation,
                      const Baton__V1__Response *resp);
+/* A packed Response of `len` bytes goes in this many parts … */
+uint32_t rpc_answer_parts(Controller *c, size_t len);
+/* … each sent by itself (rpc-steps.c sends one a turn). */
+int rpc_send_part(Controller *c, const char *reply_to, const char *correlation, const uint8_t *buf,
+                  size_t len, uint32_t index);
 
 /* For a read verb: its answer is written in steps (takes over `cursor`,
  * freed with free_fn; cursor NULL: out of memory). */

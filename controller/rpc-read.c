@@ -220,11 +220,12 @@ int rpc_verb_status(RpcContext *x) {
                              : 0;
         StatusCursor *cur;
 
-        if (max > 0 && view_status_instances(&x->c->model, only) > max)
-                return rpc_set_json(x, view_status_summary(&x->c->model, only));
-        /* Every instance: written in steps, however many there are. */
+        /* Written in steps, however many instances there are: listed, or
+         * above instances_max counted. */
         cur = calloc(1, sizeof(StatusCursor));
-        if (cur && status_cursor_init(cur, &x->c->model, only) < 0)
+        if (cur &&
+            status_cursor_init(cur, &x->c->model, only,
+                               max == 0 || view_status_instances(&x->c->model, only) <= max) < 0)
                 cur = mfree(cur);
         return rpc_answer_in_steps(x, cur, status_step, status_free);
 }

@@ -23,7 +23,17 @@ int rpc_fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) {
         return 0;
 }
 
+void rpc_set_json_member(RpcContext *x, const char *key, char *value) {
+        free(x->json_member);
+        x->json_member = NULL;
+        if (value && asprintf(&x->json_member, "\"%s\":%s", key, value) < 0)
+                x->json_member = NULL;
+        free(value);
+}
+
 int rpc_set_json(RpcContext *x, json_t *doc) {
+        _cleanup_free_ char *member = TAKE_PTR(x->json_member);
+
         if (!doc)
                 return -ENOMEM;
         free(x->json);
@@ -31,6 +41,19 @@ int rpc_set_json(RpcContext *x, json_t *doc) {
         json_decref(doc);
         if (!x->json)
                 return -ENOMEM;
+        /* {…} becomes {…,"key":value}. */
+        if (member) {
+                size_t len = strlen(x->json), add = strlen(member), at = len - 1;
+                char *p = realloc(x->json, len + add + 2);
+
+                if (!p)
+                        return -ENOMEM;
+                x->json = p;
+                if (len > 2) /* not {} */
+                        p[at++] = ',';
+                memcpy(p + at, member, add);
+                memcpy(p + at + add, "}", 2);
+        }
         x->response.result_case = BATON__V1__RESPONSE__RESULT_JSON;
         x->response.json = x->json;
         return 0;
@@ -51,18 +74,40 @@ void rpc_context_done(RpcContext *x) {
         free(x->host_ptrs);
         free(x->error);
         free(x->json);
+        free(x->json_member);
         free(x->audit_request);
+}
+
+uint32_t rpc_answer_parts(Controller *c, size_t len) {
+        /* answer_part_size leaves room for the envelope around a part. */
+        size_t size = (size_t) c->config.answer_part_size;
+
+        return (uint32_t) ((len + size - 1) / size);
+}
+
+int rpc_send_part(Controller *c, const char *reply_to, const char *correlation, const uint8_t *buf,
+                  size_t len, uint32_t index) {
+        Baton__V1__Response msg = BATON__V1__RESPONSE__INIT;
+        Baton__V1__ResponsePart part = BATON__V1__RESPONSE_PART__INIT;
+        size_t size = (size_t) c->config.answer_part_size, off = (size_t) index * size;
+
+        part.index = index;
+        part.count = rpc_answer_parts(c, len);
+        part.data.data = (uint8_t *) buf + off;
+        part.data.len = MIN(size, len - off);
+        msg.part = &part;
+        return publish_body(&c->pub, c->model.epoch, "", reply_to, &msg.base,
+                            &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
+                                               .correlation_id = correlation });
 }
 
 /* An answer larger than a message: the packed Response in slices, in order
  * (batonctl joins them). Backups are refused above one message instead. */
 static int send_parts(Controller *c, const char *reply_to, const char *correlation,
                       const Baton__V1__Response *resp) {
-        /* answer_part_size leaves room for the envelope around a part. */
-        size_t len = protobuf_c_message_get_packed_size(&resp->base),
-               size = (size_t) c->config.answer_part_size;
+        size_t len = protobuf_c_message_get_packed_size(&resp->base);
         _cleanup_free_ uint8_t *buf = NULL;
-        uint32_t count;
+        uint32_t count = rpc_answer_parts(c, len);
         int r = 0;
 
         if (len > CODEC_MAX_ANSWER_SIZE)
@@ -71,21 +116,8 @@ static int send_parts(Controller *c, const char *reply_to, const char *correlati
         if (!buf)
                 return -ENOMEM;
         protobuf_c_message_pack(&resp->base, buf);
-        count = (uint32_t) ((len + size - 1) / size);
-        for (uint32_t i = 0; r >= 0 && i < count; i++) {
-                Baton__V1__Response msg = BATON__V1__RESPONSE__INIT;
-                Baton__V1__ResponsePart part = BATON__V1__RESPONSE_PART__INIT;
-                size_t off = (size_t) i * size;
-
-                part.index = i;
-                part.count = count;
-                part.data.data = buf + off;
-                part.data.len = MIN(size, len - off);
-                msg.part = &part;
-                r = publish_body(&c->pub, c->model.epoch, "", reply_to, &msg.base,
-                                 &(PublishOptions){ .flags = BROKER_PUBLISH_NO_RETRY,
-                                                    .correlation_id = correlation });
-        }
+        for (uint32_t i = 0; r >= 0 && i < count; i++)
+                r = rpc_send_part(c, reply_to, correlation, buf, len, i);
         if (r >= 0)
                 log_debug("Answered %s in %" PRIu32 " parts (%zu bytes).", reply_to, count, len);
         return r;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "log.h"
 #include "loop.h"
 #include "rpc-internal.h"
@@ -28,8 +29,14 @@ struct RpcJob {
         char *user;
         RpcSteps steps;
         JsonText text;
-        usec_t queued_at; /* monotonic */
-        usec_t longest;   /* of the turns it took */
+        /* Complete and larger than a message: the packed Response, sent a
+         * part a turn. */
+        uint8_t *packed;
+        size_t packed_len;
+        uint32_t next_part;
+        usec_t queued_at;        /* monotonic */
+        usec_t longest;          /* of the turns it took */
+        const char *longest_was; /* what that turn did */
 };
 
 static void on_idle(uv_idle_t *h);
@@ -45,6 +52,7 @@ static void job_free(RpcJob *j) {
                 return;
         steps_free(&j->steps);
         json_text_done(&j->text);
+        free(j->packed);
         free(j->reply_to);
         free(j->correlation);
         free(j->user);
@@ -143,23 +151,56 @@ int rpc_steps_start(RpcContext *x, const char *reply_to, const char *correlation
         return 0;
 }
 
-static void finish(Controller *c, RpcJob *j, int r, usec_t turn_start) {
+/* The document is complete (r > 0) or failed: 1 when the answer went out
+ * whole, 0 when it is packed to go in parts, from this turn on. */
+static int complete(Controller *c, RpcJob *j, int r) {
         RpcContext x = { .c = c, .verb = j->verb };
-        usec_t took;
+        size_t len;
 
         baton__v1__response__init(&x.response);
         set_result(&x, &j->text, r);
-        rpc_send_answer(c, j->reply_to, j->correlation, &x.response);
+        len = protobuf_c_message_get_packed_size(&x.response.base);
+        if (len > c->config.answer_part_size && len <= CODEC_MAX_ANSWER_SIZE)
+                j->packed = malloc(len);
+        if (!j->packed) { /* one message, or an error saying why not */
+                rpc_send_answer(c, j->reply_to, j->correlation, &x.response);
+                rpc_context_done(&x);
+                return 1;
+        }
+        protobuf_c_message_pack(&x.response.base, j->packed);
+        j->packed_len = len;
         rpc_context_done(&x);
-        took = now_monotonic_usec() - turn_start;
-        j->longest = MAX(j->longest, took);
+        return 0;
+}
+
+/* One part more: 1 when the last went, 0 when more are to go, < 0 failed. */
+static int send_part(Controller *c, RpcJob *j) {
+        uint32_t count = rpc_answer_parts(c, j->packed_len);
+        int r = rpc_send_part(c, j->reply_to, j->correlation, j->packed, j->packed_len,
+                              j->next_part++);
+
+        if (r < 0) {
+                log_warning_errno(r, "Failed to send part %" PRIu32 " of the answer to %s: %s.",
+                                  j->next_part, j->reply_to, STRERROR(r));
+                return r;
+        }
+        if (j->next_part < count)
+                return 0;
+        c->intake.rpc_answered++;
+        log_debug("Answered %s in %" PRIu32 " parts (%zu bytes).", j->reply_to, count,
+                  j->packed_len);
+        return 1;
+}
+
+static void finished(RpcJob *j) {
         log_debug("Answered '%s' in steps, %" PRIu64 " ms after it came.", strna(j->verb),
                   (uint64_t) ((now_monotonic_usec() - j->queued_at) / USEC_PER_MSEC));
         /* As rpc.c logs a request that held the loop, by its longest turn. */
         if (j->longest >= LOOP_BUSY_LONG)
                 log_info("Request '%s' of %s kept the loop busy for %" PRIu64
-                         " ms (its longest turn, written in steps).",
-                         strna(j->verb), j->user, (uint64_t) (j->longest / USEC_PER_MSEC));
+                         " ms (its longest turn, of those that wrote it in steps: %s).",
+                         strna(j->verb), j->user, (uint64_t) (j->longest / USEC_PER_MSEC),
+                         strna(j->longest_was));
 }
 
 static void on_idle(uv_idle_t *h) {
@@ -167,21 +208,37 @@ static void on_idle(uv_idle_t *h) {
         RpcQueue *q = &c->rpcq;
         usec_t start = now_monotonic_usec(), until = start + c->config.answer_step_time;
 
-        /* At least one step a turn, however short answer_step_time is. */
+        /* At least one step a turn, however short answer_step_time is; a
+         * part sent ends the turn. */
         while (q->head) {
                 RpcJob *j = q->head;
                 usec_t at = now_monotonic_usec();
-                int r = run_steps(&j->steps, &c->model, &j->text, until);
+                int r;
 
-                if (r == 0) {
-                        j->longest = MAX(j->longest, now_monotonic_usec() - at);
-                        break;
+                const char *did = "writing";
+
+                if (j->packed) {
+                        r = send_part(c, j);
+                        did = "sending a part";
+                } else {
+                        r = run_steps(&j->steps, &c->model, &j->text, until);
+                        if (r != 0 && complete(c, j, r) == 0) {
+                                r = send_part(c, j);
+                                did = "packing, sending the first part";
+                        } else if (r != 0)
+                                did = "writing, sending";
                 }
+                if (now_monotonic_usec() - at >= j->longest) {
+                        j->longest = now_monotonic_usec() - at;
+                        j->longest_was = did;
+                }
+                if (r == 0)
+                        break;
                 q->head = j->next;
                 if (!q->head)
                         q->tail = NULL;
                 q->n--;
-                finish(c, j, r, at);
+                finished(j);
                 job_free(j);
                 if (now_monotonic_usec() >= until)
                         break;

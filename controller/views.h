@@ -15,16 +15,13 @@
 json_t *view_mass_loss(const Model *m);
 /* How many instances `batonctl status [SERVICE]` would list. */
 size_t view_status_instances(const Model *m, const char *only);
-/* `batonctl status [SERVICE]` of more instances than a client asked to see
- * listed: every service with how many are healthy, "instances_total" and
- * "instances_listed" false. */
-json_t *view_status_summary(const Model *m, const char *only);
 
-/* `batonctl status [SERVICE]` with every instance listed, written as text
- * in steps, so that a large fleet's answer does not hold the loop: the
- * services are those of the moment it began, each looked up again at every
- * step (one deleted meanwhile is left out, one scaled is listed as far as
- * it then goes). */
+/* `batonctl status [SERVICE]`, written as text in steps so that a large
+ * fleet's answer does not hold the loop: every service with its instances
+ * (`list`), or with how many are healthy only ("instances_listed" false).
+ * The services are those of the moment it began, each looked up again at
+ * every step (one deleted meanwhile is left out, one scaled is listed or
+ * counted as far as it then goes). */
 typedef struct StatusCursor {
         char **services; /* names */
         bool begun;      /* the document is open */
@@ -35,10 +32,11 @@ typedef struct StatusCursor {
         bool first_service;
         uint32_t instance; /* the next one of services[next] */
         int healthy;       /* of services[next], so far */
+        bool list;         /* the instances, not only counts */
         size_t total;      /* instances written */
 } StatusCursor;
 
-int status_cursor_init(StatusCursor *cur, const Model *m, const char *only);
+int status_cursor_init(StatusCursor *cur, const Model *m, const char *only, bool list);
 /* Writes about `budget` more instances: 1 when the document is complete, 0
  * when there is more to write, -ENOMEM. */
 int status_cursor_step(StatusCursor *cur, const Model *m, JsonText *out, size_t budget);
@@ -54,11 +52,11 @@ json_t *view_reshard(const Reshard *r);
 json_t *view_budget(const BudgetVerdict *v);
 json_t *view_rollouts(const Model *m, const char *only);
 json_t *view_alerts(const Model *m);
-/* apply/plan: services, placements (every instance and how it changes
- * against the model; only when there are at most placements_max, unless
- * that is 0), "changes" (how many of each kind), "placements_listed",
- * problems. */
+/* apply/plan: services, "changes" (how many of each kind),
+ * "placements_listed", problems; and in *ret_placements, as JSON text, the
+ * array of placements (every instance and how it changes against the model)
+ * when there are at most placements_max, unless that is 0 (else NULL). */
 json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run,
-                   size_t placements_max);
+                   size_t placements_max, char **ret_placements);
 /* reshard/reshard-plan. */
 json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run);
