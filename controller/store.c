@@ -10,9 +10,19 @@
 #include "store.h"
 #include "util.h"
 
+/* Statements are prepared once and kept (keyed by their SQL, a literal at
+ * each call site): an apply at 10,000 hosts writes 200,000 instance rows, and
+ * preparing each statement again cost more than running it. */
+typedef struct StoreStmt {
+        const char *sql;
+        sqlite3_stmt *st;
+} StoreStmt;
+
 struct Store {
         sqlite3 *db;
         bool in_tx;
+        StoreStmt *stmts;
+        size_t n_stmts;
 };
 
 /* Append only: never edit a released migration, add a new one. */
@@ -124,14 +134,43 @@ static int exec(Store *s, const char *sql) {
         return sqlite_to_errno(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
 }
 
-static void finalizep(sqlite3_stmt **st) {
-        if (*st)
-                sqlite3_finalize(*st);
+/* Done with a kept statement: it ends its read, forgets its values. */
+static void stmt_release(sqlite3_stmt *st) {
+        if (!st)
+                return;
+        (void) sqlite3_reset(st); /* repeats the step's error, already handled */
+        sqlite3_clear_bindings(st);
 }
-#define _cleanup_stmt_ _cleanup_(finalizep)
 
+static void stmt_releasep(sqlite3_stmt **st) {
+        stmt_release(*st);
+}
+#define _cleanup_stmt_ _cleanup_(stmt_releasep)
+
+/* The statement for `sql` (a string literal): prepared at its first use,
+ * kept until store_close(). Released by _cleanup_stmt_. */
 static int prepare(Store *s, const char *sql, sqlite3_stmt **ret) {
-        return sqlite_to_errno(sqlite3_prepare_v2(s->db, sql, -1, ret, NULL));
+        StoreStmt *k;
+        sqlite3_stmt *st;
+        int r;
+
+        for (size_t i = 0; i < s->n_stmts; i++)
+                if (s->stmts[i].sql == sql) {
+                        *ret = s->stmts[i].st;
+                        return 0;
+                }
+        r = sqlite_to_errno(sqlite3_prepare_v2(s->db, sql, -1, &st, NULL));
+        if (r < 0)
+                return r;
+        k = reallocarray(s->stmts, s->n_stmts + 1, sizeof(StoreStmt));
+        if (!k) {
+                sqlite3_finalize(st);
+                return -ENOMEM;
+        }
+        s->stmts = k;
+        s->stmts[s->n_stmts++] = (StoreStmt){ .sql = sql, .st = st };
+        *ret = st;
+        return 0;
 }
 
 static int bind_text(sqlite3_stmt *st, int i, const char *v) {
@@ -232,6 +271,9 @@ Store *store_close(Store *s) {
         if (s->in_tx)
                 store_rollback(s);
         /* Checkpoint so the main file is complete for backups taken cold. */
+        for (size_t i = 0; i < s->n_stmts; i++)
+                sqlite3_finalize(s->stmts[i].st);
+        free(s->stmts);
         (void) sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         sqlite3_close_v2(s->db);
         free(s);
@@ -291,12 +333,12 @@ int store_bump_epoch(Store *s, uint64_t *ret) {
                 r = sqlite_to_errno(sqlite3_errcode(s->db));
                 if (r == 0)
                         r = -EIO;
-                sqlite3_finalize(TAKE_PTR(st));
+                stmt_release(TAKE_PTR(st));
                 store_rollback(s);
                 goto finish;
         }
         epoch = (uint64_t) sqlite3_column_int64(st, 0);
-        sqlite3_finalize(TAKE_PTR(st));
+        stmt_release(TAKE_PTR(st));
         r = store_commit(s);
         if (r >= 0)
                 *ret = epoch;
