@@ -286,6 +286,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         /* ---- rpc.proto ---- */
         baton__v1__ping_request__init(&ping);
         baton__v1__hosts_request__init(&hosts_req);
+        hosts_req.hosts_max = 200;
 
         baton__v1__spec_file__init(&spec0);
         spec0.name = SAMPLE_STR("gateway@.service");
@@ -398,6 +399,11 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         baton__v1__host_list__init(&host_list);
         host_list.n_hosts = 2;
         host_list.hosts = his;
+        host_list.summary = true;
+        host_list.hosts_total = 10000;
+        host_list.n_states = 2;
+        host_list.states = counters;
+        host_list.held_instances = 3;
 
         alerts[0] = &alert;
         baton__v1__response__init(&rs_pong);
