@@ -21,6 +21,9 @@ typedef struct RpcSteps {
         void (*free)(void *cursor);
 } RpcSteps;
 
+/* Frees the cursor, if any, and empties `s`. */
+void rpc_steps_done(RpcSteps *s);
+
 typedef struct RpcContext {
         Controller *c;
         const Baton__V1__Request *request;
@@ -42,18 +45,19 @@ typedef struct RpcContext {
         Baton__V1__Counter *host_state_ptrs[_HOST_STATE_MAX];
         char *error;
         char *json;
-        RpcSteps steps;      /* set by a verb that answers in steps */
-        char *json_member;   /* "key":value (text) rpc_set_json() adds to the document */
-        char *audit_request; /* what the audit log records of the request */
-        bool audited;        /* the change and its audit entry were stored together */
+        RpcSteps steps;              /* set by a verb that answers in steps */
+        const char *json_member_key; /* static; with json_member, what rpc_set_json() adds */
+        char *json_member;           /* its value, JSON text */
+        char *audit_request;         /* what the audit log records of the request */
+        bool audited;                /* the change and its audit entry were stored together */
 } RpcContext;
 
 /* Sets the response status and error text; returns 0 (the verb ran). */
 int rpc_fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) _printf_(3, 4);
 /* Makes `doc` (stolen; NULL: out of memory) the response's JSON result. */
 int rpc_set_json(RpcContext *x, json_t *doc);
-/* A member for the next rpc_set_json() to add, its value JSON text (stolen;
- * NULL: none), written apart because it is large. */
+/* A member for the next rpc_set_json() to add: `key` (static) and its value
+ * as JSON text (stolen; NULL: none), written apart because it is large. */
 void rpc_set_json_member(RpcContext *x, const char *key, char *value);
 void rpc_context_done(RpcContext *x);
 /* Sends `resp` to reply_to (direct reply-to), in parts when it is larger

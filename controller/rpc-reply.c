@@ -25,10 +25,8 @@ int rpc_fail(RpcContext *x, Baton__V1__Status status, const char *fmt, ...) {
 
 void rpc_set_json_member(RpcContext *x, const char *key, char *value) {
         free(x->json_member);
-        x->json_member = NULL;
-        if (value && asprintf(&x->json_member, "\"%s\":%s", key, value) < 0)
-                x->json_member = NULL;
-        free(value);
+        x->json_member_key = key;
+        x->json_member = value;
 }
 
 int rpc_set_json(RpcContext *x, json_t *doc) {
@@ -41,27 +39,34 @@ int rpc_set_json(RpcContext *x, json_t *doc) {
         json_decref(doc);
         if (!x->json)
                 return -ENOMEM;
-        /* {…} becomes {…,"key":value}. */
+        /* {…} becomes {…,"key":value}, the value copied once. */
         if (member) {
-                size_t len = strlen(x->json), add = strlen(member), at = len - 1;
-                char *p = realloc(x->json, len + add + 2);
+                size_t len = strlen(x->json), klen = strlen(x->json_member_key),
+                       vlen = strlen(member), at = len - 1;
+                char *p = realloc(x->json, len + klen + vlen + 5);
 
                 if (!p)
                         return -ENOMEM;
                 x->json = p;
                 if (len > 2) /* not {} */
                         p[at++] = ',';
-                memcpy(p + at, member, add);
-                memcpy(p + at + add, "}", 2);
+                at += (size_t) sprintf(p + at, "\"%s\":", x->json_member_key);
+                memcpy(p + at, member, vlen);
+                memcpy(p + at + vlen, "}", 2);
         }
         x->response.result_case = BATON__V1__RESPONSE__RESULT_JSON;
         x->response.json = x->json;
         return 0;
 }
 
+void rpc_steps_done(RpcSteps *s) {
+        if (s->cursor && s->free)
+                s->free(s->cursor);
+        *s = (RpcSteps){ 0 };
+}
+
 void rpc_context_done(RpcContext *x) {
-        if (x->steps.cursor && x->steps.free)
-                x->steps.free(x->steps.cursor);
+        rpc_steps_done(&x->steps);
         free(x->counters);
         free(x->counter_ptrs);
         for (size_t i = 0; x->counter_names && i < x->n_counters; i++)

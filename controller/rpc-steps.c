@@ -41,16 +41,10 @@ struct RpcJob {
 
 static void on_idle(uv_idle_t *h);
 
-static void steps_free(RpcSteps *s) {
-        if (s->cursor && s->free)
-                s->free(s->cursor);
-        *s = (RpcSteps){ 0 };
-}
-
 static void job_free(RpcJob *j) {
         if (!j)
                 return;
-        steps_free(&j->steps);
+        rpc_steps_done(&j->steps);
         json_text_done(&j->text);
         free(j->packed);
         free(j->reply_to);
@@ -64,7 +58,7 @@ int rpc_answer_in_steps(RpcContext *x, void *cursor,
                         void (*free_fn)(void *cursor)) {
         if (!cursor)
                 return -ENOMEM;
-        steps_free(&x->steps);
+        rpc_steps_done(&x->steps);
         x->steps = (RpcSteps){ .cursor = cursor, .step = step, .free = free_fn };
         return 0;
 }
@@ -109,12 +103,12 @@ int rpc_steps_start(RpcContext *x, const char *reply_to, const char *correlation
         if (r != 0) {
                 set_result(x, &text, r);
                 json_text_done(&text);
-                steps_free(&x->steps);
+                rpc_steps_done(&x->steps);
                 return 1;
         }
         if (q->n >= RPC_QUEUE_MAX || !q->on || isempty(reply_to)) {
                 json_text_done(&text);
-                steps_free(&x->steps);
+                rpc_steps_done(&x->steps);
                 rpc_fail(x, BATON__V1__STATUS__STATUS_REFUSED,
                          "the controller is writing %zu large answers already; try again "
                          "shortly",
@@ -130,7 +124,7 @@ int rpc_steps_start(RpcContext *x, const char *reply_to, const char *correlation
         if (!j || !j->reply_to || (correlation && !j->correlation) || !j->user) {
                 job_free(j);
                 json_text_done(&text);
-                steps_free(&x->steps);
+                rpc_steps_done(&x->steps);
                 rpc_fail(x, BATON__V1__STATUS__STATUS_FAILED, "internal error: %s",
                          strerror(ENOMEM));
                 return 1;
@@ -213,9 +207,8 @@ static void on_idle(uv_idle_t *h) {
         while (q->head) {
                 RpcJob *j = q->head;
                 usec_t at = now_monotonic_usec();
-                int r;
-
                 const char *did = "writing";
+                int r;
 
                 if (j->packed) {
                         r = send_part(c, j);

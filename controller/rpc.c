@@ -129,13 +129,17 @@ static bool is_operator(const char *operators, const char *user) {
         return false;
 }
 
+/* What the answer to `m` carries as its correlation id. */
+static const char *correlation_of(const BrokerMessage *m) {
+        return m->correlation_id ? m->correlation_id : m->message_id;
+}
+
 static void send_reply(Controller *c, const BrokerMessage *m, const Baton__V1__Response *resp) {
         if (isempty(m->reply_to)) {
                 log_debug("Request %s has no reply_to; not answering.", strna(m->message_id));
                 return;
         }
-        rpc_send_answer(c, m->reply_to, m->correlation_id ? m->correlation_id : m->message_id,
-                        resp);
+        rpc_send_answer(c, m->reply_to, correlation_of(m), resp);
 }
 
 static void ack(Controller *c, const BrokerMessage *m) {
@@ -278,9 +282,7 @@ static const char *rpc_handle(Broker *b, const BrokerMessage *m, Controller *c) 
         }
 
         /* An answer written in steps goes out when it is complete. */
-        if (x.steps.step &&
-            rpc_steps_start(&x, m->reply_to,
-                            m->correlation_id ? m->correlation_id : m->message_id) == 0) {
+        if (x.steps.step && rpc_steps_start(&x, m->reply_to, correlation_of(m)) == 0) {
                 ack(c, m);
                 rpc_context_done(&x);
                 return verb->name;

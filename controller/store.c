@@ -270,10 +270,10 @@ Store *store_close(Store *s) {
                 return NULL;
         if (s->in_tx)
                 store_rollback(s);
-        /* Checkpoint so the main file is complete for backups taken cold. */
         for (size_t i = 0; i < s->n_stmts; i++)
                 sqlite3_finalize(s->stmts[i].st);
         free(s->stmts);
+        /* Checkpoint so the main file is complete for backups taken cold. */
         (void) sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         sqlite3_close_v2(s->db);
         free(s);

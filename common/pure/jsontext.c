@@ -122,12 +122,13 @@ void json_text_bool(JsonText *t, bool v) {
 }
 
 char *json_text_steal(JsonText *t) {
-        char *s = t->failed ? NULL : t->buf;
+        char *s;
 
-        if (!s && !t->failed)
-                s = strdup("");
-        if (t->failed)
-                free(t->buf);
+        if (t->failed) {
+                json_text_done(t);
+                return NULL;
+        }
+        s = t->buf ? t->buf : strdup("");
         *t = (JsonText){ 0 };
         return s;
 }

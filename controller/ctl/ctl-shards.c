@@ -47,6 +47,7 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         _cleanup_(json_decrefp) json_t *doc = NULL;
         json_t *rs, *budget;
         int64_t ready = 0, total = 0, epoch = 0, copies = 0;
+        size_t listed;
         bool all = false;
         int r;
 
@@ -67,7 +68,8 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         if (ctl->json)
                 return ctl_print_document(doc);
 
-        if (json_array_size(ctl_json_array(doc, "copies")) > 0) {
+        listed = json_array_size(ctl_json_array(doc, "copies"));
+        if (listed > 0) {
                 r = print_copies(doc);
                 if (r != CTL_EXIT_OK)
                         return r;
@@ -76,10 +78,9 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
             ctl_json_int(doc, "copies_total", &copies) >= 0)
                 printf("%s%" PRId64 " copies in all; %s. `batonctl shards --all %s` lists "
                        "every one.\n",
-                       json_array_size(ctl_json_array(doc, "copies")) > 0 ? "\n" : "", copies,
-                       json_array_size(ctl_json_array(doc, "copies")) > 0
-                               ? "those listed are not running with every shard ready"
-                               : "every one runs with every shard ready",
+                       listed > 0 ? "\n" : "", copies,
+                       listed > 0 ? "those listed are not running with every shard ready"
+                                  : "every one runs with every shard ready",
                        argv[optind]);
         (void) ctl_json_int(doc, "ready", &ready);
         (void) ctl_json_int(doc, "shard_count", &total);
