@@ -18,6 +18,7 @@ typedef struct ControllerConfig {
         uint64_t mass_loss_percent;
         uint64_t answer_part_size; /* bytes of one part of a large answer */
         usec_t answer_step_time;   /* of one turn, for an answer written in steps */
+        uint64_t sync_step_hosts;  /* Placements computed a turn (Event.sync_max) */
         usec_t check_interval;
         uint64_t audit_max_entries;
         usec_t audit_max_age;

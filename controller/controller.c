@@ -69,6 +69,18 @@ static void on_prepare(uv_prepare_t *h) {
                         c->counters.longest_busy = busy;
                 if (busy > LOOP_BUSY_LONG)
                         c->counters.busy_long++;
+                if (busy > LOOP_BUSY_LONG && busy < LOOP_BUSY_WARN &&
+                    p->noted_at + USEC_PER_SEC > now / 1000)
+                        p->unnoted++;
+                else if (busy > LOOP_BUSY_LONG && busy < LOOP_BUSY_WARN) {
+                        log_info("A turn of the loop took %" PRIu64 " ms (the longest part: %s, "
+                                 "%" PRIu64 " ms; %" PRIu64 " more such turns before it not "
+                                 "noted).",
+                                 (uint64_t) (busy / USEC_PER_MSEC), p->part ? p->part : "unnamed",
+                                 (uint64_t) (p->part_took / USEC_PER_MSEC), p->unnoted);
+                        p->noted_at = now / 1000;
+                        p->unnoted = 0;
+                }
                 if (busy >= LOOP_BUSY_WARN &&
                     (p->warned_at == 0 || now / 1000 - p->warned_at >= 60 * USEC_PER_SEC)) {
                         log_warning("The controller's loop ran %.2fs without reading (the "
@@ -258,6 +270,8 @@ static void close_handles(void *userdata) {
         if (c->probe.on)
                 loop_close_handle((uv_handle_t *) &c->probe.prepare);
         loop_close_handle((uv_handle_t *) &c->wave.timer);
+        if (c->syncq.on)
+                loop_close_handle((uv_handle_t *) &c->syncq.idle);
         rpc_queue_close(c);
         outbox_close(&c->outbox);
         loop_close_handle((uv_handle_t *) &c->sigterm);

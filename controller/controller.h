@@ -35,6 +35,8 @@ typedef struct PipelineCounters {
          * heartbeats and requests, whatever the callback was. */
         usec_t longest_busy;
         uint64_t busy_long;
+        /* Hosts whose Placements a pass left to later ones (SyncQueue). */
+        uint64_t placements_deferred;
 } PipelineCounters;
 
 #define LOOP_BUSY_LONG (100 * USEC_PER_MSEC)
@@ -50,6 +52,8 @@ typedef struct LoopProbe {
         usec_t part_took;
         const char *part; /* a static string */
         usec_t warned_at; /* monotonic: a warning a minute at most */
+        usec_t noted_at;  /* monotonic: a long turn noted, one a second at most */
+        uint64_t unnoted; /* long turns since, not noted */
         bool on;
 } LoopProbe;
 
@@ -74,6 +78,17 @@ typedef struct HostWave {
         uv_timer_t timer;
         bool armed;
 } HostWave;
+
+/* Hosts whose Placements a pass left to later ones (Plan.later), computed
+ * config.sync_step_hosts a turn of the loop on an idle handle (pipeline.c).
+ * A host is in it once (HostModel.sync_queued); ids point into the host
+ * table, whose hosts are never removed. */
+typedef struct SyncQueue {
+        const char **hosts;
+        size_t head, n, n_allocated;
+        uv_idle_t idle;
+        bool on; /* idle is initialized */
+} SyncQueue;
 
 /* Answers being written in steps (rpc-steps.c), one at a time, a few
  * milliseconds per turn of the loop, on an idle handle. */
@@ -103,6 +118,7 @@ typedef struct Controller {
         Liveness live;
         PipelineCounters counters;
         HostWave wave;
+        SyncQueue syncq;
         LoopProbe probe;
         RpcQueue rpcq;
         char run_nonce[33]; /* random, made at start: restart ids (pipeline.c) */

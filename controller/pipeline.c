@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "pipeline.h"
@@ -26,6 +27,7 @@ int pipeline_decide(Controller *c, Event *ev, Plan *ret, Answer *ret_answer) {
                 ev->sent_after = ev->now > ago ? ev->now - ago : 0;
         }
         ev->nonce = nonce;
+        ev->sync_max = ev->kind == EVENT_SYNC ? 0 : c->config.sync_step_hosts;
         r = reconcile(&c->model, ev, ret, ret_answer);
         ev->nonce = NULL;
         c->counters.events++;
@@ -125,6 +127,82 @@ static void carry_out_alert(Controller *c, const PlanAlert *a, uint64_t now) {
                                   strempty(a->host), STRERROR(r));
 }
 
+/* ---- Placements left to later passes ---------------------------------------------- */
+
+static void on_sync_idle(uv_idle_t *h);
+
+/* Queues `id`'s Placement, once (HostModel.sync_queued), "even if
+ * unchanged" or-ed; starts the idle handle. */
+static void sync_queue_push(Controller *c, const char *id, bool resend) {
+        SyncQueue *q = &c->syncq;
+        const Host *h = host_table_get(&c->model.hosts, id);
+        HostModel *v = h ? h->userdata : NULL;
+
+        if (!v)
+                return;
+        v->sync_resend = v->sync_resend || resend;
+        if (v->sync_queued)
+                return;
+        if (q->head > 0 && q->n == q->n_allocated) {
+                memmove(q->hosts, q->hosts + q->head, (q->n - q->head) * sizeof(char *));
+                q->n -= q->head;
+                q->head = 0;
+        }
+        if (q->n == q->n_allocated) {
+                size_t m = MAX(q->n_allocated * 2, (size_t) 256);
+                const char **hv = realloc(q->hosts, m * sizeof(char *));
+
+                if (!hv) {
+                        log_error("Out of memory: the Placement of %s waits for the periodic "
+                                  "check.",
+                                  h->id);
+                        v->sync_resend = false;
+                        return;
+                }
+                q->hosts = hv;
+                q->n_allocated = m;
+        }
+        q->hosts[q->n++] = h->id;
+        v->sync_queued = true;
+        c->counters.placements_deferred++;
+        if (q->on)
+                (void) uv_idle_start(&q->idle, on_sync_idle); /* cannot fail: initialized */
+}
+
+/* One step: the next sync_step_hosts hosts, in one pass of their own. They
+ * leave the queue first: the pass may queue hosts again. */
+static void on_sync_idle(uv_idle_t *h) {
+        Controller *c = h->data;
+        SyncQueue *q = &c->syncq;
+        size_t n = MIN(q->n - q->head, (size_t) MAX(c->config.sync_step_hosts, 1));
+        _cleanup_free_ const char **hosts = calloc(n + 1, sizeof(char *));
+        _cleanup_free_ bool *resend = calloc(n + 1, sizeof(bool));
+        Event ev = { .kind = EVENT_SYNC, .n_hosts = n };
+
+        if (!hosts || !resend) {
+                log_error("Out of memory: %zu Placements wait for the next turn.", n);
+                return;
+        }
+        for (size_t i = 0; i < n; i++) {
+                HostModel *v = model_host(&c->model, q->hosts[q->head + i]);
+
+                hosts[i] = q->hosts[q->head + i];
+                resend[i] = v && v->sync_resend;
+                if (v)
+                        v->sync_queued = v->sync_resend = false;
+        }
+        q->head += n;
+        if (q->head == q->n) {
+                q->head = q->n = 0;
+                (void) uv_idle_stop(&q->idle);
+        }
+        ev.hosts = hosts;
+        ev.resend = resend;
+        /* A failure is logged by the pipeline; the periodic check (every
+         * host's units) sends what did not go. */
+        (void) pipeline_run(c, &ev);
+}
+
 void pipeline_carry_out(Controller *c, Plan *p, usec_t start) {
         uint64_t now = now_realtime_usec();
 
@@ -132,6 +210,8 @@ void pipeline_carry_out(Controller *c, Plan *p, usec_t start) {
                 log_full(p->logs[i].level, "%s", p->logs[i].text);
         plan_apply(p, &c->model, now);
         outbox_send(&c->outbox, p, c->model.epoch, start);
+        for (size_t i = 0; i < p->n_later; i++)
+                sync_queue_push(c, p->later[i].host, p->later[i].resend);
         for (size_t i = 0; i < p->n_alerts; i++)
                 carry_out_alert(c, &p->alerts[i], now);
         for (size_t i = 0; i < p->n_map_changed; i++)
@@ -288,6 +368,11 @@ int pipeline_init(Controller *c) {
                 return r;
         r = uv_timer_init(c->loop, &c->wave.timer);
         c->wave.timer.data = c;
+        if (r < 0)
+                return r;
+        r = uv_idle_init(c->loop, &c->syncq.idle);
+        c->syncq.idle.data = c;
+        c->syncq.on = r >= 0;
         return r;
 }
 
@@ -295,4 +380,7 @@ void pipeline_done(Controller *c) {
         free(c->wave.transitions);
         free(c->wave.since);
         c->wave = (HostWave){ 0 };
+        free(c->syncq.hosts);
+        c->syncq.hosts = NULL;
+        c->syncq.head = c->syncq.n = c->syncq.n_allocated = 0;
 }

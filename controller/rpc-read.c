@@ -28,6 +28,8 @@ int rpc_verb_ping(RpcContext *x) {
                 { "restarts_sent", c->outbox.restarts_sent },
                 { "commands_waiting", outbox_depth(&c->outbox) },
                 { "commands_waiting_peak", c->outbox.peak },
+                { "placements_deferred", c->counters.placements_deferred },
+                { "placements_waiting", c->syncq.n - c->syncq.head },
                 { "publish_failed", c->pub.failed },
                 { "store_errors", c->counters.store_errors },
                 { "refused_total", 0 },

@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <stdlib.h>
 
+#include "fnv.h"
 #include "hosts.h"
 
 static const char *const host_state_table[_HOST_STATE_MAX] = {
@@ -28,6 +29,7 @@ void host_table_done(HostTable *t, void (*free_userdata)(void *)) {
                 free(t->hosts[i]);
         }
         free(t->hosts);
+        free(t->by_id);
         *t = (HostTable){ 0 };
 }
 
@@ -51,15 +53,39 @@ static size_t find(const HostTable *t, const char *id, bool *found) {
         return lo;
 }
 
-Host *host_table_get(const HostTable *t, const char *id) {
-        bool found;
-        size_t i;
+static size_t by_id_slot(Host *const *v, size_t size, const char *id) {
+        size_t i = (size_t) fnv1a64_str(FNV1A64_OFFSET, id) & (size - 1);
 
+        while (v[i] && !streq(v[i]->id, id))
+                i = (i + 1) & (size - 1);
+        return i;
+}
+
+/* Makes room in HostTable.by_id for one more host: grows and rehashes when
+ * it would be more than half full. */
+static int by_id_reserve(HostTable *t) {
+        Host **v;
+        size_t size;
+
+        if ((t->n_hosts + 1) * 2 <= t->by_id_size)
+                return 0;
+        size = MAX(t->by_id_size * 2, (size_t) 64);
+        v = calloc(size, sizeof(Host *));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < t->n_hosts; i++)
+                v[by_id_slot(v, size, t->hosts[i]->id)] = t->hosts[i];
+        free(t->by_id);
+        t->by_id = v;
+        t->by_id_size = size;
+        return 0;
+}
+
+Host *host_table_get(const HostTable *t, const char *id) {
         assert(t);
-        if (!id)
+        if (!id || t->by_id_size == 0)
                 return NULL;
-        i = find(t, id, &found);
-        return found ? t->hosts[i] : NULL;
+        return t->by_id[by_id_slot(t->by_id, t->by_id_size, id)];
 }
 
 HostState host_state(const Host *h) {
@@ -73,12 +99,16 @@ static int insert(HostTable *t, const char *id, Host **ret) {
         bool found;
         size_t i;
 
-        i = find(t, id, &found);
-        if (found) {
-                *ret = t->hosts[i];
+        h = host_table_get(t, id);
+        if (h) {
+                *ret = TAKE_PTR(h);
                 return 0;
         }
+        i = find(t, id, &found);
+        assert(!found);
 
+        if (by_id_reserve(t) < 0)
+                return -ENOMEM;
         if (t->n_hosts == t->n_allocated) {
                 size_t n = t->n_allocated ? t->n_allocated * 2 : 16;
                 Host **p = realloc(t->hosts, n * sizeof(Host *));
@@ -98,6 +128,9 @@ static int insert(HostTable *t, const char *id, Host **ret) {
         memmove(t->hosts + i + 1, t->hosts + i, (t->n_hosts - i) * sizeof(Host *));
         t->hosts[i] = h;
         t->n_hosts++;
+        for (size_t k = i; k < t->n_hosts; k++)
+                t->hosts[k]->at = k;
+        t->by_id[by_id_slot(t->by_id, t->by_id_size, id)] = h;
         *ret = TAKE_PTR(h);
         return 1;
 }

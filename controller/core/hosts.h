@@ -29,6 +29,7 @@ typedef struct Host {
         usec_t state_since; /* monotonic µs of the last liveness change */
         uint64_t heartbeats;
         void *userdata; /* the shell's observed state; the core never reads it */
+        size_t at;      /* where it is in HostTable.hosts (kept as hosts join) */
 } Host;
 
 /* What a host's state became. The shell alerts on UP/DOWN. */
@@ -42,6 +43,11 @@ typedef struct HostTable {
         Host **hosts; /* sorted by id */
         size_t n_hosts;
         size_t n_allocated;
+        /* The same hosts by the hash of their id (open addressing, a power
+         * of two, at most half full): a lookup costs one hash and one
+         * string compare however large the fleet. Hosts are never removed. */
+        Host **by_id;
+        size_t by_id_size;
         size_t n_drained; /* hosts with the drain flag: most events need not look */
         usec_t timeout;
 } HostTable;

@@ -395,10 +395,18 @@ const Instance *model_instance(const Model *m, const char *service, uint32_t ins
 }
 
 size_t model_service_instances(const Model *m, const char *service, const Instance **ret) {
-        size_t first = instance_lower_bound(m, service, 0), end = first;
+        size_t first = instance_lower_bound(m, service, 0), end = m->n_instances, lo = first;
 
-        while (end < m->n_instances && streq(m->instances[end].service, service))
-                end++;
+        /* The first of a later service: a binary search, not a walk (a
+         * service of 10,000 instances is asked after many times a pass). */
+        while (lo < end) {
+                size_t mid = lo + (end - lo) / 2;
+
+                if (strcmp(m->instances[mid].service, service) <= 0)
+                        lo = mid + 1;
+                else
+                        end = mid;
+        }
         *ret = first < m->n_instances ? &m->instances[first] : NULL;
         return end - first;
 }

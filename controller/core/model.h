@@ -84,6 +84,10 @@ typedef struct HostModel {
         uint64_t last_seen_us;
         uint64_t state_since_us;
         bool dirty; /* facts changed since the last flush to the store */
+        /* The shell's: its Placement waits in the controller's SyncQueue
+         * (and is to be sent even if unchanged). */
+        bool sync_queued;
+        bool sync_resend;
 
         UnitObs *units; /* sorted by name, no duplicates */
         size_t n_units;

@@ -40,6 +40,9 @@ void plan_done(Plan *p) {
                 free(p->sends[i].units);
         }
         free(p->sends);
+        for (size_t i = 0; i < p->n_later; i++)
+                free(p->later[i].host);
+        free(p->later);
         for (size_t i = 0; i < p->n_restarts; i++) {
                 free(p->restarts[i].id);
                 free(p->restarts[i].host);

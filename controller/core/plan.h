@@ -41,6 +41,8 @@ typedef struct PlanHost {
 typedef struct PlanUnit {
         char *name;
         const char *unit_text;
+        uint64_t text_hash; /* FNV-1a of unit_text, for the host's digest */
+        size_t text_len;
         const char *template_name; /* "" for a singleton */
         const char *service;
         uint32_t instance;
@@ -97,6 +99,12 @@ typedef struct PlanShards {
         bool store;
 } PlanShards;
 
+/* A host whose Placement a later pass computes (Event.sync_max). */
+typedef struct PlanLater {
+        char *host;
+        bool resend; /* send it even if unchanged */
+} PlanLater;
+
 /* What the shell logs, once, at the level given (LOG_* numbers). */
 typedef struct PlanLog {
         int level;
@@ -112,6 +120,8 @@ typedef struct Plan {
         size_t n_hosts;
         PlanSend *sends;
         size_t n_sends;
+        PlanLater *later; /* hosts to sync in passes of their own, in order */
+        size_t n_later;
         PlanRestart *restarts;
         size_t n_restarts;
         PlanAlert *alerts;

@@ -62,10 +62,22 @@ typedef struct Rec {
         StrSet released;      /* down hosts an operator confirmed: no longer held */
         bool holding;         /* mass-host-loss is open: down hosts keep their instances */
         bool full_place;      /* place every service (the periodic check, tests) */
+        /* Hosts whose Placements go in this pass whatever Event.sync_max:
+         * those where a sharded copy starts or stops (the start gate counts
+         * on it happening now). */
+        StrSet urgent;
 
-        /* While hosts are synced: the plan's placed instances by host. */
+        /* While hosts are synced: the plan's placed instances by host, and
+         * every instance the plan names by the hash of (service, instance):
+         * index + 1 into Plan.instances, 0: free. */
         struct HostIndex *by_host;
         size_t n_by_host;
+        size_t *in_plan;
+        size_t in_plan_size;
+        /* spec_systemd_hash() of the specs whose units were listed, once
+         * each per pass rather than once per unit. */
+        struct SpecHash *spec_hashes;
+        size_t n_spec_hashes;
 
         /* The pass's alerts by (kind, service, host): index + 1 of the newest
          * into Plan.alerts, 0: free; those from alerts_indexed on are not in
@@ -76,6 +88,14 @@ typedef struct Rec {
         size_t n_alert_keys;
         size_t alerts_indexed;
 } Rec;
+
+typedef struct SpecHash {
+        const ServiceSpec *spec;
+        uint64_t hash;      /* spec_systemd_hash() */
+        uint64_t text_hash; /* FNV-1a of the whole text */
+        size_t text_len;
+        char config_hash[17]; /* of an unsharded unit of it */
+} SpecHash;
 
 typedef struct HostIndex {
         const char *host;
@@ -98,6 +118,7 @@ static const char *const event_kind_table[_EVENT_KIND_MAX] = {
         [EVENT_RESHARD] = "reshard",
         [EVENT_ROLLOUT] = "rollout",
         [EVENT_CONFIRM_DOWN] = "confirm-down",
+        [EVENT_SYNC] = "sync",
 };
 
 const char *event_kind_to_string(EventKind k) {
@@ -969,19 +990,9 @@ static void touched_services(Rec *r, const ServiceSpec *const *services, size_t 
 
 /* Index of host `id` in the host table, or SIZE_MAX. */
 static size_t host_index(const HostTable *t, const char *id) {
-        size_t lo = 0, hi = t->n_hosts;
+        const Host *h = host_table_get(t, id);
 
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                int k = strcmp(t->hosts[mid]->id, id);
-                if (k == 0)
-                        return mid;
-                if (k < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return SIZE_MAX;
+        return h ? h->at : SIZE_MAX;
 }
 
 /* Drains go step by step: a drained host keeps its instances except, per
@@ -1122,10 +1133,25 @@ static int diff_add(PlaceDiff *d, const char *service, uint32_t instance, const 
         return 0;
 }
 
+/* Adds `host` to the hosts to sync, and to the urgent ones for a sharded
+ * service. */
+static int sync_add(Rec *r, const char *host, bool sharded) {
+        int e = strset_add(&r->sync, host);
+
+        return e >= 0 && sharded ? strset_add(&r->urgent, host) : e;
+}
+
+static bool rec_sharded(Rec *r, const char *service) {
+        const ServiceSpec *s = rec_spec(r, service), *old = model_service(r->m, service);
+
+        return (s && s->kind == SERVICE_SHARDED) || (old && old->kind == SERVICE_SHARDED);
+}
+
 static int diff_service(Rec *r, PlaceDiff *d, const ServiceSpec *s, const char *name,
                         const Assignment *res, size_t n_res) {
         const Instance *old;
         size_t n_old = model_service_instances(r->m, name, &old), i = 0, k = 0;
+        bool sharded = rec_sharded(r, name);
         int e = 0;
 
         while (e >= 0 && (i < n_old || k < n_res)) {
@@ -1137,14 +1163,14 @@ static int diff_service(Rec *r, PlaceDiff *d, const ServiceSpec *s, const char *
                 if (cmp < 0) {
                         e = diff_add(d, name, old[i].instance, NULL);
                         if (e >= 0)
-                                e = strset_add(&r->sync, old[i].host);
+                                e = sync_add(r, old[i].host, sharded);
                         i++;
                 } else if (cmp > 0 || !streq(old[i].host, res[k].host)) {
                         e = diff_add(d, name, res[k].instance, res[k].host);
                         if (e >= 0)
-                                e = strset_add(&r->sync, res[k].host);
+                                e = sync_add(r, res[k].host, sharded);
                         if (e >= 0 && cmp == 0)
-                                e = strset_add(&r->sync, old[i].host);
+                                e = sync_add(r, old[i].host, sharded);
                         i += cmp == 0;
                         k++;
                 } else {
@@ -1172,7 +1198,7 @@ static int place(Rec *r) {
         _cleanup_(placement_result_done) PlacementResult res = { 0 };
         PlaceDiff d = { 0 };
         const Model *m = r->m;
-        size_t n_services, n_chosen = 0, n_current = 0, max_current = 0, at = 0;
+        size_t n_services, n_chosen = 0, n_current = 0, max_current = 0, at = 0, n_others = 0;
         int e;
 
         r->holding = rec_holding(r);
@@ -1192,13 +1218,24 @@ static int place(Rec *r) {
                 }
         max_current += r->p->n_instances;
 
-        /* Every host, with what the services not placed here use on it. */
         if (n_chosen > 0) {
                 hosts = calloc(m->hosts.n_hosts + 1, sizeof(PlacementHost));
                 current = calloc(max_current + 1, sizeof(Assignment));
                 released = calloc(max_current + 1, sizeof(bool));
                 if (!hosts || !current || !released)
                         return -ENOMEM;
+        }
+        /* Every host, with what the services not placed here use on it: when
+         * the placed (and deleted) services are all the model has (a wave of
+         * lost hosts, an apply of everything), nothing; else less what they
+         * use there now, instance by instance. */
+        for (size_t i = 0; i < m->n_services; i++) {
+                const PlanService *ps = find_plan_service(r->p, m->services[i]->name);
+                bool placed_here = ps && !ps->spec;
+
+                for (size_t k = 0; !placed_here && k < n_chosen; k++)
+                        placed_here = streq(chosen[k]->name, m->services[i]->name);
+                n_others += !placed_here;
         }
         for (size_t h = 0; n_chosen > 0 && h < m->hosts.n_hosts; h++) {
                 const Host *host = m->hosts.hosts[h];
@@ -1212,12 +1249,11 @@ static int place(Rec *r) {
                         .labels = v ? v->label_list : NULL,
                         .n_labels = v ? v->n_labels : 0,
                         .memory_total = v ? v->memory_total : 0,
-                        .memory_used = v ? v->memory_reserved : 0,
-                        .n_instances = v ? v->n_placed : 0,
+                        .memory_used = v && n_others > 0 ? v->memory_reserved : 0,
+                        .n_instances = v && n_others > 0 ? v->n_placed : 0,
                 };
         }
-        /* Less what the placed services (and deleted ones) use there now. */
-        for (size_t i = 0; n_chosen > 0 && i < n_chosen + r->p->n_services; i++) {
+        for (size_t i = 0; n_chosen > 0 && n_others > 0 && i < n_chosen + r->p->n_services; i++) {
                 const char *name =
                         i < n_chosen ? chosen[i]->name : r->p->services[i - n_chosen].name;
                 const ServiceSpec *old = model_service(m, name);
@@ -1355,15 +1391,36 @@ static int place(Rec *r) {
 /* What decides whether the agent restarts a unit on a new Placement: what
  * systemd reads of its file (not [X-Baton]: changing Replicas= restarts
  * nothing) and its shard assignment. */
-static void unit_config_hash(const ServiceSpec *s, const CopyPlan *cp, char ret[17]) {
-        uint64_t h = spec_systemd_hash(s->unit_text);
+static void unit_config_hash(const SpecHash *sh, const PlanUnit *u, char ret[17]) {
         char extra[64];
+        uint64_t h = sh->hash;
 
-        snprintf(extra, sizeof(extra), "|%" PRIu32 "|%" PRIu64 "|", cp ? cp->shard_count : 0,
-                 cp ? cp->epoch : 0);
+        snprintf(extra, sizeof(extra), "|%" PRIu32 "|%" PRIu64 "|", u ? u->shard_count : 0,
+                 u ? u->shard_epoch : 0);
         h = fnv1a64_str(h, extra);
-        h = fnv1a64_str(h, cp ? cp->shards : "");
+        h = fnv1a64_str(h, u && u->shards ? u->shards : "");
         snprintf(ret, 17, "%016" PRIx64, h);
+}
+
+/* What the pass hashed of `s` already, or hashes it now. */
+static const SpecHash *rec_spec_hash(Rec *r, const ServiceSpec *s) {
+        SpecHash *v;
+
+        for (size_t i = 0; i < r->n_spec_hashes; i++)
+                if (r->spec_hashes[i].spec == s)
+                        return &r->spec_hashes[i];
+        v = realloc(r->spec_hashes, (r->n_spec_hashes + 1) * sizeof(SpecHash));
+        if (!v)
+                return NULL;
+        r->spec_hashes = v;
+        v[r->n_spec_hashes] = (SpecHash){
+                .spec = s,
+                .hash = spec_systemd_hash(s->unit_text),
+                .text_hash = fnv1a64_str(FNV1A64_OFFSET, s->unit_text),
+                .text_len = strlen(s->unit_text),
+        };
+        unit_config_hash(&v[r->n_spec_hashes], NULL, v[r->n_spec_hashes].config_hash);
+        return &v[r->n_spec_hashes++];
 }
 
 static int host_index_cmp(const void *a, const void *b) {
@@ -1373,10 +1430,41 @@ static int host_index_cmp(const void *a, const void *b) {
         return k != 0 ? k : (x->at > y->at) - (x->at < y->at);
 }
 
-/* Indexes the plan's placed instances by host (Rec.by_host). */
+static size_t in_plan_hash(const char *service, uint32_t instance) {
+        return (size_t) fnv1a64(fnv1a64_str(FNV1A64_OFFSET, service), &instance, sizeof(instance));
+}
+
+/* The slot of (service, instance) in Rec.in_plan: its entry, or the free
+ * slot where it would go. */
+static size_t in_plan_slot(const Rec *r, const char *service, uint32_t instance) {
+        size_t mask = r->in_plan_size - 1, i = in_plan_hash(service, instance) & mask;
+
+        for (;; i = (i + 1) & mask) {
+                const PlanInstance *pi;
+
+                if (r->in_plan[i] == 0)
+                        return i;
+                pi = &r->p->instances[r->in_plan[i] - 1];
+                if (pi->instance == instance && streq(pi->service, service))
+                        return i;
+        }
+}
+
+/* Whether the plan names (service, instance): one hash instead of a binary
+ * search of strings (a host's sync asks it of each of its instances). */
+static bool rec_in_plan(const Rec *r, const char *service, uint32_t instance) {
+        return r->in_plan_size > 0 && r->in_plan[in_plan_slot(r, service, instance)] != 0;
+}
+
+/* Indexes the plan's instances for the hosts' sync: the placed ones by host
+ * (Rec.by_host), all by key (Rec.in_plan). */
 static int host_index_build(Rec *r) {
+        size_t size = 16;
+
         free(r->by_host);
-        r->n_by_host = 0;
+        free(r->in_plan);
+        r->n_by_host = r->in_plan_size = 0;
+        r->in_plan = NULL;
         r->by_host = calloc(r->p->n_instances + 1, sizeof(HostIndex));
         if (!r->by_host)
                 return -ENOMEM;
@@ -1385,6 +1473,18 @@ static int host_index_build(Rec *r) {
                         r->by_host[r->n_by_host++] =
                                 (HostIndex){ .host = r->p->instances[i].host, .at = i };
         qsort(r->by_host, r->n_by_host, sizeof(HostIndex), host_index_cmp);
+
+        while (size < 2 * r->p->n_instances)
+                size *= 2;
+        r->in_plan = calloc(size, sizeof(size_t));
+        if (!r->in_plan)
+                return -ENOMEM;
+        r->in_plan_size = size;
+        for (size_t i = 0; i < r->p->n_instances; i++) {
+                const PlanInstance *pi = &r->p->instances[i];
+
+                r->in_plan[in_plan_slot(r, pi->service, pi->instance)] = i + 1;
+        }
         return 0;
 }
 
@@ -1416,7 +1516,7 @@ static int rec_host_instances(Rec *r, const char *host, InstanceKey **ret, size_
         if (!keys)
                 return -ENOMEM;
         for (size_t i = 0; v && i < v->n_placed; i++)
-                if (!plan_find_instance(r->p, v->placed[i].service, v->placed[i].instance))
+                if (!rec_in_plan(r, v->placed[i].service, v->placed[i].instance))
                         keys[n++] = v->placed[i];
         for (size_t i = first; i < first + n_moved; i++) {
                 const PlanInstance *pi = &r->p->instances[r->by_host[i].at];
@@ -1462,11 +1562,17 @@ static int host_units(Rec *r, const char *host, PlanUnit **ret, size_t *ret_n) {
                 return -ENOMEM;
         for (size_t i = 0; i < n_keys; i++) {
                 const ServiceSpec *s = rec_spec(r, keys[i].service);
+                const SpecHash *sh;
                 CopyPlan cp[2];
                 size_t n_cp = 0;
 
                 if (!s)
                         continue;
+                sh = rec_spec_hash(r, s);
+                if (!sh) {
+                        plan_units_free(units, n);
+                        return -ENOMEM;
+                }
                 if (s->kind == SERVICE_SHARDED) {
                         const ShardState *ss = rec_shards(r, s->name);
                         if (!ss)
@@ -1486,6 +1592,8 @@ static int host_units(Rec *r, const char *host, PlanUnit **ret, size_t *ret_n) {
 
                         *u = (PlanUnit){
                                 .unit_text = s->unit_text,
+                                .text_hash = sh->text_hash,
+                                .text_len = sh->text_len,
                                 .template_name = s->is_template ? s->file_name : "",
                                 .service = s->name,
                                 .instance = keys[i].instance,
@@ -1494,11 +1602,13 @@ static int host_units(Rec *r, const char *host, PlanUnit **ret, size_t *ret_n) {
                                 .shard_count = cp[j].shard_count,
                                 .shard_epoch = cp[j].epoch,
                         };
-                        unit_config_hash(s, s->kind == SERVICE_SHARDED ? &cp[j] : NULL,
-                                         u->config_hash);
                         u->name = TAKE_PTR(cp[j].unit);
                         u->shards = TAKE_PTR(cp[j].shards);
                         copy_plan_done(&cp[j]);
+                        if (s->kind == SERVICE_SHARDED)
+                                unit_config_hash(sh, u, u->config_hash);
+                        else
+                                memcpy(u->config_hash, sh->config_hash, sizeof(u->config_hash));
                 }
         }
         *ret = units;
@@ -1506,21 +1616,24 @@ static int host_units(Rec *r, const char *host, PlanUnit **ret, size_t *ret_n) {
         return 0;
 }
 
-/* What makes two Placements of a host the same: unit names, texts, shards,
- * whether each runs. */
+/* What makes two Placements of a host the same: unit names, texts (by their
+ * hash: a host's sync hashes each text once per pass, not once per unit),
+ * shards, whether each runs. Stored: a change of this formula sends every
+ * host one new generation of the same units (nothing restarts). */
 static uint64_t units_digest(const PlanUnit *u, size_t n) {
         uint64_t h = FNV1A64_OFFSET;
-        char buf[64];
 
         for (size_t i = 0; i < n; i++) {
+                uint8_t running = u[i].running;
+
                 h = fnv1a64_str(h, u[i].name);
-                h = fnv1a64_str(h, "\n");
-                h = fnv1a64_str(h, u[i].unit_text);
-                h = fnv1a64_str(h, "\n");
-                h = fnv1a64_str(h, u[i].shards ? u[i].shards : "");
-                snprintf(buf, sizeof(buf), "|%" PRIu64 "|%d|%" PRIu32 "\n", u[i].shard_epoch,
-                         u[i].running, u[i].shard_count);
-                h = fnv1a64_str(h, buf);
+                h = fnv1a64(h, "", 1);
+                h = fnv1a64(h, &u[i].text_hash, sizeof(u[i].text_hash));
+                h = fnv1a64_str(h, u[i].shards);
+                h = fnv1a64(h, "", 1);
+                h = fnv1a64(h, &u[i].shard_epoch, sizeof(u[i].shard_epoch));
+                h = fnv1a64(h, &u[i].shard_count, sizeof(u[i].shard_count));
+                h = fnv1a64(h, &running, sizeof(running));
         }
         return h;
 }
@@ -1532,9 +1645,8 @@ static size_t placement_size(const char *host, const PlanUnit *u, size_t n) {
         size_t size = 512 + strlen(host);
 
         for (size_t i = 0; i < n; i++)
-                size += 96 + strlen(u[i].name) + strlen(u[i].unit_text) +
-                        strlen(u[i].template_name) + strlen(u[i].service) + 16 +
-                        (u[i].shards ? strlen(u[i].shards) : 0);
+                size += 96 + strlen(u[i].name) + u[i].text_len + strlen(u[i].template_name) +
+                        strlen(u[i].service) + 16 + (u[i].shards ? strlen(u[i].shards) : 0);
         return size;
 }
 
@@ -1603,16 +1715,17 @@ static int sync_host(Rec *r, const Host *h, bool resend) {
 static int sync_service_hosts(Rec *r, const char *service) {
         const Instance *first;
         size_t n = model_service_instances(r->m, service, &first);
+        bool sharded = rec_sharded(r, service);
         int k;
 
         for (size_t i = 0; i < n; i++) {
-                k = strset_add(&r->sync, rec_host_of(r, service, first[i].instance));
+                k = sync_add(r, rec_host_of(r, service, first[i].instance), sharded);
                 if (k < 0)
                         return k;
         }
         for (size_t i = 0; i < r->p->n_instances; i++)
                 if (streq(r->p->instances[i].service, service)) {
-                        k = strset_add(&r->sync, r->p->instances[i].host);
+                        k = sync_add(r, r->p->instances[i].host, sharded);
                         if (k < 0)
                                 return k;
                 }
@@ -1623,9 +1736,39 @@ static int cmp_str_ptr(const void *a, const void *b) {
         return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
+static bool restarts_on(const Rec *r, const char *host) {
+        for (size_t i = 0; i < r->p->n_restarts; i++)
+                if (streq_ptr(r->p->restarts[i].host, host))
+                        return true;
+        return false;
+}
+
+/* Syncs `h` now, or leaves it to a later pass once this one has synced
+ * Event.sync_max hosts; never a host a Restart of this pass goes to or an
+ * urgent one (their Placements must go now), nor under a new epoch (every
+ * host gets a new generation of it now). */
+static int sync_or_defer(Rec *r, const Host *h, bool resend, size_t *synced) {
+        PlanLater *v;
+
+        if (r->ev->sync_max == 0 || *synced < r->ev->sync_max || r->p->epoch > 0 ||
+            restarts_on(r, h->id) || strset_has(&r->urgent, h->id)) {
+                (*synced)++;
+                return sync_host(r, h, resend);
+        }
+        v = realloc(r->p->later, (r->p->n_later + 1) * sizeof(PlanLater));
+        if (!v)
+                return -ENOMEM;
+        r->p->later = v;
+        v[r->p->n_later] = (PlanLater){ .host = strdup(h->id), .resend = resend };
+        if (!v[r->p->n_later].host)
+                return -ENOMEM;
+        r->p->n_later++;
+        return 0;
+}
+
 static int sync_hosts(Rec *r) {
         _cleanup_free_ const char **ids = NULL;
-        size_t n = 0;
+        size_t n = 0, synced = 0;
         int k;
 
         for (size_t i = 0; i < r->sync_services.n; i++) {
@@ -1640,7 +1783,8 @@ static int sync_hosts(Rec *r) {
                 for (size_t i = 0; i < r->m->hosts.n_hosts; i++) {
                         const Host *h = r->m->hosts.hosts[i];
 
-                        k = sync_host(r, h, r->resend_all || strset_has(&r->resend, h->id));
+                        k = sync_or_defer(r, h, r->resend_all || strset_has(&r->resend, h->id),
+                                          &synced);
                         if (k < 0)
                                 return k;
                 }
@@ -1667,11 +1811,25 @@ static int sync_hosts(Rec *r) {
 
                 if (!h)
                         continue;
-                k = sync_host(r, h, strset_has(&r->resend, h->id));
+                k = sync_or_defer(r, h, strset_has(&r->resend, h->id), &synced);
                 if (k < 0)
                         return k;
         }
         return 0;
+}
+
+/* Hosts an earlier pass left to this one: each synced as that pass would
+ * have, from the model as it is now. */
+static int on_sync(Rec *r) {
+        const Event *ev = r->ev;
+        int k = 0;
+
+        for (size_t i = 0; k >= 0 && i < ev->n_hosts; i++) {
+                k = strset_add(&r->sync, ev->hosts[i]);
+                if (k >= 0 && ev->resend && ev->resend[i])
+                        k = strset_add(&r->resend, ev->hosts[i]);
+        }
+        return k;
 }
 
 /* ---- restarts ------------------------------------------------------------------ */
@@ -1936,7 +2094,7 @@ static int admit_waiting(Rec *r, const ServiceSpec *s) {
                         return k;
                 ss->waiting[i] = false;
                 cur = ss;
-                k = strset_add(&r->sync, rec_host_of(r, s->name, i));
+                k = sync_add(r, rec_host_of(r, s->name, i), true);
                 if (k >= 0)
                         k = plan_log(r->p, L_INFO,
                                      "Starting %s@%u (%" PRIu64 " shards) through the start gate.",
@@ -3252,10 +3410,16 @@ int reconcile(const Model *m, const Event *ev, Plan *ret, Answer *ret_answer) {
         case EVENT_TICK:
                 r.step_all = true;
                 r.place = ev->full_placement;
+                /* The periodic check looks at every host's units too: a
+                 * Placement that never went out (a failed pass) goes now. */
+                r.sync_all = ev->full_placement;
                 k = 0;
                 break;
         case EVENT_CONFIRM_DOWN:
                 k = do_confirm_down(&r);
+                break;
+        case EVENT_SYNC:
+                k = on_sync(&r);
                 break;
         case EVENT_CONNECTED:
                 r.resend_all = true;
@@ -3308,9 +3472,12 @@ int reconcile(const Model *m, const Event *ev, Plan *ret, Answer *ret_answer) {
         strset_done(&r.sync);
         strset_done(&r.resend);
         strset_done(&r.sync_services);
+        strset_done(&r.urgent);
         strset_done(&r.relabeled);
         strset_done(&r.released);
         free(r.by_host);
+        free(r.in_plan);
+        free(r.spec_hashes);
         free(r.alert_slots);
         answer_done(&scratch);
         if (k < 0 || r.ans->verdict != VERDICT_OK) {

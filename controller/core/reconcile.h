@@ -36,6 +36,7 @@ typedef enum EventKind {
         EVENT_RESHARD,      /* service to instances/shards (0: unchanged), or dry_run */
         EVENT_ROLLOUT,      /* action ("pause", "resume", "abort") on service ("" = all) */
         EVENT_CONFIRM_DOWN, /* hosts[] held by mass-host-loss are down for good (all: every one) */
+        EVENT_SYNC,         /* hosts[] an earlier pass left (Plan.later): their Placements */
         _EVENT_KIND_MAX,
 } EventKind;
 
@@ -77,8 +78,13 @@ typedef struct Event {
          * periodic check (with EVENT_TICK, which then places), and tests
          * that compare the two. */
         bool full_placement;
-        const char *const *hosts; /* EVENT_CONFIRM_DOWN */
+        const char *const *hosts; /* EVENT_CONFIRM_DOWN, EVENT_SYNC */
+        const bool *resend;       /* EVENT_SYNC: per host, send even if unchanged */
         size_t n_hosts;
+        /* The most hosts whose Placements this pass computes; the rest go
+         * to Plan.later for passes of their own (EVENT_SYNC), so no pass
+         * of a large fleet holds the loop for all of them. 0: no limit. */
+        size_t sync_max;
         bool all;
         ServiceSpec **specs; /* EVENT_APPLY: taken over by reconcile() */
         size_t n_specs;

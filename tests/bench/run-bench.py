@@ -44,6 +44,9 @@ CONVERGE_TIMEOUT = 900.0
 RPC_TIMEOUT = 120.0
 RPC_REPEAT = 5
 REQUEST_BUSY = re.compile(r"Request '[^']*' of \S* kept the loop busy for (\d+) ms")
+# The controller notes a turn of its loop over 100 ms (one a second at most) with its
+# longest part.
+LONG_TURN = re.compile(r"A turn of the loop took (\d+) ms \(the longest part: ([^,]*), (\d+) ms")
 # After host_timeout, how long a lost group may take to be re-placed before the benchmark
 # reports it as not settled (and goes on).
 SETTLE_TIMEOUT = 120.0
@@ -545,6 +548,14 @@ class Bench:
             counters = {}
         for key in ('longest_step_ms', 'longest_busy_ms', 'busy_over_100ms'):
             res[key] = counters.get(key)
+        # What the long turns were doing: by longest part, how many were noted and the
+        # longest of them.
+        parts = {}
+        for took, part, _ in LONG_TURN.findall(ctl.log()):
+            seen = parts.setdefault(part, {'turns': 0, 'max_ms': 0})
+            seen['turns'] += 1
+            seen['max_ms'] = max(seen['max_ms'], int(took))
+        res['long_turns'] = parts
         res['sim_stats'] = [self.stats(p) for p in stat_paths]
         refused = sum(st.get('refused', 0) for st in res['sim_stats'])
         if refused:
@@ -793,6 +804,10 @@ def report(args, floor: dict, points: list[dict]) -> str:
     row('  turns over 100 ms',
         [str(p['busy_over_100ms']) if p.get('busy_over_100ms') is not None else '-'
          for p in points])
+    for part in sorted({k for p in points for k in p.get('long_turns', {})}):
+        row(f'    noted, longest part {part}: turns, max',
+            [f'{p["long_turns"][part]["turns"]}, {p["long_turns"][part]["max_ms"]} ms'
+             if part in p.get('long_turns', {}) else '-' for p in points])
 
     now = [p for p in points if p.get('build') != 'before']
     if len(now) >= 2:

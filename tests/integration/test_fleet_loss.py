@@ -111,9 +111,10 @@ def all_healthy(world):
 def start_controller(world, **controller):
     S['controller'] = world.start_controller(config={
         # Small parts and steps: large answers come in several messages, written over
-        # several turns of the loop.
+        # several turns of the loop; a change of more than 3 hosts' Placements sends the
+        # rest 3 a turn.
         'controller': {'host_timeout': f'{HOST_TIMEOUT:g}s', 'answer_part_size': '16384',
-                       'answer_step_time': '0', **controller},
+                       'answer_step_time': '0', 'sync_step_hosts': '3', **controller},
         'security': {'operators': 'guest'}})
     world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
                    what='controller answering')
@@ -134,6 +135,12 @@ def setup(world):
         f.write(SPEC)
     ok_json(world, 'apply', spec)
     world.wait_for(lambda: all_healthy(world), 60, what='every instance healthy')
+    # The 20 instances went to more than 3 hosts: the rest of the Placements went out in
+    # passes of their own, and none is left waiting.
+    counters = ok_json(world, 'ping')['counters']
+    assert counters['placements_deferred'] > 0, counters
+    world.wait_for(lambda: ok_json(world, 'ping')['counters']['placements_waiting'] == 0, 10,
+                   what='no Placement waiting')
 
 
 @suite.case

@@ -126,6 +126,7 @@ TEST(table_stays_sorted_and_finds_everything) {
         char id[32];
 
         host_table_init(&t, 10 * S);
+        ASSERT_NULL(host_table_get(&t, "host-000"));
         for (int i = 999; i >= 0; i--) {
                 snprintf(id, sizeof(id), "host-%03d", (i * 7919) % 1000);
                 ASSERT_OK(host_table_heartbeat(&t, id, (usec_t) i, NULL, NULL));
@@ -133,11 +134,19 @@ TEST(table_stays_sorted_and_finds_everything) {
         ASSERT_EQ_UINT(t.n_hosts, 1000);
         for (size_t i = 1; i < t.n_hosts; i++)
                 ASSERT_TRUE(strcmp(t.hosts[i - 1]->id, t.hosts[i]->id) < 0);
+        for (size_t i = 0; i < t.n_hosts; i++)
+                ASSERT_EQ_UINT(t.hosts[i]->at, i);
         for (int i = 0; i < 1000; i++) {
+                Host *h;
+
                 snprintf(id, sizeof(id), "host-%03d", i);
-                ASSERT_NOT_NULL(host_table_get(&t, id));
+                h = host_table_get(&t, id);
+                ASSERT_NOT_NULL(h);
+                ASSERT_STREQ(h->id, id);
+                ASSERT_TRUE(t.hosts[h->at] == h);
         }
         ASSERT_NULL(host_table_get(&t, "host-1000"));
+        ASSERT_NULL(host_table_get(&t, ""));
         ASSERT_NULL(host_table_get(&t, NULL));
         host_table_done(&t, NULL);
 }

@@ -37,14 +37,24 @@
 
 /* ---- a small deterministic random source ------------------------------------- */
 
-static uint64_t rng_state;
+static uint64_t rng_state, rng_sync_state;
+
+static uint32_t rnd_from(uint64_t *state, uint32_t n) {
+        /* xorshift64* */
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        return n == 0 ? 0 : (uint32_t) ((*state * 0x2545F4914F6CDD1DULL) >> 33) % n;
+}
 
 static uint32_t rnd(uint32_t n) {
-        /* xorshift64* */
-        rng_state ^= rng_state >> 12;
-        rng_state ^= rng_state << 25;
-        rng_state ^= rng_state >> 27;
-        return n == 0 ? 0 : (uint32_t) ((rng_state * 0x2545F4914F6CDD1DULL) >> 33) % n;
+        return rnd_from(&rng_state, n);
+}
+
+/* When passes leave Placements to later ones, and when those run: a source
+ * of its own, so a sequence's events stay those of its seed. */
+static uint32_t rnd_sync(uint32_t n) {
+        return rnd_from(&rng_sync_state, n);
 }
 
 /* ---- the simulated fleet ---------------------------------------------------------- */
@@ -92,6 +102,12 @@ typedef struct Sim {
         unsigned seed;
         unsigned step;
         bool trace; /* BATON_RECONCILE_TRACE: each event and its logs */
+        /* Hosts whose Placements passes left to later ones (Plan.later), as
+         * the controller's SyncQueue keeps them: once each, resend or-ed. */
+        char *later[N_HOSTS];
+        bool later_resend[N_HOSTS];
+        size_t n_later;
+        int sync_max; /* Event.sync_max of every pass; -1: at random */
         const char *what;
         unsigned web_version, gw_version;
 } Sim;
@@ -554,6 +570,13 @@ static void run(Sim *s, Event *ev, Answer *ret_answer) {
         snprintf(nonce, sizeof(nonce), "n%" PRIu64, ++s->seq);
         ev->now = ef.now = s->now;
         ev->nonce = ef.nonce = nonce;
+        /* Now and then a pass computes only a host or two of the Placements
+         * it changes and leaves the rest to passes of their own. */
+        if (s->sync_max >= 0)
+                ev->sync_max = ev->kind != EVENT_SYNC ? (size_t) s->sync_max : 0;
+        else
+                ev->sync_max = ev->kind != EVENT_SYNC && rnd_sync(3) == 0 ? 1 + rnd_sync(2) : 0;
+        ef.sync_max = 0;
         /* A tick places only for the periodic check, which is full anyway. */
         ef.full_placement = ev->kind == EVENT_TICK ? ev->full_placement : true;
         ef.specs = copies;
@@ -563,7 +586,16 @@ static void run(Sim *s, Event *ev, Answer *ret_answer) {
         CHECK(s, plans_place_alike(&p, &full),
               "incremental placement differs from a full one (%zu vs %zu changes)", p.n_instances,
               full.n_instances);
-        CHECK(s, p.n_sends == full.n_sends, "%zu vs %zu Placements", p.n_sends, full.n_sends);
+        if (ev->kind == EVENT_SYNC)
+                CHECK(s, p.n_later == 0, "a sync pass left %zu hosts", p.n_later);
+        if (p.n_later == 0)
+                CHECK(s, p.n_sends == full.n_sends, "%zu vs %zu Placements", p.n_sends,
+                      full.n_sends);
+        else
+                CHECK(s, p.n_sends <= full.n_sends && p.n_sends + p.n_later >= full.n_sends,
+                      "%zu Placements and %zu left vs %zu at once", p.n_sends, p.n_later,
+                      full.n_sends);
+
         for (size_t i = 0; copies && i < ev->n_specs; i++)
                 service_spec_free(copies[i]);
         free(copies);
@@ -577,10 +609,30 @@ static void run(Sim *s, Event *ev, Answer *ret_answer) {
                         printf("#   %s\n", p.logs[i].text);
                 if (a.error)
                         printf("#   refused: %s\n", a.error);
+                for (size_t i = 0; i < p.n_sends; i++)
+                        printf("#   Placement %" PRIu64 " to %s\n", p.sends[i].generation,
+                               p.sends[i].host);
+                for (size_t i = 0; i < p.n_later; i++)
+                        printf("#   later: %s%s\n", p.later[i].host,
+                               p.later[i].resend ? " (resend)" : "");
         }
         ASSERT_OK(plan_reserve(&p, &s->m));
         plan_apply(&p, &s->m, s->now);
         carry_out(s, &p);
+        for (size_t i = 0; i < p.n_later; i++) {
+                size_t k = 0;
+
+                while (k < s->n_later && !streq(s->later[k], p.later[i].host))
+                        k++;
+                if (k == s->n_later) {
+                        ASSERT_TRUE(k < N_HOSTS);
+                        s->later[k] = strdup(p.later[i].host);
+                        ASSERT_NOT_NULL(s->later[k]);
+                        s->later_resend[k] = false;
+                        s->n_later++;
+                }
+                s->later_resend[k] = s->later_resend[k] || p.later[i].resend;
+        }
         plan_done(&p);
         for (size_t i = 0; s->trace && i < s->m.n_shards; i++)
                 for (size_t k = 0; k < s->m.shards[i]->n_holds; k++)
@@ -894,9 +946,35 @@ static void controller_restart(Sim *s) {
         }
 }
 
+/* The controller's SyncQueue: the hosts left so far, a step of one or two. */
+static void sync_step(Sim *s) {
+        char *hosts[N_HOSTS];
+        bool resend[N_HOSTS];
+        size_t step = 1 + rnd_sync(2), n = MIN(s->n_later, step);
+        Event ev = { .kind = EVENT_SYNC,
+                     .hosts = (const char *const *) hosts,
+                     .resend = resend,
+                     .n_hosts = n };
+
+        for (size_t i = 0; i < n; i++) {
+                hosts[i] = s->later[i];
+                resend[i] = s->later_resend[i];
+        }
+        memmove(s->later, s->later + n, (s->n_later - n) * sizeof(char *));
+        memmove(s->later_resend, s->later_resend + n, (s->n_later - n) * sizeof(bool));
+        s->n_later -= n;
+        s->what = "sync";
+        run(s, &ev, NULL);
+        for (size_t i = 0; i < n; i++)
+                free(hosts[i]);
+}
+
 static void one_event(Sim *s) {
         uint32_t pick = rnd(100);
         SimHost *h;
+
+        while (s->n_later > 0 && rnd_sync(2) == 0)
+                sync_step(s);
 
         s->now += 50 * USEC_PER_MSEC + rnd(3000) * USEC_PER_MSEC;
         s->mono = s->now;
@@ -976,6 +1054,8 @@ static void one_event(Sim *s) {
 }
 
 static void sim_done(Sim *s) {
+        for (size_t i = 0; i < s->n_later; i++)
+                free(s->later[i]);
         for (size_t i = 0; i < N_HOSTS; i++)
                 sim_host_clear(&s->hosts[i]);
         for (size_t i = 0; i < s->n_ids; i++)
@@ -984,10 +1064,9 @@ static void sim_done(Sim *s) {
         model_done(&s->m);
 }
 
-static void sequence(unsigned seed) {
+static void sim_init(Sim *s, unsigned seed) {
         static const char *const labels[] = { "zone=a", "zone=b", "zone=a role=x", "zone=c",
                                               "zone=b" };
-        Sim s = { .seed = seed, .now = 1700000000ULL * USEC_PER_SEC };
         ModelConfig config = {
                 .host_timeout = 5 * USEC_PER_SEC,
                 .shard_unowned_after = 30 * USEC_PER_SEC,
@@ -995,21 +1074,71 @@ static void sequence(unsigned seed) {
                 .max_message_size = 4u << 20,
         };
 
-        s.trace = getenv("BATON_RECONCILE_TRACE") != NULL;
+        *s = (Sim){ .seed = seed, .now = 1700000000ULL * USEC_PER_SEC, .sync_max = -1 };
+        s->trace = getenv("BATON_RECONCILE_TRACE") != NULL;
         rng_state = 0x9E3779B97F4A7C15ULL ^ ((uint64_t) seed * 0x100000001B3ULL);
-        model_init(&s.m, &config);
-        s.m.epoch = 1;
+        rng_sync_state = rng_state ^ 0xD1B54A32D192ED03ULL;
+        model_init(&s->m, &config);
+        s->m.epoch = 1;
         for (size_t i = 0; i < N_HOSTS; i++) {
-                snprintf(s.hosts[i].id, sizeof(s.hosts[i].id), "h%zu", i);
-                s.hosts[i].labels = labels[i];
-                s.hosts[i].up = true;
-                s.mono = s.now;
-                report_heartbeat(&s, &s.hosts[i]);
+                snprintf(s->hosts[i].id, sizeof(s->hosts[i].id), "h%zu", i);
+                s->hosts[i].labels = labels[i];
+                s->hosts[i].up = true;
+                s->mono = s->now;
+                report_heartbeat(s, &s->hosts[i]);
         }
+}
+
+static void sequence(unsigned seed) {
+        Sim s;
+
+        sim_init(&s, seed);
         apply_web(&s);
         apply_gw(&s);
         for (s.step = 0; s.step < EVENTS_PER_SEQUENCE; s.step++)
                 one_event(&s);
+        sim_done(&s);
+}
+
+/* Placements left to later passes whose pass never ran (it failed: out of
+ * memory, the store) are not lost: the periodic check looks at every host's
+ * units and sends them. */
+TEST(placements_left_and_lost_go_out_at_the_periodic_check) {
+        Event tick = { .kind = EVENT_TICK, .full_placement = true };
+        size_t lost = 0, behind = 0;
+        Sim s;
+
+        sim_init(&s, 7);
+        s.sync_max = 1;
+        s.what = "apply";
+        apply(&s, "web@.service",
+              "[Service]\nExecStart=/bin/web\n\n[X-Baton]\nReplicas=8\nMaxPerHost=2\n");
+        ASSERT_TRUE(s.n_later > 0);
+        for (size_t i = 0; i < s.n_later; i++) {
+                const HostModel *v = model_host(&s.m, s.later[i]);
+                SimHost *h = sim_host(&s, s.later[i]);
+
+                ASSERT_NOT_NULL(v);
+                ASSERT_NOT_NULL(h);
+                behind += h->n_units != v->n_placed;
+                free(s.later[i]);
+        }
+        lost = s.n_later;
+        s.n_later = 0;
+        ASSERT_TRUE(behind > 0);
+
+        s.sync_max = 0;
+        s.what = "tick";
+        run(&s, &tick, NULL);
+        ASSERT_EQ_UINT(s.n_later, 0);
+        for (size_t i = 0; i < N_HOSTS; i++) {
+                const HostModel *v = model_host(&s.m, s.hosts[i].id);
+
+                ASSERT_NOT_NULL(v);
+                ASSERT_EQ_UINT(s.hosts[i].n_units, v->n_placed);
+        }
+        printf("# %zu hosts' Placements left, %zu of them behind, all sent by the check\n", lost,
+               behind);
         sim_done(&s);
 }
 
@@ -1104,5 +1233,6 @@ TEST(random_sequences_keep_the_invariants) {
 
 int main(void) {
         return tap_run(TESTS(random_sequences_keep_the_invariants,
+                             placements_left_and_lost_go_out_at_the_periodic_check,
                              a_late_read_heartbeat_is_judged_by_when_it_was_sent));
 }
