@@ -1618,8 +1618,8 @@ static int host_units(Rec *r, const char *host, PlanUnit **ret, size_t *ret_n) {
 
 /* What makes two Placements of a host the same: unit names, texts (by their
  * hash: a host's sync hashes each text once per pass, not once per unit),
- * shards, whether each runs. Stored: a change of this formula sends every
- * host one new generation of the same units (nothing restarts). */
+ * shards, whether each runs. Kept in memory only, so the formula may change
+ * between versions. */
 static uint64_t units_digest(const PlanUnit *u, size_t n) {
         uint64_t h = FNV1A64_OFFSET;
 
@@ -1773,6 +1773,13 @@ static int sync_hosts(Rec *r) {
 
         for (size_t i = 0; i < r->sync_services.n; i++) {
                 k = sync_service_hosts(r, r->sync_services.v[i]);
+                if (k < 0)
+                        return k;
+        }
+        /* A host a Restart goes to gets what it should run first, if that
+         * is not what it was sent last (an earlier pass left it for later). */
+        for (size_t i = 0; i < r->p->n_restarts; i++) {
+                k = strset_add(&r->sync, r->p->restarts[i].host);
                 if (k < 0)
                         return k;
         }

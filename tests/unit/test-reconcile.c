@@ -292,6 +292,10 @@ static void carry_out(Sim *s, const Plan *p) {
                 SimHost *h = sim_host(s, rs->host);
                 SimUnit *u = h && h->up ? find_unit(h, rs->unit) : NULL;
 
+                /* Its Placement went first, in this plan or before. */
+                CHECK(s, !h || !h->up || u, "Restart %s of %s on %s, which was never sent it",
+                      rs->id, rs->unit, rs->host);
+
                 for (size_t k = 0; k < s->n_ids; k++)
                         CHECK(s, !streq(s->ids[k], rs->id), "Restart id %s issued twice", rs->id);
                 s->ids = realloc(s->ids, (s->n_ids + 1) * sizeof(char *));
