@@ -96,12 +96,12 @@ HostState host_state(const Host *h) {
 
 static int insert(HostTable *t, const char *id, Host **ret) {
         _cleanup_free_ Host *h = NULL;
+        Host *known = host_table_get(t, id);
         bool found;
         size_t i;
 
-        h = host_table_get(t, id);
-        if (h) {
-                *ret = TAKE_PTR(h);
+        if (known) {
+                *ret = known;
                 return 0;
         }
         i = find(t, id, &found);

@@ -64,7 +64,7 @@ typedef struct Rec {
         bool full_place;      /* place every service (the periodic check, tests) */
         /* Hosts whose Placements go in this pass whatever Event.sync_max:
          * those where a sharded copy starts or stops (the start gate counts
-         * on it happening now). */
+         * on it happening now), those a Restart goes to. */
         StrSet urgent;
 
         /* While hosts are synced: the plan's placed instances by host, and
@@ -1736,22 +1736,14 @@ static int cmp_str_ptr(const void *a, const void *b) {
         return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
-static bool restarts_on(const Rec *r, const char *host) {
-        for (size_t i = 0; i < r->p->n_restarts; i++)
-                if (streq_ptr(r->p->restarts[i].host, host))
-                        return true;
-        return false;
-}
-
 /* Syncs `h` now, or leaves it to a later pass once this one has synced
- * Event.sync_max hosts; never a host a Restart of this pass goes to or an
- * urgent one (their Placements must go now), nor under a new epoch (every
- * host gets a new generation of it now). */
+ * Event.sync_max hosts; never an urgent one (its Placement must go now),
+ * nor under a new epoch (every host gets a new generation of it now). */
 static int sync_or_defer(Rec *r, const Host *h, bool resend, size_t *synced) {
         PlanLater *v;
 
         if (r->ev->sync_max == 0 || *synced < r->ev->sync_max || r->p->epoch > 0 ||
-            restarts_on(r, h->id) || strset_has(&r->urgent, h->id)) {
+            strset_has(&r->urgent, h->id)) {
                 (*synced)++;
                 return sync_host(r, h, resend);
         }
@@ -1776,10 +1768,10 @@ static int sync_hosts(Rec *r) {
                 if (k < 0)
                         return k;
         }
-        /* A host a Restart goes to gets what it should run first, if that
-         * is not what it was sent last (an earlier pass left it for later). */
+        /* A host a Restart goes to gets what it should run first, now, if
+         * that is not what it was sent last (an earlier pass left it). */
         for (size_t i = 0; i < r->p->n_restarts; i++) {
-                k = strset_add(&r->sync, r->p->restarts[i].host);
+                k = sync_add(r, r->p->restarts[i].host, true);
                 if (k < 0)
                         return k;
         }
