@@ -45,10 +45,15 @@ const ConfigOption controller_config_options[] = {
           USEC_PER_SEC, 0,
           "a large answer (status of every instance) is written this long per turn of the loop, "
           "heartbeats and other requests being served in between; 0: 256 entries per turn"),
-        O("controller", "sync_step_hosts", CONFIG_UINT, sync_step_hosts, "1000", 0, 1000000, 0,
+        O("controller", "sync_step_hosts", CONFIG_UINT, sync_step_hosts, "500", 0, 1000000, 0,
           "a change that gives more hosts new Placements than this computes and sends the rest "
           "this many a turn of the loop, heartbeats and requests being served in between; 0: "
           "all at once"),
+        O("controller", "place_step_instances", CONFIG_UINT, place_step_instances, "10000", 0,
+          100000000, 0,
+          "a change that places services of more instances than this (counted by service) "
+          "places the rest in steps of this many a turn of the loop, heartbeats and requests "
+          "being served in between; 0: all at once"),
         O("controller", "audit_max_entries", CONFIG_UINT, audit_max_entries, "100000", 10,
           100000000, 0, "the audit log keeps at most this many newest entries"),
         O("controller", "audit_max_age", CONFIG_DURATION, audit_max_age, "365d",

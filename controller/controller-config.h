@@ -16,9 +16,10 @@ typedef struct ControllerConfig {
         uint64_t status_rate; /* status messages per second per host (burst 10×) */
         uint64_t rpc_rate;    /* requests per second per broker user (burst 5×) */
         uint64_t mass_loss_percent;
-        uint64_t answer_part_size; /* bytes of one part of a large answer */
-        usec_t answer_step_time;   /* of one turn, for an answer written in steps */
-        uint64_t sync_step_hosts;  /* Placements computed a turn (Event.sync_max) */
+        uint64_t answer_part_size;     /* bytes of one part of a large answer */
+        usec_t answer_step_time;       /* of one turn, for an answer written in steps */
+        uint64_t sync_step_hosts;      /* Placements computed a turn (Event.sync_max) */
+        uint64_t place_step_instances; /* instances placed a turn (Event.place_max) */
         usec_t check_interval;
         uint64_t audit_max_entries;
         usec_t audit_max_age;

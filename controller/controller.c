@@ -60,24 +60,31 @@ static void on_prepare(uv_prepare_t *h) {
         Controller *c = h->data;
         LoopProbe *p = &c->probe;
         uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(c->loop);
+        usec_t cpu = thread_cpu_usec();
 
         if (p->at_ns > 0 && now > p->at_ns) {
                 uint64_t waited = idle > p->idle_ns ? idle - p->idle_ns : 0;
                 usec_t busy = (now - p->at_ns > waited ? now - p->at_ns - waited : 0) / 1000;
+                usec_t busy_cpu = cpu > p->cpu_us ? cpu - p->cpu_us : 0;
 
                 if (busy > c->counters.longest_busy)
                         c->counters.longest_busy = busy;
                 if (busy > LOOP_BUSY_LONG)
                         c->counters.busy_long++;
+                if (busy_cpu > c->counters.longest_busy_cpu)
+                        c->counters.longest_busy_cpu = busy_cpu;
+                if (busy_cpu > LOOP_BUSY_LONG)
+                        c->counters.busy_long_cpu++;
                 if (busy > LOOP_BUSY_LONG && busy < LOOP_BUSY_WARN &&
                     p->noted_at + USEC_PER_SEC > now / 1000)
                         p->unnoted++;
                 else if (busy > LOOP_BUSY_LONG && busy < LOOP_BUSY_WARN) {
                         log_info("A turn of the loop took %" PRIu64 " ms (the longest part: %s, "
-                                 "%" PRIu64 " ms; %" PRIu64 " more such turns before it not "
-                                 "noted).",
+                                 "%" PRIu64 " ms; CPU %" PRIu64 " ms; %" PRIu64 " more such "
+                                 "turns before it not noted).",
                                  (uint64_t) (busy / USEC_PER_MSEC), p->part ? p->part : "unnamed",
-                                 (uint64_t) (p->part_took / USEC_PER_MSEC), p->unnoted);
+                                 (uint64_t) (p->part_took / USEC_PER_MSEC),
+                                 (uint64_t) (busy_cpu / USEC_PER_MSEC), p->unnoted);
                         p->noted_at = now / 1000;
                         p->unnoted = 0;
                 }
@@ -93,6 +100,7 @@ static void on_prepare(uv_prepare_t *h) {
         }
         p->at_ns = now;
         p->idle_ns = idle;
+        p->cpu_us = cpu;
         p->part = NULL;
         p->part_took = 0;
 }

@@ -35,8 +35,13 @@ typedef struct PipelineCounters {
          * heartbeats and requests, whatever the callback was. */
         usec_t longest_busy;
         uint64_t busy_long;
+        /* The same in CPU time of the loop's thread. */
+        usec_t longest_busy_cpu;
+        uint64_t busy_long_cpu;
         /* Hosts whose Placements a pass left to later ones (SyncQueue). */
         uint64_t placements_deferred;
+        /* Services whose placement a pass left to later ones. */
+        uint64_t services_deferred;
 } PipelineCounters;
 
 #define LOOP_BUSY_LONG (100 * USEC_PER_MSEC)
@@ -47,6 +52,8 @@ typedef struct LoopProbe {
         uv_prepare_t prepare;
         uint64_t at_ns;   /* uv_hrtime() at the last prepare; 0: none yet */
         uint64_t idle_ns; /* uv_metrics_idle_time() then */
+        usec_t cpu_us;    /* the thread's CPU time then: a turn's own work, not the time
+                           * it was descheduled on a busy machine */
         /* The longest part of this turn that said what it was (a pass, a
          * request): named when a turn is long. */
         usec_t part_took;
@@ -80,12 +87,18 @@ typedef struct HostWave {
 } HostWave;
 
 /* Hosts whose Placements a pass left to later ones (Plan.later), computed
- * config.sync_step_hosts a turn of the loop on an idle handle (pipeline.c).
+ * config.sync_step_hosts a turn of the loop on an idle handle (pipeline.c),
+ * and services whose placement it left (Plan.later_services).
  * A host is in it once (HostModel.sync_queued); ids point into the host
  * table, whose hosts are never removed. */
 typedef struct SyncQueue {
         const char **hosts;
         size_t head, n, n_allocated;
+        /* Services a pass left to later ones (Plan.later_services): owned
+         * names, each once; the next sync pass places them, in steps of
+         * config.place_step_instances. */
+        char **services;
+        size_t n_services;
         uv_idle_t idle;
         bool on; /* idle is initialized */
 } SyncQueue;

@@ -27,7 +27,8 @@ int pipeline_decide(Controller *c, Event *ev, Plan *ret, Answer *ret_answer) {
                 ev->sent_after = ev->now > ago ? ev->now - ago : 0;
         }
         ev->nonce = nonce;
-        ev->sync_max = ev->kind == EVENT_SYNC ? 0 : c->config.sync_step_hosts;
+        ev->sync_max = c->config.sync_step_hosts;
+        ev->place_max = c->config.place_step_instances;
         r = reconcile(&c->model, ev, ret, ret_answer);
         ev->nonce = NULL;
         c->counters.events++;
@@ -131,17 +132,15 @@ static void carry_out_alert(Controller *c, const PlanAlert *a, uint64_t now) {
 
 static void on_sync_idle(uv_idle_t *h);
 
-/* Queues `id`'s Placement, once (HostModel.sync_queued), "even if
- * unchanged" or-ed; starts the idle handle. */
-static void sync_queue_push(Controller *c, const char *id, bool resend) {
+/* Queues `id`'s Placement, once (HostModel.sync_queued; whether to send it
+ * even if unchanged is the model's, HostModel.sync_resend); starts the idle
+ * handle. */
+static void sync_queue_push(Controller *c, const char *id) {
         SyncQueue *q = &c->syncq;
         const Host *h = host_table_get(&c->model.hosts, id);
         HostModel *v = h ? h->userdata : NULL;
 
-        if (!v)
-                return;
-        v->sync_resend = v->sync_resend || resend;
-        if (v->sync_queued)
+        if (!v || v->sync_queued)
                 return;
         if (q->head > 0 && q->n == q->n_allocated) {
                 memmove(q->hosts, q->hosts + q->head, (q->n - q->head) * sizeof(char *));
@@ -156,7 +155,6 @@ static void sync_queue_push(Controller *c, const char *id, bool resend) {
                         log_error("Out of memory: the Placement of %s waits for the periodic "
                                   "check.",
                                   h->id);
-                        v->sync_resend = false;
                         return;
                 }
                 q->hosts = hv;
@@ -169,27 +167,63 @@ static void sync_queue_push(Controller *c, const char *id, bool resend) {
                 (void) uv_idle_start(&q->idle, on_sync_idle); /* cannot fail: initialized */
 }
 
-/* One step: the next sync_step_hosts hosts, in one pass of their own. They
- * leave the queue first: the pass may queue hosts again. */
+/* Queues service `name` to be placed by the next sync pass, once. */
+static void sync_queue_push_service(Controller *c, const char *name) {
+        SyncQueue *q = &c->syncq;
+        char **v;
+
+        for (size_t i = 0; i < q->n_services; i++)
+                if (streq(q->services[i], name))
+                        return;
+        v = realloc(q->services, (q->n_services + 1) * sizeof(char *));
+        if (v)
+                q->services = v;
+        if (!v || !(q->services[q->n_services] = strdup(name))) {
+                log_error("Out of memory: %s is placed at the next change or periodic check.",
+                          name);
+                return;
+        }
+        q->n_services++;
+        c->counters.services_deferred++;
+        if (q->on)
+                (void) uv_idle_start(&q->idle, on_sync_idle); /* cannot fail: initialized */
+}
+
+static void sync_queue_services_free(SyncQueue *q) {
+        for (size_t i = 0; i < q->n_services; i++)
+                free(q->services[i]);
+        free(q->services);
+        q->services = NULL;
+        q->n_services = 0;
+}
+
+/* One step, in a pass of its own: the services waiting (the pass places as
+ * many as place_step_instances allows and leaves the rest again, with the
+ * hosts it touches), else the next sync_step_hosts hosts. They leave the
+ * queue first: the pass may queue them again. */
 static void on_sync_idle(uv_idle_t *h) {
         Controller *c = h->data;
         SyncQueue *q = &c->syncq;
-        size_t n = MIN(q->n - q->head, (size_t) MAX(c->config.sync_step_hosts, 1));
+        size_t n = q->n_services > 0
+                           ? 0
+                           : MIN(q->n - q->head, (size_t) MAX(c->config.sync_step_hosts, 1));
         _cleanup_free_ const char **hosts = calloc(n + 1, sizeof(char *));
-        _cleanup_free_ bool *resend = calloc(n + 1, sizeof(bool));
+        char **services = q->services;
+        size_t n_services = q->n_services;
         Event ev = { .kind = EVENT_SYNC, .n_hosts = n };
 
-        if (!hosts || !resend) {
+        if (!hosts) {
                 log_error("Out of memory: %zu Placements wait for the next turn.", n);
                 return;
         }
+        q->services = NULL;
+        q->n_services = 0;
         for (size_t i = 0; i < n; i++) {
                 HostModel *v = model_host(&c->model, q->hosts[q->head + i]);
 
                 hosts[i] = q->hosts[q->head + i];
-                resend[i] = v && v->sync_resend;
                 if (v)
-                        v->sync_queued = v->sync_resend = false;
+                        v->sync_queued = false;
         }
         q->head += n;
         if (q->head == q->n) {
@@ -197,10 +231,14 @@ static void on_sync_idle(uv_idle_t *h) {
                 (void) uv_idle_stop(&q->idle);
         }
         ev.hosts = hosts;
-        ev.resend = resend;
+        ev.services = (const char *const *) services;
+        ev.n_services = n_services;
         /* A failure is logged by the pipeline; the periodic check (every
-         * host's units) sends what did not go. */
+         * host's units, every service) does what did not happen. */
         (void) pipeline_run(c, &ev);
+        for (size_t i = 0; i < n_services; i++)
+                free(services[i]);
+        free(services);
 }
 
 void pipeline_carry_out(Controller *c, Plan *p, usec_t start) {
@@ -211,7 +249,9 @@ void pipeline_carry_out(Controller *c, Plan *p, usec_t start) {
         plan_apply(p, &c->model, now);
         outbox_send(&c->outbox, p, c->model.epoch, start);
         for (size_t i = 0; i < p->n_later; i++)
-                sync_queue_push(c, p->later[i].host, p->later[i].resend);
+                sync_queue_push(c, p->later[i].host);
+        for (size_t i = 0; i < p->n_later_services; i++)
+                sync_queue_push_service(c, p->later_services[i]);
         for (size_t i = 0; i < p->n_alerts; i++)
                 carry_out_alert(c, &p->alerts[i], now);
         for (size_t i = 0; i < p->n_map_changed; i++)
@@ -382,5 +422,6 @@ void pipeline_done(Controller *c) {
         c->wave = (HostWave){ 0 };
         free(c->syncq.hosts);
         c->syncq.hosts = NULL;
+        sync_queue_services_free(&c->syncq);
         c->syncq.head = c->syncq.n = c->syncq.n_allocated = 0;
 }

@@ -116,6 +116,35 @@ static json_t *apply_view(RpcContext *x, const Event *ev, const Plan *p, const A
         return doc;
 }
 
+static int plan_step(void *cursor, const Model *m, JsonText *out, size_t budget) {
+        return plan_cursor_step(cursor, m, out, budget);
+}
+
+static void plan_free(void *cursor) {
+        plan_cursor_done(cursor);
+        free(cursor);
+}
+
+/* A dry run that lists every placement: written in steps, however many
+ * there are (`batonctl plan --all` of 10,000 hosts × 20 services lists
+ * 200,000). */
+static int run_plan(RpcContext *x, Event *ev) {
+        _cleanup_(plan_done) Plan p = { 0 };
+        _cleanup_(answer_done) Answer a = { 0 };
+        PlanCursor *cur;
+        int r;
+
+        r = pipeline_decide(x->c, ev, &p, &a);
+        if (r < 0)
+                return r;
+        if (a.verdict != VERDICT_OK)
+                return rpc_fail(x, verdict_status(a.verdict), "%s", strna(a.error));
+        cur = calloc(1, sizeof(PlanCursor));
+        if (cur)
+                plan_cursor_init(cur, &p, &a, true);
+        return rpc_answer_in_steps(x, cur, plan_step, plan_free);
+}
+
 int rpc_verb_apply(RpcContext *x) {
         const Baton__V1__ApplyRequest *req = x->request->apply;
         _cleanup_free_ char *errors = NULL, *names = NULL;
@@ -159,7 +188,10 @@ int rpc_verb_apply(RpcContext *x) {
         /* `plan` never changes anything, whatever its arguments say; an
          * operator's `apply` may ask for a dry run too. */
         ev.dry_run = streq(x->verb, "plan") || req->dry_run;
-        r = run_request(x, &ev, ev.dry_run, apply_view, NULL);
+        if (ev.dry_run && req->placements_max == 0)
+                r = run_plan(x, &ev);
+        else
+                r = run_request(x, &ev, ev.dry_run, apply_view, NULL);
 
 finish:
         if (ef)

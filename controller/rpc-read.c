@@ -30,6 +30,8 @@ int rpc_verb_ping(RpcContext *x) {
                 { "commands_waiting_peak", c->outbox.peak },
                 { "placements_deferred", c->counters.placements_deferred },
                 { "placements_waiting", c->syncq.n - c->syncq.head },
+                { "services_deferred", c->counters.services_deferred },
+                { "services_waiting", c->syncq.n_services },
                 { "publish_failed", c->pub.failed },
                 { "store_errors", c->counters.store_errors },
                 { "refused_total", 0 },
@@ -37,6 +39,8 @@ int rpc_verb_ping(RpcContext *x) {
                 { "longest_step_ms", c->counters.longest_step / USEC_PER_MSEC },
                 { "longest_busy_ms", c->counters.longest_busy / USEC_PER_MSEC },
                 { "busy_over_100ms", c->counters.busy_long },
+                { "longest_busy_cpu_ms", c->counters.longest_busy_cpu / USEC_PER_MSEC },
+                { "busy_cpu_over_100ms", c->counters.busy_long_cpu },
         };
         size_t n = ELEMENTSOF(fixed) + _REFUSE_REASON_MAX;
 

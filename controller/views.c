@@ -443,7 +443,7 @@ static const ServiceSpec *plan_spec(const Model *m, const Plan *p, const char *s
 
 /* One placement as JSON text (written directly: 200,000 of them at 10,000
  * hosts × 20 services). */
-static void placement_entry(JsonText *t, const ServiceSpec *s, const char *service,
+static void placement_entry(JsonText *t, bool first, const ServiceSpec *s, const char *service,
                             uint32_t instance, const char *host, const char *change,
                             const char *from) {
         _cleanup_free_ char *unit = NULL;
@@ -451,7 +451,7 @@ static void placement_entry(JsonText *t, const ServiceSpec *s, const char *servi
 
         if (s && service_instance_unit(s, instance, &unit) < 0)
                 unit = NULL;
-        json_text_raw(t, t->len > 1 ? ",{" : "{");
+        json_text_raw(t, first ? "{" : ",{");
         json_text_key(t, &f, "service");
         json_text_string(t, service);
         json_text_key(t, &f, "instance");
@@ -467,13 +467,7 @@ static void placement_entry(JsonText *t, const ServiceSpec *s, const char *servi
         json_text_raw(t, "}");
 }
 
-/* What view_apply() lists: one entry per placement, or only counts. */
-typedef struct PlacementsOut {
-        JsonText *list; /* "[" and the entries so far; NULL: counts only */
-        size_t add, move, keep, restart, remove;
-} PlacementsOut;
-
-static void placement_out(PlacementsOut *o, const ServiceSpec *s, const char *service,
+static void placement_out(PlanCursor *o, JsonText *list, const ServiceSpec *s, const char *service,
                           uint32_t instance, const char *host, const char *change,
                           const char *from) {
         size_t *n = streq(change, "add")       ? &o->add
@@ -483,8 +477,8 @@ static void placement_out(PlacementsOut *o, const ServiceSpec *s, const char *se
                                                : &o->keep;
 
         (*n)++;
-        if (o->list)
-                placement_entry(o->list, s, service, instance, host, change, from);
+        if (list)
+                placement_entry(list, o->listed++ == 0, s, service, instance, host, change, from);
 }
 
 /* How many entries view_apply() would list: every instance there is, and
@@ -498,51 +492,34 @@ static size_t placements_count(const Model *m, const Plan *p) {
         return n;
 }
 
-json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run,
-                   size_t placements_max, char **ret_placements) {
-        json_t *services = json_array(), *problems = json_array();
-        bool list = placements_max == 0 || placements_count(m, p) <= placements_max;
-        JsonText text = { 0 };
-        PlacementsOut out = { .list = list ? &text : NULL };
-        json_t *doc;
-
-        *ret_placements = NULL;
-        json_text_raw(&text, "[");
-
-        for (size_t i = 0; services && i < a->n_services; i++) {
-                const struct AnswerService *as = &a->services[i];
-                const ServiceSpec *s = plan_spec(m, p, as->service);
-                json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "service", as->service, "action",
-                                      as->action, "kind",
-                                      s ? service_kind_to_string(s->kind) : "unknown", "count",
-                                      s ? (int) s->count : 0);
-
-                if (o && as->have_identifies) {
-                        json_object_set_new(o, "identifies",
-                                            json_integer((json_int_t) as->identifies));
-                        json_object_set_new(o, "estimated_duration_us",
-                                            json_integer((json_int_t) as->duration));
-                        json_object_set_new(o, "budget_allowed", json_boolean(as->budget_allowed));
-                }
-                if (o && as->rollout > 0)
-                        json_object_set_new(o, "rollout", json_integer((json_int_t) as->rollout));
-                if (o && as->rollout_error)
-                        json_object_set_new(o, "rollout_error", json_string(as->rollout_error));
-                json_array_append_new(services, o);
-        }
-
-        /* Every instance placed after the plan, and each removed one. The
-         * instances come by service: what a service's change means for them
-         * is worked out once per service. */
-        const char *last = NULL;
+/* Lists (into `list`, or only counts when NULL) about `budget` more
+ * placements (0: all): every instance of the model after the plan, then
+ * every one the plan adds. 1 when done, 0 when there are more, -ENOMEM.
+ * The instances come by service: what a service's change means for them is
+ * worked out once per service. */
+static int placements_step(PlanCursor *o, const Model *m, JsonText *list, size_t budget) {
+        const Plan *p = &o->plan;
         const ServiceSpec *old = NULL, *s = NULL;
+        const char *last = NULL;
         bool text_changed = false;
+        size_t done = 0, i;
 
-        for (size_t i = 0; !text.failed && i < m->n_instances; i++) {
+        i = o->service ? model_instance_index(m, o->service, o->instance) : 0;
+        for (; !o->models_done && i < m->n_instances; i++) {
                 const Instance *in = &m->instances[i];
-                const PlanInstance *pi = plan_find_instance(p, in->service, in->instance);
+                const PlanInstance *pi;
                 const char *change = "keep";
 
+                if (budget > 0 && done++ == budget) {
+                        if (!streq_ptr(o->service, in->service)) {
+                                free(o->service);
+                                o->service = strdup(in->service);
+                                if (!o->service)
+                                        return -ENOMEM;
+                        }
+                        o->instance = in->instance;
+                        return 0;
+                }
                 if (!streq_ptr(last, in->service)) {
                         last = in->service;
                         old = model_service(m, in->service);
@@ -551,9 +528,9 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run,
                                        spec_systemd_hash(s->unit_text) !=
                                                spec_systemd_hash(old->unit_text);
                 }
-
+                pi = plan_find_instance(p, in->service, in->instance);
                 if (pi && !pi->host) {
-                        placement_out(&out, old, in->service, in->instance, NULL, "remove",
+                        placement_out(o, list, old, in->service, in->instance, NULL, "remove",
                                       in->host);
                         continue;
                 }
@@ -562,29 +539,86 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run,
                 /* A changed unit file restarts the instances that stay. */
                 else if (text_changed)
                         change = "restart";
-                placement_out(&out, s, in->service, in->instance, pi ? pi->host : in->host, change,
-                              pi ? in->host : NULL);
+                placement_out(o, list, s, in->service, in->instance, pi ? pi->host : in->host,
+                              change, pi ? in->host : NULL);
         }
-        for (size_t i = 0; !text.failed && i < p->n_instances; i++) {
-                const PlanInstance *pi = &p->instances[i];
+        o->models_done = true;
+        for (; o->added < p->n_instances; o->added++) {
+                const PlanInstance *pi = &p->instances[o->added];
 
                 if (!pi->host || model_instance(m, pi->service, pi->instance))
                         continue;
-                placement_out(&out, plan_spec(m, p, pi->service), pi->service, pi->instance,
+                if (budget > 0 && done++ == budget)
+                        return 0;
+                placement_out(o, list, plan_spec(m, p, pi->service), pi->service, pi->instance,
                               pi->host, "add", NULL);
+        }
+        return 1;
+}
+
+/* The services the plan left to later passes (placed in the next turns). */
+static json_t *later_services(const Plan *p) {
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < p->n_later_services; i++)
+                json_array_append_new(arr, json_string(p->later_services[i]));
+        return arr;
+}
+
+/* Everything but the list of placements. */
+static json_t *apply_summary(const PlanCursor *o, const Model *m, bool list) {
+        json_t *services = json_array(), *problems = json_array();
+        const Plan *p = &o->plan;
+        const Answer *a = o->answer;
+
+        for (size_t i = 0; services && i < a->n_services; i++) {
+                const struct AnswerService *as = &a->services[i];
+                const ServiceSpec *s = plan_spec(m, p, as->service);
+                json_t *e = json_pack("{s:s, s:s, s:s, s:i}", "service", as->service, "action",
+                                      as->action, "kind",
+                                      s ? service_kind_to_string(s->kind) : "unknown", "count",
+                                      s ? (int) s->count : 0);
+
+                if (e && as->have_identifies) {
+                        json_object_set_new(e, "identifies",
+                                            json_integer((json_int_t) as->identifies));
+                        json_object_set_new(e, "estimated_duration_us",
+                                            json_integer((json_int_t) as->duration));
+                        json_object_set_new(e, "budget_allowed", json_boolean(as->budget_allowed));
+                }
+                if (e && as->rollout > 0)
+                        json_object_set_new(e, "rollout", json_integer((json_int_t) as->rollout));
+                if (e && as->rollout_error)
+                        json_object_set_new(e, "rollout_error", json_string(as->rollout_error));
+                json_array_append_new(services, e);
         }
         for (size_t i = 0; problems && i < p->n_problems; i++)
                 json_array_append_new(problems, json_pack("{s:s?, s:i, s:s}", "service",
                                                           p->problems[i].service, "instance",
                                                           (int) p->problems[i].instance, "reason",
                                                           p->problems[i].reason));
-        doc = json_pack("{s:b, s:b, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:b, s:o, s:o}", "dry_run",
-                        dry_run, "applied", !dry_run, "services", services, "changes", "add",
-                        (json_int_t) out.add, "move", (json_int_t) out.move, "keep",
-                        (json_int_t) out.keep, "restart", (json_int_t) out.restart, "remove",
-                        (json_int_t) out.remove, "placements_listed", list, "problems", problems,
-                        "mass_host_loss", view_mass_loss(m));
+        return json_pack("{s:b, s:b, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:b, s:o, s:o, s:o}",
+                         "dry_run", o->dry_run, "applied", !o->dry_run, "services", services,
+                         "changes", "add", (json_int_t) o->add, "move", (json_int_t) o->move,
+                         "keep", (json_int_t) o->keep, "restart", (json_int_t) o->restart, "remove",
+                         (json_int_t) o->remove, "placements_listed", list, "problems", problems,
+                         "placed_later", later_services(p), "mass_host_loss", view_mass_loss(m));
+}
+
+json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run,
+                   size_t placements_max, char **ret_placements) {
+        bool list = placements_max == 0 || placements_count(m, p) <= placements_max;
+        PlanCursor o = { .plan = *p, .answer = a, .dry_run = dry_run };
+        JsonText text = { 0 };
+        json_t *doc;
+        int r;
+
+        *ret_placements = NULL;
+        json_text_raw(&text, "[");
+        r = placements_step(&o, m, list ? &text : NULL, 0);
+        free(o.service);
         json_text_raw(&text, "]");
+        doc = r >= 0 ? apply_summary(&o, m, list) : NULL;
         if (list)
                 *ret_placements = json_text_steal(&text);
         json_text_done(&text);
@@ -593,6 +627,43 @@ json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run,
                 return NULL;
         }
         return doc;
+}
+
+void plan_cursor_init(PlanCursor *cur, Plan *p, Answer *a, bool dry_run) {
+        *cur = (PlanCursor){ .plan = *p, .owned_answer = *a, .dry_run = dry_run };
+        cur->answer = &cur->owned_answer;
+        plan_init(p);
+        *a = (Answer){ 0 };
+}
+
+void plan_cursor_done(PlanCursor *cur) {
+        free(cur->service);
+        plan_done(&cur->plan);
+        answer_done(&cur->owned_answer);
+        *cur = (PlanCursor){ 0 };
+}
+
+int plan_cursor_step(PlanCursor *cur, const Model *m, JsonText *out, size_t budget) {
+        _cleanup_free_ char *summary = NULL;
+        json_t *doc;
+        int r;
+
+        if (!cur->begun) {
+                json_text_raw(out, "{\"placements\":[");
+                cur->begun = true;
+        }
+        r = placements_step(cur, m, out, budget);
+        if (r <= 0)
+                return r;
+        /* The rest of the document after the list: the summary's members. */
+        doc = apply_summary(cur, m, true);
+        summary = doc ? json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(doc);
+        if (!summary)
+                return -ENOMEM;
+        json_text_raw(out, "],");
+        json_text_raw(out, summary + 1);
+        return out->failed ? -ENOMEM : 1;
 }
 
 json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run) {

@@ -53,10 +53,36 @@ json_t *view_budget(const BudgetVerdict *v);
 json_t *view_rollouts(const Model *m, const char *only);
 json_t *view_alerts(const Model *m);
 /* apply/plan: services, "changes" (how many of each kind),
- * "placements_listed", problems; and in *ret_placements, as JSON text, the
+ * "placements_listed", problems, "placed_later" (services a later pass
+ * places: Plan.later_services); and in *ret_placements, as JSON text, the
  * array of placements (every instance and how it changes against the model)
  * when there are at most placements_max, unless that is 0 (else NULL). */
 json_t *view_apply(const Model *m, const Plan *p, const Answer *a, bool dry_run,
                    size_t placements_max, char **ret_placements);
+
+/* The same document with every placement listed, written as text in steps
+ * (`batonctl plan --all` of a large fleet): the cursor owns the dry run's
+ * plan and answer; the model's instances are looked up again by key at
+ * every step (the plan is of the moment it was made, the listing of the
+ * model as each step finds it). "placements" comes first. */
+typedef struct PlanCursor {
+        Plan plan;
+        const Answer *answer; /* &owned_answer, or view_apply()'s */
+        Answer owned_answer;
+        bool dry_run;
+        bool begun;
+        char *service; /* the next model instance to list: (service, instance) */
+        uint32_t instance;
+        bool models_done; /* then the plan's additions, from `added` */
+        size_t added;
+        size_t add, move, keep, restart, remove, listed;
+} PlanCursor;
+
+/* Takes over the plan and the answer (zeroing them). */
+void plan_cursor_init(PlanCursor *cur, Plan *p, Answer *a, bool dry_run);
+/* Writes about `budget` more placements: 1 when the document is complete,
+ * 0 when there is more to write, -ENOMEM. */
+int plan_cursor_step(PlanCursor *cur, const Model *m, JsonText *out, size_t budget);
+void plan_cursor_done(PlanCursor *cur);
 /* reshard/reshard-plan. */
 json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run);

@@ -28,6 +28,14 @@ usec_t now_monotonic_usec(void) {
         return timespec_to_usec(&ts);
 }
 
+usec_t thread_cpu_usec(void) {
+        struct timespec ts;
+
+        if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
+                return 0;
+        return timespec_to_usec(&ts);
+}
+
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;

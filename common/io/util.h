@@ -12,6 +12,8 @@
 
 usec_t now_realtime_usec(void);
 usec_t now_monotonic_usec(void);
+/* CPU time the calling thread has used (0 where the clock is missing). */
+usec_t thread_cpu_usec(void);
 
 /* Reads a whole file (at most max bytes, -EFBIG beyond), NUL-terminated. */
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -370,7 +370,7 @@ const Rollout *model_rollout(const Model *m, const char *service) {
         return find_named((void *const *) m->rollouts, m->n_rollouts, service);
 }
 
-static size_t instance_lower_bound(const Model *m, const char *service, uint32_t instance) {
+size_t model_instance_index(const Model *m, const char *service, uint32_t instance) {
         size_t lo = 0, hi = m->n_instances;
 
         while (lo < hi) {
@@ -386,7 +386,7 @@ static size_t instance_lower_bound(const Model *m, const char *service, uint32_t
 }
 
 const Instance *model_instance(const Model *m, const char *service, uint32_t instance) {
-        size_t i = instance_lower_bound(m, service, instance);
+        size_t i = model_instance_index(m, service, instance);
 
         if (i < m->n_instances && m->instances[i].instance == instance &&
             streq(m->instances[i].service, service))
@@ -395,7 +395,7 @@ const Instance *model_instance(const Model *m, const char *service, uint32_t ins
 }
 
 size_t model_service_instances(const Model *m, const char *service, const Instance **ret) {
-        size_t first = instance_lower_bound(m, service, 0), end = m->n_instances, lo = first;
+        size_t first = model_instance_index(m, service, 0), end = m->n_instances, lo = first;
 
         /* The first of a later service: a binary search, not a walk (a
          * service of 10,000 instances is asked after many times a pass). */

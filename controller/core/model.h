@@ -84,9 +84,11 @@ typedef struct HostModel {
         uint64_t last_seen_us;
         uint64_t state_since_us;
         bool dirty; /* facts changed since the last flush to the store */
-        /* The shell's: its Placement waits in the controller's SyncQueue
-         * (and is to be sent even if unchanged). */
+        /* The shell's: its Placement waits in the controller's SyncQueue. */
         bool sync_queued;
+        /* A pass left its Placement to a later one, to be sent even if
+         * unchanged (plan_apply() sets it, a Placement sent clears it):
+         * every pass that computes the host's units sends it. */
         bool sync_resend;
 
         UnitObs *units; /* sorted by name, no duplicates */
@@ -230,6 +232,9 @@ const Instance *model_instance(const Model *m, const char *service, uint32_t ins
 /* The first instance of `service` in m->instances (they are contiguous), and
  * how many there are. */
 size_t model_service_instances(const Model *m, const char *service, const Instance **ret);
+/* Index into m->instances of the first instance at or after (service,
+ * instance) in their order; m->n_instances if none. */
+size_t model_instance_index(const Model *m, const char *service, uint32_t instance);
 const ShardState *model_shards(const Model *m, const char *service);
 const Rollout *model_rollout(const Model *m, const char *service);
 const OpenAlert *model_alert(const Model *m, const char *id);

@@ -43,6 +43,9 @@ void plan_done(Plan *p) {
         for (size_t i = 0; i < p->n_later; i++)
                 free(p->later[i].host);
         free(p->later);
+        for (size_t i = 0; i < p->n_later_services; i++)
+                free(p->later_services[i]);
+        free(p->later_services);
         for (size_t i = 0; i < p->n_restarts; i++) {
                 free(p->restarts[i].id);
                 free(p->restarts[i].host);
@@ -341,22 +344,8 @@ static void place(Model *m, const Instance *in) {
         v->memory_reserved += s ? s->memory : 0;
 }
 
-static size_t instance_lower_bound(const Model *m, const char *service, uint32_t instance) {
-        size_t lo = 0, hi = m->n_instances;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (instance_key_cmp(m->instances[mid].service, m->instances[mid].instance, service,
-                                     instance) < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return lo;
-}
-
 static Instance *find_instance(Model *m, const char *service, uint32_t instance) {
-        size_t at = instance_lower_bound(m, service, instance);
+        size_t at = model_instance_index(m, service, instance);
 
         if (at < m->n_instances && m->instances[at].instance == instance &&
             streq(m->instances[at].service, service))
@@ -377,7 +366,7 @@ static void unplace_changed(Plan *p, Model *m) {
 static void place_changed(Plan *p, Model *m) {
         for (size_t i = 0; i < p->n_instances; i++) {
                 PlanInstance *pi = &p->instances[i];
-                size_t at = instance_lower_bound(m, pi->service, pi->instance);
+                size_t at = model_instance_index(m, pi->service, pi->instance);
                 Instance *in = at < m->n_instances && m->instances[at].instance == pi->instance &&
                                                streq(m->instances[at].service, pi->service)
                                        ? &m->instances[at]
@@ -479,6 +468,12 @@ void plan_apply(Plan *p, Model *m, uint64_t now_us) {
                 v->digest = p->sends[i].digest;
                 v->sent = true;
                 v->sent_at = now_us;
+                v->sync_resend = false;
+        }
+        for (size_t i = 0; i < p->n_later; i++) {
+                HostModel *v = model_host(m, p->later[i].host);
+                if (v && p->later[i].resend)
+                        v->sync_resend = true;
         }
         for (size_t i = 0; i < p->n_rollouts; i++)
                 replace_named((void **) m->rollouts, &m->n_rollouts, p->rollouts[i].service,
@@ -492,6 +487,29 @@ void plan_apply(Plan *p, Model *m, uint64_t now_us) {
                 m->epoch = p->epoch;
         if (p->next_rollout_id > m->next_rollout_id)
                 m->next_rollout_id = p->next_rollout_id;
+}
+
+size_t plan_service_instances(const Plan *p, const char *service, const PlanInstance **ret) {
+        size_t lo = 0, hi = p->n_instances, first;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(p->instances[mid].service, service) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        first = lo;
+        hi = p->n_instances;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(p->instances[mid].service, service) <= 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        *ret = first < p->n_instances ? &p->instances[first] : NULL;
+        return lo - first;
 }
 
 const PlanInstance *plan_find_instance(const Plan *p, const char *service, uint32_t instance) {

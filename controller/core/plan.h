@@ -122,6 +122,10 @@ typedef struct Plan {
         size_t n_sends;
         PlanLater *later; /* hosts to sync in passes of their own, in order */
         size_t n_later;
+        /* Services to place in passes of their own (Event.place_max), in
+         * name order. */
+        char **later_services;
+        size_t n_later_services;
         PlanRestart *restarts;
         size_t n_restarts;
         PlanAlert *alerts;
@@ -147,6 +151,9 @@ typedef struct Plan {
 /* The plan's change of (service, instance), or NULL: p->instances is kept
  * sorted by (service, instance), so a binary search. */
 const PlanInstance *plan_find_instance(const Plan *p, const char *service, uint32_t instance);
+/* The plan's instances of `service` (contiguous: they are sorted) in *ret,
+ * and how many. */
+size_t plan_service_instances(const Plan *p, const char *service, const PlanInstance **ret);
 
 void plan_init(Plan *p);
 void plan_done(Plan *p);

@@ -62,6 +62,15 @@ typedef struct Rec {
         StrSet released;      /* down hosts an operator confirmed: no longer held */
         bool holding;         /* mass-host-loss is open: down hosts keep their instances */
         bool full_place;      /* place every service (the periodic check, tests) */
+        StrSet place_given;   /* EVENT_SYNC: services an earlier pass left */
+        /* Placement in steps (Event.place_max): the instances this pass may
+         * still place, whether it placed a service, and the services it
+         * leaves to later passes (from the first it leaves on, every one
+         * that may wait: they go in name order). */
+        size_t place_left;
+        bool placed_one;
+        bool deferring;
+        StrSet place_later;
         /* Hosts whose Placements go in this pass whatever Event.sync_max:
          * those where a sharded copy starts or stops (the start gate counts
          * on it happening now), those a Restart goes to. */
@@ -944,10 +953,9 @@ static size_t service_index(const ServiceSpec *const *services, size_t n, const 
 }
 
 static bool plan_has_service_instances(const Plan *p, const char *service) {
-        for (size_t i = 0; i < p->n_instances; i++)
-                if (streq(p->instances[i].service, service))
-                        return true;
-        return false;
+        const PlanInstance *first;
+
+        return plan_service_instances(p, service, &first) > 0;
 }
 
 /* Marks in touched[] the services to place (see above). */
@@ -965,6 +973,7 @@ static void touched_services(Rec *r, const ServiceSpec *const *services, size_t 
                 const Instance *first;
 
                 touched[i] = all || find_plan_service(r->p, s->name) ||
+                             strset_has(&r->place_given, s->name) ||
                              model_service_instances(m, s->name, &first) != instances_wanted(s) ||
                              plan_has_service_instances(r->p, s->name);
         }
@@ -1190,6 +1199,55 @@ static int diff_service(Rec *r, PlaceDiff *d, const ServiceSpec *s, const char *
         return e;
 }
 
+/* Whether `s` must be placed in this pass whatever Event.place_max: it is
+ * sharded (the start gate counts on its moves happening now), the pass
+ * changed it (no instance runs beyond its count or off its labels; one it
+ * creates may wait), or the pass already moved some of its instances. */
+static bool place_must(Rec *r, const ServiceSpec *s) {
+        return s->kind == SERVICE_SHARDED ||
+               (find_plan_service(r->p, s->name) && model_service(r->m, s->name)) ||
+               plan_has_service_instances(r->p, s->name);
+}
+
+/* The touched services this pass places: in name order, as many as
+ * Event.place_max allows (at least one), and every one up to the last that
+ * must be placed now; the others are left to later passes, in name order
+ * too, so what a pass places is what a pass placing everything would do
+ * with them. */
+static int choose_services(Rec *r, const ServiceSpec *const *services, size_t n,
+                           const bool *touched, const ServiceSpec **chosen, size_t *ret_n,
+                           size_t *ret_current) {
+        bool limited = r->ev->place_max > 0 && !r->ev->dry_run;
+        size_t last_must = SIZE_MAX;
+        int k;
+
+        for (size_t i = 0; limited && i < n; i++)
+                if (touched[i] && place_must(r, services[i]))
+                        last_must = i;
+        for (size_t i = 0; i < n; i++) {
+                const Instance *first;
+                size_t have, cost;
+
+                if (!touched[i])
+                        continue;
+                have = model_service_instances(r->m, services[i]->name, &first);
+                cost = MAX(have, (size_t) instances_wanted(services[i]));
+                if (limited && r->placed_one && (last_must == SIZE_MAX || i > last_must) &&
+                    (r->deferring || cost > r->place_left)) {
+                        r->deferring = true;
+                        k = strset_add(&r->place_later, services[i]->name);
+                        if (k < 0)
+                                return k;
+                        continue;
+                }
+                r->placed_one = true;
+                r->place_left -= MIN(r->place_left, cost);
+                chosen[(*ret_n)++] = services[i];
+                *ret_current += have;
+        }
+        return 0;
+}
+
 static int place(Rec *r) {
         _cleanup_free_ const ServiceSpec **services = NULL, **chosen = NULL;
         _cleanup_free_ bool *touched = NULL, *released = NULL;
@@ -1210,12 +1268,9 @@ static int place(Rec *r) {
         if (!touched || !chosen)
                 return -ENOMEM;
         touched_services(r, services, n_services, touched);
-        for (size_t i = 0; i < n_services; i++)
-                if (touched[i]) {
-                        const Instance *first;
-                        chosen[n_chosen++] = services[i];
-                        max_current += model_service_instances(m, services[i]->name, &first);
-                }
+        e = choose_services(r, services, n_services, touched, chosen, &n_chosen, &max_current);
+        if (e < 0)
+                return e;
         max_current += r->p->n_instances;
 
         if (n_chosen > 0) {
@@ -1285,10 +1340,12 @@ static int place(Rec *r) {
                                 current[n_current++] =
                                         (Assignment){ first[k].service, first[k].instance, host };
                 }
-                for (size_t k = 0; k < r->p->n_instances; k++) {
-                        const PlanInstance *pi = &r->p->instances[k];
-                        if (pi->host && streq(pi->service, name) &&
-                            !model_instance(m, name, pi->instance))
+                const PlanInstance *planned;
+                size_t n_planned = plan_service_instances(r->p, name, &planned);
+
+                for (size_t k = 0; k < n_planned; k++) {
+                        const PlanInstance *pi = &planned[k];
+                        if (pi->host && !model_instance(m, name, pi->instance))
                                 current[n_current++] =
                                         (Assignment){ pi->service, pi->instance, pi->host };
                 }
@@ -1663,6 +1720,7 @@ static int sync_host(Rec *r, const Host *h, bool resend) {
 
         if (!v)
                 return 0;
+        resend = resend || v->sync_resend;
         k = host_units(r, h->id, &units, &n);
         if (k < 0)
                 return k;
@@ -1737,12 +1795,16 @@ static int cmp_str_ptr(const void *a, const void *b) {
 }
 
 /* Syncs `h` now, or leaves it to a later pass once this one has synced
- * Event.sync_max hosts; never an urgent one (its Placement must go now),
- * nor under a new epoch (every host gets a new generation of it now). */
+ * Event.sync_max hosts, or at once when the pass left services to place
+ * (the hosts it touches would get another Placement as each of those is
+ * placed: they get one, once all are); never an urgent one (its Placement
+ * must go now), nor under a new epoch (every host gets a new generation of
+ * it now). */
 static int sync_or_defer(Rec *r, const Host *h, bool resend, size_t *synced) {
+        size_t max = r->p->n_later_services > 0 ? 0 : r->ev->sync_max;
         PlanLater *v;
 
-        if (r->ev->sync_max == 0 || *synced < r->ev->sync_max || r->p->epoch > 0 ||
+        if (r->ev->sync_max == 0 || *synced < max || r->p->epoch > 0 ||
             strset_has(&r->urgent, h->id)) {
                 (*synced)++;
                 return sync_host(r, h, resend);
@@ -1823,11 +1885,16 @@ static int on_sync(Rec *r) {
         const Event *ev = r->ev;
         int k = 0;
 
+        /* The hosts given go now, whatever else the pass syncs: each pass
+         * gets through its part of the queue. */
         for (size_t i = 0; k >= 0 && i < ev->n_hosts; i++) {
                 k = strset_add(&r->sync, ev->hosts[i]);
-                if (k >= 0 && ev->resend && ev->resend[i])
-                        k = strset_add(&r->resend, ev->hosts[i]);
+                if (k >= 0)
+                        k = strset_add(&r->urgent, ev->hosts[i]);
         }
+        for (size_t i = 0; k >= 0 && i < ev->n_services; i++)
+                k = strset_add(&r->place_given, ev->services[i]);
+        r->place = ev->n_services > 0;
         return k;
 }
 
@@ -3331,6 +3398,31 @@ static int on_hosts(Rec *r) {
 
 /* ---- the pass ------------------------------------------------------------------ */
 
+/* The services left to later passes, in name order, but for one a later
+ * round placed after all. Only existing ones: a deleted one needs none. */
+static int place_later(Rec *r) {
+        char **v;
+
+        if (r->place_later.n == 0)
+                return 0;
+        v = calloc(r->place_later.n, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        r->p->later_services = v;
+        for (size_t i = 0; i < r->place_later.n; i++) {
+                const char *name = r->place_later.v[i];
+
+                if (plan_has_service_instances(r->p, name) || !rec_spec(r, name))
+                        continue;
+                v[r->p->n_later_services] = strdup(name);
+                if (!v[r->p->n_later_services])
+                        return -ENOMEM;
+                r->p->n_later_services++;
+        }
+        qsort(v, r->p->n_later_services, sizeof(char *), cmp_str_ptr);
+        return 0;
+}
+
 static int settle(Rec *r) {
         _cleanup_free_ const ServiceSpec **services = NULL;
         size_t n_services;
@@ -3365,7 +3457,9 @@ static int settle(Rec *r) {
                 if (!r->place)
                         break;
         }
-        k = check_mass_loss_over(r);
+        k = place_later(r);
+        if (k >= 0)
+                k = check_mass_loss_over(r);
         if (k < 0)
                 return k;
         for (size_t i = 0; i < n_services; i++) {
@@ -3401,6 +3495,7 @@ int reconcile(const Model *m, const Event *ev, Plan *ret, Answer *ret_answer) {
                 .ans = ret_answer ? ret_answer : &scratch,
                 .now = ev->now,
                 .full_place = ev->full_placement,
+                .place_left = ev->place_max,
         };
         int k;
 
@@ -3474,6 +3569,8 @@ int reconcile(const Model *m, const Event *ev, Plan *ret, Answer *ret_answer) {
         strset_done(&r.urgent);
         strset_done(&r.relabeled);
         strset_done(&r.released);
+        strset_done(&r.place_given);
+        strset_done(&r.place_later);
         free(r.by_host);
         free(r.in_plan);
         free(r.spec_hashes);

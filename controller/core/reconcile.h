@@ -36,7 +36,7 @@ typedef enum EventKind {
         EVENT_RESHARD,      /* service to instances/shards (0: unchanged), or dry_run */
         EVENT_ROLLOUT,      /* action ("pause", "resume", "abort") on service ("" = all) */
         EVENT_CONFIRM_DOWN, /* hosts[] held by mass-host-loss are down for good (all: every one) */
-        EVENT_SYNC,         /* hosts[] an earlier pass left (Plan.later): their Placements */
+        EVENT_SYNC,         /* hosts[] and services[] earlier passes left (Plan.later…) */
         _EVENT_KIND_MAX,
 } EventKind;
 
@@ -79,12 +79,20 @@ typedef struct Event {
          * that compare the two. */
         bool full_placement;
         const char *const *hosts; /* EVENT_CONFIRM_DOWN, EVENT_SYNC */
-        const bool *resend;       /* EVENT_SYNC: per host, send even if unchanged */
         size_t n_hosts;
+        const char *const *services; /* EVENT_SYNC: services to place */
+        size_t n_services;
         /* The most hosts whose Placements this pass computes; the rest go
          * to Plan.later for passes of their own (EVENT_SYNC), so no pass
          * of a large fleet holds the loop for all of them. 0: no limit. */
         size_t sync_max;
+        /* The most instances this pass places, counted by service (the
+         * larger of its count and the instances it has); the services past
+         * it, in name order, go to Plan.later_services for passes of their
+         * own. A pass places at least one service, and always a sharded
+         * one (the start gate counts on it) and one whose instances it
+         * already moved. A dry run places everything. 0: no limit. */
+        size_t place_max;
         bool all;
         ServiceSpec **specs; /* EVENT_APPLY: taken over by reconcile() */
         size_t n_specs;

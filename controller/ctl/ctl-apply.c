@@ -259,6 +259,22 @@ static void print_problems(json_t *doc, json_t *problems) {
         }
 }
 
+/* A large change is placed in steps: the services the controller places in
+ * the next turns (their instances are not among those counted above). */
+static void print_placed_later(json_t *later) {
+        size_t i;
+        json_t *x;
+
+        if (json_array_size(later) == 0)
+                return;
+        printf("\nPlacing %zu more service%s in the next steps:", json_array_size(later),
+               json_array_size(later) == 1 ? "" : "s");
+        json_array_foreach(later, i, x) {
+                printf("%s %s", i > 0 ? "," : "", json_is_string(x) ? json_string_value(x) : "?");
+        }
+        printf(" (`batonctl status` shows them placed).\n");
+}
+
 static int print_result(json_t *doc, bool all) {
         json_t *services = ctl_json_array(doc, "services"),
                *placements = ctl_json_array(doc, "placements"),
@@ -302,6 +318,7 @@ static int print_result(json_t *doc, bool all) {
                 printf("\n");
                 print_problems(doc, problems);
         }
+        print_placed_later(ctl_json_array(doc, "placed_later"));
         ctl_print_mass_loss(doc);
         if (changes && ctl_json_true(doc, "dry_run"))
                 printf("\nDry run: nothing was changed.\n");

@@ -112,9 +112,11 @@ def start_controller(world, **controller):
     S['controller'] = world.start_controller(config={
         # Small parts and steps: large answers come in several messages, written over
         # several turns of the loop; a change of more than 3 hosts' Placements sends the
-        # rest 3 a turn.
+        # rest 3 a turn; one that places services of more than REPLICAS instances places
+        # the rest on the next turns.
         'controller': {'host_timeout': f'{HOST_TIMEOUT:g}s', 'answer_part_size': '16384',
-                       'answer_step_time': '0', 'sync_step_hosts': '3', **controller},
+                       'answer_step_time': '0', 'sync_step_hosts': '3',
+                       'place_step_instances': str(REPLICAS), **controller},
         'security': {'operators': 'guest'}})
     world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
                    what='controller answering')
@@ -365,9 +367,14 @@ def large_answers_come_in_parts(world):
     assert planned['placements_listed'] is False and 'placements' not in planned, planned
     assert planned['changes']['add'] == up and planned['changes']['keep'] > 200, planned
     assert not re.search(r'Answered \S+ in [2-9] parts', S['controller'].log()[mark:])
+    mark = len(S['controller'].log())
     listed = ok_json(world, 'plan', '--all', wide2)
     assert sum(p['change'] == 'add' for p in listed['placements']) == up
     assert len(listed['placements']) == sum(planned['changes'].values())
+    assert listed['changes'] == planned['changes'] and listed['placements_listed'], listed
+    # Every placement listed: written over several turns of the loop, like status --all.
+    assert "Answered 'plan' in steps" in S['controller'].log()[mark:]
+    assert world.batonctl('plan', '--all', wide2).returncode == 0
     r = world.batonctl('status')
     assert r.returncode == 0 and re.search(r'\d+ instances in all', r.stdout), r.stdout
     assert 'wide@0.service' not in r.stdout
@@ -418,6 +425,47 @@ def large_answers_come_in_parts(world):
                 assert 'large answers already; try again shortly' in r.stderr, r.stderr
         # At most 8 wait, 'status wide' possibly among them.
         assert answered >= 7, f'{answered} of 10 answered'
+
+
+
+@suite.case
+def a_large_change_is_placed_in_steps(world):
+    """Two new services of REPLICAS instances each in one apply: the controller places the
+    first in the apply's own pass and the second in a pass of its own on a later turn (it
+    places at most REPLICAS instances a turn here); the answer says so and both end up
+    running in full."""
+    counters = ok_json(world, 'ping')['counters']
+    paths = []
+    for name in ('step1', 'step2'):
+        paths.append(os.path.join(world.dir, f'{name}@.service'))
+        with open(paths[-1], 'w') as f:
+            f.write(SPEC.replace('fleet-loss test service', name))
+    applied = ok_json(world, 'apply', *paths)
+    assert [s['action'] for s in applied['services']] == ['create', 'create'], applied
+    assert applied['placed_later'] == ['step2'], applied['placed_later']
+    assert applied['changes']['add'] == REPLICAS, applied['changes']
+
+    def running(name):
+        d = ok_json(world, 'status', name)['services'][0]
+        return d['count'] == REPLICAS and d['healthy'] == REPLICAS
+
+    world.wait_for(lambda: running('step1') and running('step2'), 30,
+                   what='both services running in full')
+    after = ok_json(world, 'ping')['counters']
+    assert after['services_deferred'] > counters['services_deferred'], after
+    assert after['services_waiting'] == 0, after
+    # In text, what goes in the next steps; a plan (nothing changes) places everything.
+    for name in ('step3', 'step4'):
+        paths.append(os.path.join(world.dir, f'{name}@.service'))
+        with open(paths[-1], 'w') as f:
+            f.write(SPEC.replace('fleet-loss test service', name))
+    planned = ok_json(world, 'plan', *paths[2:])
+    assert planned['placed_later'] == [] and planned['changes']['add'] == 2 * REPLICAS, planned
+    r = world.batonctl('apply', *paths[2:])
+    assert r.returncode == 0, r.stderr
+    assert 'Placing 1 more service in the next steps: step4' in r.stdout, r.stdout
+    world.wait_for(lambda: running('step3') and running('step4'), 30,
+                   what='the next two running in full')
 
 
 if __name__ == '__main__':
