@@ -510,6 +510,8 @@ static int placements_step(PlanCursor *o, const Model *m, JsonText *list, size_t
                 const PlanInstance *pi;
                 const char *change = "keep";
 
+                if (list && list->failed)
+                        return -ENOMEM;
                 if (budget > 0 && done++ == budget) {
                         if (!streq_ptr(o->service, in->service)) {
                                 free(o->service);
@@ -548,6 +550,8 @@ static int placements_step(PlanCursor *o, const Model *m, JsonText *list, size_t
 
                 if (!pi->host || model_instance(m, pi->service, pi->instance))
                         continue;
+                if (list && list->failed)
+                        return -ENOMEM;
                 if (budget > 0 && done++ == budget)
                         return 0;
                 placement_out(o, list, plan_spec(m, p, pi->service), pi->service, pi->instance,
