@@ -173,48 +173,6 @@ static int load_state(Agent *a) {
         return 0;
 }
 
-static void shard_info_done(ShardInfo *si) {
-        free(si->unit);
-        free(si->service);
-        free(si->shards);
-}
-
-void agent_forget_shard_info(Agent *a, const char *unit) {
-        for (size_t i = 0; i < a->n_shards; i++)
-                if (streq(a->shards[i].unit, unit)) {
-                        shard_info_done(&a->shards[i]);
-                        a->shards[i] = a->shards[--a->n_shards];
-                        return;
-                }
-}
-
-int agent_set_shard_info(Agent *a, const char *unit, const char *service, uint32_t instance,
-                         const char *shards, uint32_t shard_count, uint64_t shard_epoch) {
-        ShardInfo si = {
-                .unit = strdup(unit),
-                .service = strdup(strempty(service)),
-                .instance = instance,
-                .shards = strdup(strempty(shards)),
-                .shard_count = shard_count,
-                .shard_epoch = shard_epoch,
-        };
-        ShardInfo *p;
-
-        if (!si.unit || !si.service || !si.shards) {
-                shard_info_done(&si);
-                return -ENOMEM;
-        }
-        agent_forget_shard_info(a, unit);
-        p = realloc(a->shards, (a->n_shards + 1) * sizeof(ShardInfo));
-        if (!p) {
-                shard_info_done(&si);
-                return -ENOMEM;
-        }
-        a->shards = p;
-        a->shards[a->n_shards++] = si;
-        return 0;
-}
-
 /* The drop-ins we wrote say how each unit runs: read the shard assignments
  * back, so shard reports survive an agent restart without the controller. */
 static void load_shard_infos(Agent *a) {
@@ -290,19 +248,6 @@ static const ProtobufCMessageDescriptor *const command_types[] = {
         &baton__v1__placement__descriptor,
         &baton__v1__restart__descriptor,
 };
-
-void agent_refuse(Agent *a, uint64_t delivery_tag, const char *what, const char *why) {
-        a->counters.refused++;
-        log_fields(LOG_WARNING, 0, LOG_FIELDS({ "BATON_REFUSED", why }),
-                   "Refusing %s: %s; dead-lettered.", what, why);
-        if (a->broker)
-                (void) broker_reject(a->broker, delivery_tag, false);
-}
-
-void agent_ack(Agent *a, uint64_t delivery_tag) {
-        if (a->broker)
-                (void) broker_ack(a->broker, delivery_tag);
-}
 
 static void on_command(Broker *b, const BrokerMessage *m, void *userdata) {
         Agent *a = userdata;
@@ -501,12 +446,6 @@ void agent_done(Agent *a) {
         apply_done(a);
         report_done(a);
         a->bus = sd_bus_flush_close_unref(a->bus);
-        for (size_t i = 0; i < a->n_shards; i++) {
-                free(a->shards[i].unit);
-                free(a->shards[i].service);
-                free(a->shards[i].shards);
-        }
-        free(a->shards);
         agent_state_done(&a->state);
         free(a->state_path);
         free(a->unit_dir);

@@ -11,7 +11,12 @@
  * carries the latest state; ShardReports go out at most every
  * SHARD_REPORT_INTERVAL, one at a time, with the latest readiness. What is
  * buffered then stays small whatever the workloads do, and heartbeats are
- * never crowded out by events. */
+ * never crowded out by events.
+ *
+ * It also keeps the shard table the reports are made from (set by apply.c
+ * from a Placement, by agent.c from the drop-ins at start) and tells the
+ * broker a command's outcome (ack, or counted and dead-lettered): both are
+ * called from the agent's shell and its command handlers alike. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -597,7 +602,68 @@ void agent_on_unit_changed(Systemd *s, const UnitInfo *now, const UnitInfo *old,
                         a, !streq_ptr(now->active_state, old->active_state)); /* logs failures */
 }
 
+/* ---- the shard table and a command's outcome ------------------------------- */
+
+static void shard_info_done(ShardInfo *si) {
+        free(si->unit);
+        free(si->service);
+        free(si->shards);
+}
+
+void agent_forget_shard_info(Agent *a, const char *unit) {
+        for (size_t i = 0; i < a->n_shards; i++)
+                if (streq(a->shards[i].unit, unit)) {
+                        shard_info_done(&a->shards[i]);
+                        a->shards[i] = a->shards[--a->n_shards];
+                        return;
+                }
+}
+
+int agent_set_shard_info(Agent *a, const char *unit, const char *service, uint32_t instance,
+                         const char *shards, uint32_t shard_count, uint64_t shard_epoch) {
+        ShardInfo si = {
+                .unit = strdup(unit),
+                .service = strdup(strempty(service)),
+                .instance = instance,
+                .shards = strdup(strempty(shards)),
+                .shard_count = shard_count,
+                .shard_epoch = shard_epoch,
+        };
+        ShardInfo *p;
+
+        if (!si.unit || !si.service || !si.shards) {
+                shard_info_done(&si);
+                return -ENOMEM;
+        }
+        agent_forget_shard_info(a, unit);
+        p = realloc(a->shards, (a->n_shards + 1) * sizeof(ShardInfo));
+        if (!p) {
+                shard_info_done(&si);
+                return -ENOMEM;
+        }
+        a->shards = p;
+        a->shards[a->n_shards++] = si;
+        return 0;
+}
+
+void agent_refuse(Agent *a, uint64_t delivery_tag, const char *what, const char *why) {
+        a->counters.refused++;
+        log_fields(LOG_WARNING, 0, LOG_FIELDS({ "BATON_REFUSED", why }),
+                   "Refusing %s: %s; dead-lettered.", what, why);
+        if (a->broker)
+                (void) broker_reject(a->broker, delivery_tag, false);
+}
+
+void agent_ack(Agent *a, uint64_t delivery_tag) {
+        if (a->broker)
+                (void) broker_ack(a->broker, delivery_tag);
+}
+
 void report_done(Agent *a) {
+        for (size_t i = 0; i < a->n_shards; i++)
+                shard_info_done(&a->shards[i]);
+        a->shards = mfree(a->shards);
+        a->n_shards = 0;
         for (size_t i = 0; i < a->report.n_units; i++) {
                 free(a->report.units[i].unit);
                 free(a->report.units[i].reported_active_state);

@@ -3,6 +3,7 @@
  * connection (status and RPC consumers), the timers (liveness markers,
  * batched flushes of observed facts, the tick that times things out and now
  * and then checks the whole placement) and signals. */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -56,35 +57,55 @@ static void on_tick(uv_timer_t *t) {
         (void) pipeline_run(c, &ev); /* logs its own failure */
 }
 
+/* The thread's time waiting for a CPU, or 0 where the kernel does not say
+ * (then the probe's sched_fd is closed and stays so). */
+static usec_t probe_run_delay(LoopProbe *p) {
+        usec_t delay = 0;
+
+        if (p->sched_fd < 0)
+                return 0;
+        if (thread_run_delay_usec(p->sched_fd, &delay) < 0)
+                p->sched_fd = safe_close(p->sched_fd);
+        return delay;
+}
+
+static void probe_count(usec_t took, usec_t *longest, uint64_t *long_turns) {
+        if (took > *longest)
+                *longest = took;
+        if (took > LOOP_BUSY_LONG)
+                (*long_turns)++;
+}
+
 static void on_prepare(uv_prepare_t *h) {
         Controller *c = h->data;
         LoopProbe *p = &c->probe;
         uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(c->loop);
-        usec_t cpu = thread_cpu_usec();
+        usec_t cpu = thread_cpu_usec(), delay = probe_run_delay(p);
 
         if (p->at_ns > 0 && now > p->at_ns) {
                 uint64_t waited = idle > p->idle_ns ? idle - p->idle_ns : 0;
                 usec_t busy = (now - p->at_ns > waited ? now - p->at_ns - waited : 0) / 1000;
                 usec_t busy_cpu = cpu > p->cpu_us ? cpu - p->cpu_us : 0;
+                usec_t run_delay = delay > p->delay_us ? delay - p->delay_us : 0;
+                /* At least its CPU: a wake-up's wait can count as run delay
+                 * while the loop's idle time counts it too. */
+                usec_t own = MAX(busy > run_delay ? busy - run_delay : 0, busy_cpu);
 
-                if (busy > c->counters.longest_busy)
-                        c->counters.longest_busy = busy;
-                if (busy > LOOP_BUSY_LONG)
-                        c->counters.busy_long++;
-                if (busy_cpu > c->counters.longest_busy_cpu)
-                        c->counters.longest_busy_cpu = busy_cpu;
-                if (busy_cpu > LOOP_BUSY_LONG)
-                        c->counters.busy_long_cpu++;
+                probe_count(busy, &c->counters.longest_busy, &c->counters.busy_long);
+                probe_count(busy_cpu, &c->counters.longest_busy_cpu, &c->counters.busy_long_cpu);
+                probe_count(own, &c->counters.longest_busy_own, &c->counters.busy_long_own);
                 if (busy > LOOP_BUSY_LONG && busy < LOOP_BUSY_WARN &&
                     p->noted_at + USEC_PER_SEC > now / 1000)
                         p->unnoted++;
                 else if (busy > LOOP_BUSY_LONG && busy < LOOP_BUSY_WARN) {
                         log_info("A turn of the loop took %" PRIu64 " ms (the longest part: %s, "
-                                 "%" PRIu64 " ms; CPU %" PRIu64 " ms; %" PRIu64 " more such "
-                                 "turns before it not noted).",
+                                 "%" PRIu64 " ms; CPU %" PRIu64 " ms; waiting for a CPU %s%" PRIu64
+                                 " ms; %" PRIu64 " more such turns before it not noted).",
                                  (uint64_t) (busy / USEC_PER_MSEC), p->part ? p->part : "unnamed",
                                  (uint64_t) (p->part_took / USEC_PER_MSEC),
-                                 (uint64_t) (busy_cpu / USEC_PER_MSEC), p->unnoted);
+                                 (uint64_t) (busy_cpu / USEC_PER_MSEC),
+                                 p->sched_fd < 0 ? "unknown, " : "",
+                                 (uint64_t) (run_delay / USEC_PER_MSEC), p->unnoted);
                         p->noted_at = now / 1000;
                         p->unnoted = 0;
                 }
@@ -101,6 +122,7 @@ static void on_prepare(uv_prepare_t *h) {
         p->at_ns = now;
         p->idle_ns = idle;
         p->cpu_us = cpu;
+        p->delay_us = delay;
         p->part = NULL;
         p->part_took = 0;
 }
@@ -116,6 +138,14 @@ static void probe_start(Controller *c) {
         }
         if (uv_prepare_init(c->loop, &c->probe.prepare) < 0)
                 return;
+        /* Run-queue time tells a turn's own time from time lost to a busy
+         * machine; kept by the kernel only with kernel.task_delayacct=1 or
+         * schedstats (probe_run_delay closes it when it reads 0). */
+        c->probe.sched_fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+        if (c->probe.sched_fd < 0)
+                c->probe.sched_fd = -EBADF;
+        else
+                (void) probe_run_delay(&c->probe); /* closes it where the kernel says nothing */
         c->probe.prepare.data = c;
         c->probe.on = true;
         (void) uv_prepare_start(&c->probe.prepare, on_prepare); /* fails only without a cb */
@@ -173,6 +203,7 @@ int controller_start(Controller *c, uv_loop_t *loop, ControllerConfig *config) {
                 .config = *config,
                 .started_at_us = now_realtime_usec(),
                 .last_check = now_monotonic_usec(),
+                .probe.sched_fd = -EBADF,
         };
         *config = (ControllerConfig){ 0 };
         mc = (ModelConfig){
@@ -277,6 +308,7 @@ static void close_handles(void *userdata) {
         loop_close_handle((uv_handle_t *) &c->tick_timer);
         if (c->probe.on)
                 loop_close_handle((uv_handle_t *) &c->probe.prepare);
+        c->probe.sched_fd = safe_close(c->probe.sched_fd);
         loop_close_handle((uv_handle_t *) &c->wave.timer);
         if (c->syncq.on)
                 loop_close_handle((uv_handle_t *) &c->syncq.idle);

@@ -38,6 +38,11 @@ typedef struct PipelineCounters {
         /* The same in CPU time of the loop's thread. */
         usec_t longest_busy_cpu;
         uint64_t busy_long_cpu;
+        /* The turn less the time it waited for a CPU (its own work and what
+         * it blocked on: disk, sockets), where the kernel keeps run-queue
+         * time (LoopProbe.sched_fd); else the whole turn. */
+        usec_t longest_busy_own;
+        uint64_t busy_long_own;
         /* Hosts whose Placements a pass left to later ones (SyncQueue). */
         uint64_t placements_deferred;
         /* Services whose placement a pass left to later ones. */
@@ -54,6 +59,9 @@ typedef struct LoopProbe {
         uint64_t idle_ns; /* uv_metrics_idle_time() then */
         usec_t cpu_us;    /* the thread's CPU time then: a turn's own work, not the time
                            * it was descheduled on a busy machine */
+        usec_t delay_us;  /* the thread's time waiting for a CPU then (sched_fd) */
+        int sched_fd;     /* /proc/thread-self/schedstat; -EBADF: the kernel keeps no
+                           * run-queue time (kernel.task_delayacct=0) */
         /* The longest part of this turn that said what it was (a pass, a
          * request): named when a turn is long. */
         usec_t part_took;

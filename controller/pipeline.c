@@ -189,10 +189,14 @@ static void sync_queue_push_service(Controller *c, const char *name) {
                 (void) uv_idle_start(&q->idle, on_sync_idle); /* cannot fail: initialized */
 }
 
+static void names_free(char **names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
 static void sync_queue_services_free(SyncQueue *q) {
-        for (size_t i = 0; i < q->n_services; i++)
-                free(q->services[i]);
-        free(q->services);
+        names_free(q->services, q->n_services);
         q->services = NULL;
         q->n_services = 0;
 }
@@ -236,9 +240,7 @@ static void on_sync_idle(uv_idle_t *h) {
         /* A failure is logged by the pipeline; the periodic check (every
          * host's units, every service) does what did not happen. */
         (void) pipeline_run(c, &ev);
-        for (size_t i = 0; i < n_services; i++)
-                free(services[i]);
-        free(services);
+        names_free(services, n_services);
 }
 
 void pipeline_carry_out(Controller *c, Plan *p, usec_t start) {

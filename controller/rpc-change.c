@@ -54,6 +54,22 @@ static const char *change_what(const RpcContext *x, const Event *ev, char *buf, 
         }
 }
 
+/* Decides the request into p and a; true when that is the end of it (an
+ * error, or a refusal answered here, with a reshard's figures where
+ * `before` gives them), with what to return in *ret. */
+static bool decide_or_refuse(RpcContext *x, Event *ev, Plan *p, Answer *a, RpcView before,
+                             int *ret) {
+        *ret = pipeline_decide(x->c, ev, p, a);
+        if (*ret < 0)
+                return true;
+        if (a->verdict == VERDICT_OK)
+                return false;
+        if (a->reshard.reshard && before)
+                (void) rpc_set_json(x, before(x, ev, p, a)); /* figures, if they fit */
+        *ret = rpc_fail(x, verdict_status(a->verdict), "%s", strna(a->error));
+        return true;
+}
+
 static int run_request(RpcContext *x, Event *ev, bool dry_run, RpcView before, RpcView after) {
         _cleanup_(plan_done) Plan p = { 0 };
         _cleanup_(answer_done) Answer a = { 0 };
@@ -61,14 +77,8 @@ static int run_request(RpcContext *x, Event *ev, bool dry_run, RpcView before, R
         json_t *doc = NULL;
         int r;
 
-        r = pipeline_decide(x->c, ev, &p, &a);
-        if (r < 0)
+        if (decide_or_refuse(x, ev, &p, &a, before, &r))
                 return r;
-        if (a.verdict != VERDICT_OK) {
-                if (a.reshard.reshard && before)
-                        (void) rpc_set_json(x, before(x, ev, &p, &a)); /* figures, if they fit */
-                return rpc_fail(x, verdict_status(a.verdict), "%s", strna(a.error));
-        }
         if (dry_run)
                 return rpc_set_json(x, before(x, ev, &p, &a));
         r = pipeline_commit(x->c, &p,
@@ -134,11 +144,8 @@ static int run_plan(RpcContext *x, Event *ev) {
         PlanCursor *cur;
         int r;
 
-        r = pipeline_decide(x->c, ev, &p, &a);
-        if (r < 0)
+        if (decide_or_refuse(x, ev, &p, &a, NULL, &r))
                 return r;
-        if (a.verdict != VERDICT_OK)
-                return rpc_fail(x, verdict_status(a.verdict), "%s", strna(a.error));
         cur = calloc(1, sizeof(PlanCursor));
         if (cur)
                 plan_cursor_init(cur, &p, &a, true);
@@ -188,6 +195,7 @@ int rpc_verb_apply(RpcContext *x) {
         /* `plan` never changes anything, whatever its arguments say; an
          * operator's `apply` may ask for a dry run too. */
         ev.dry_run = streq(x->verb, "plan") || req->dry_run;
+        ev.place_now = req->placements_max == 0;
         if (ev.dry_run && req->placements_max == 0)
                 r = run_plan(x, &ev);
         else
@@ -322,13 +330,18 @@ int rpc_verb_confirm_down(RpcContext *x) {
 static json_t *restart_view(RpcContext *x, const Event *ev, const Plan *p, const Answer *a) {
         const ServiceSpec *s = model_service(&x->c->model, ev->service);
 
-        if (ev->instance < 0)
-                return json_pack("{s:s, s:I, s:n, s:i}", "service", ev->service, "rollout",
+        if (a->replace)
+                return json_pack("{s:s, s:I, s:n, s:i, s:b}", "service", ev->service, "rollout",
                                  (json_int_t) a->rollout, "restart_id", "instances",
-                                 s ? (int) s->count : 0);
-        return json_pack("{s:s, s:n, s:s, s:s, s:i}", "service", ev->service, "rollout",
+                                 ev->instance < 0 && s ? (int) s->count : 1, "make_before_break",
+                                 true);
+        if (ev->instance < 0)
+                return json_pack("{s:s, s:I, s:n, s:i, s:b}", "service", ev->service, "rollout",
+                                 (json_int_t) a->rollout, "restart_id", "instances",
+                                 s ? (int) s->count : 0, "make_before_break", false);
+        return json_pack("{s:s, s:n, s:s, s:s, s:i, s:b}", "service", ev->service, "rollout",
                          "restart_id", strempty(a->restart_id), "host", strempty(a->restart_host),
-                         "instances", 1);
+                         "instances", 1, "make_before_break", false);
 }
 
 int rpc_verb_restart(RpcContext *x) {
@@ -337,10 +350,12 @@ int rpc_verb_restart(RpcContext *x) {
 
         if (!req || isempty(req->service))
                 return rpc_fail(x, BATON__V1__STATUS__STATUS_USAGE, "restart needs SERVICE[@N]");
-        if (asprintf(&x->audit_request, "%s@%d", req->service, req->instance) < 0)
+        if (asprintf(&x->audit_request, "%s@%d%s", req->service, req->instance,
+                     req->in_place ? " --in-place" : "") < 0)
                 x->audit_request = NULL;
         ev.service = req->service;
         ev.instance = req->instance;
+        ev.in_place = req->in_place;
         return run_request(x, &ev, false, NULL, restart_view);
 }
 

@@ -41,6 +41,8 @@ int rpc_verb_ping(RpcContext *x) {
                 { "busy_over_100ms", c->counters.busy_long },
                 { "longest_busy_cpu_ms", c->counters.longest_busy_cpu / USEC_PER_MSEC },
                 { "busy_cpu_over_100ms", c->counters.busy_long_cpu },
+                { "longest_busy_own_ms", c->counters.longest_busy_own / USEC_PER_MSEC },
+                { "busy_own_over_100ms", c->counters.busy_long_own },
         };
         size_t n = ELEMENTSOF(fixed) + _REFUSE_REASON_MAX;
 

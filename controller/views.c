@@ -35,13 +35,14 @@ json_t *view_reshard(const Reshard *r) {
                                                        "from", strempty(from), "to", strempty(to)));
         }
         return json_pack(
-                "{s:I, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:i, s:i, s:o, s:s?}", "id",
-                (json_int_t) r->id, "service", r->service, "state",
-                reshard_state_to_string(r->state), "from_instances", (int) r->from_instances,
-                "to_instances", (int) r->to_instances, "from_shards", (int) r->from_count,
-                "to_shards", (int) r->to_count, "from_epoch", (json_int_t) r->from_epoch,
-                "to_epoch", (json_int_t) r->to_epoch, "identifies", (json_int_t) reshard_cost(r),
-                "done", (int) done, "total", (int) r->n_items, "items", items, "reason", r->reason);
+                "{s:I, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:i, s:i, s:o, s:s?}",
+                "id", (json_int_t) r->id, "service", r->service, "kind",
+                r->replace ? "restart" : "reshard", "state", reshard_state_to_string(r->state),
+                "from_instances", (int) r->from_instances, "to_instances", (int) r->to_instances,
+                "from_shards", (int) r->from_count, "to_shards", (int) r->to_count, "from_epoch",
+                (json_int_t) r->from_epoch, "to_epoch", (json_int_t) r->to_epoch, "identifies",
+                (json_int_t) reshard_cost(r), "done", (int) done, "total", (int) r->n_items,
+                "items", items, "reason", r->reason);
 }
 
 json_t *view_shards_summary(const Model *m, const ServiceSpec *s) {

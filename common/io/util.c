@@ -7,6 +7,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -34,6 +35,25 @@ usec_t thread_cpu_usec(void) {
         if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) < 0)
                 return 0;
         return timespec_to_usec(&ts);
+}
+
+int thread_run_delay_usec(int fd, usec_t *ret) {
+        char buf[96];
+        unsigned long long on_cpu, waited;
+        ssize_t n;
+
+        assert(ret);
+
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        if (n < 0)
+                return negative_errno();
+        buf[n] = 0;
+        if (sscanf(buf, "%llu %llu", &on_cpu, &waited) != 2)
+                return -EBADMSG;
+        if (on_cpu == 0) /* the kernel keeps no scheduler statistics */
+                return -EOPNOTSUPP;
+        *ret = (usec_t) (waited / NSEC_PER_USEC);
+        return 0;
 }
 
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len) {

@@ -14,6 +14,10 @@ usec_t now_realtime_usec(void);
 usec_t now_monotonic_usec(void);
 /* CPU time the calling thread has used (0 where the clock is missing). */
 usec_t thread_cpu_usec(void);
+/* Time the calling thread has waited for a CPU while runnable, read from
+ * its open /proc/thread-self/schedstat; -EOPNOTSUPP where the kernel keeps
+ * no scheduler statistics (kernel.task_delayacct=0 and no schedstats). */
+int thread_run_delay_usec(int fd, usec_t *ret);
 
 /* Reads a whole file (at most max bytes, -EFBIG beyond), NUL-terminated. */
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_len);

@@ -68,6 +68,12 @@ static inline void closep(int *fd) {
         }
 }
 
+/* Closes fd (if open) and returns -EBADF: fd = safe_close(fd). */
+static inline int safe_close(int fd) {
+        closep(&fd);
+        return -EBADF;
+}
+
 #define _cleanup_free_ _cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
 

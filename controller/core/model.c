@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The model's containers: lifetimes, ordered lookups, loading. */
 #include <assert.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -394,21 +395,46 @@ const Instance *model_instance(const Model *m, const char *service, uint32_t ins
         return NULL;
 }
 
-size_t model_service_instances(const Model *m, const char *service, const Instance **ret) {
-        size_t first = model_instance_index(m, service, 0), end = m->n_instances, lo = first;
+static const char *service_at(const void *base, size_t size, size_t i) {
+        return *(char *const *) (const void *) ((const char *) base + i * size);
+}
 
-        /* The first of a later service: a binary search, not a walk (a
-         * service of 10,000 instances is asked after many times a pass). */
-        while (lo < end) {
-                size_t mid = lo + (end - lo) / 2;
+size_t service_run(const void *base, size_t n, size_t size, const char *service,
+                   size_t *ret_first) {
+        size_t lo = 0, hi = n, first;
 
-                if (strcmp(m->instances[mid].service, service) <= 0)
+        /* Two binary searches, not a walk: a service of 10,000 instances is
+         * asked after many times a pass. */
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (strcmp(service_at(base, size, mid), service) < 0)
                         lo = mid + 1;
                 else
-                        end = mid;
+                        hi = mid;
         }
+        first = lo;
+        hi = n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (strcmp(service_at(base, size, mid), service) <= 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        *ret_first = first;
+        return lo - first;
+}
+
+_Static_assert(offsetof(Instance, service) == 0, "service_run() reads the service first");
+
+size_t model_service_instances(const Model *m, const char *service, const Instance **ret) {
+        size_t first,
+                n = service_run(m->instances, m->n_instances, sizeof(Instance), service, &first);
+
         *ret = first < m->n_instances ? &m->instances[first] : NULL;
-        return end - first;
+        return n;
 }
 
 const OpenAlert *model_alert(const Model *m, const char *id) {

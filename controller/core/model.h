@@ -241,6 +241,10 @@ const OpenAlert *model_alert(const Model *m, const char *id);
 HostModel *model_host(const Model *m, const char *id);
 /* Compare (service, instance) keys: for bsearch and merges. */
 int instance_key_cmp(const char *s1, uint32_t i1, const char *s2, uint32_t i2);
+/* The run of one service's entries in an array sorted by (service,
+ * instance) of `size`-byte structs whose first member is the `char *`
+ * service (Instance, PlanInstance): how many, the first at *ret_first. */
+size_t service_run(const void *base, size_t n, size_t size, const char *service, size_t *ret_first);
 
 /* Loading (from the store, at start). Each takes ownership of what it is
  * given, also on failure. */

@@ -4,6 +4,7 @@
  * plan_reserve() allocates, plan_apply() only moves. */
 #include <assert.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -489,27 +490,14 @@ void plan_apply(Plan *p, Model *m, uint64_t now_us) {
                 m->next_rollout_id = p->next_rollout_id;
 }
 
-size_t plan_service_instances(const Plan *p, const char *service, const PlanInstance **ret) {
-        size_t lo = 0, hi = p->n_instances, first;
+_Static_assert(offsetof(PlanInstance, service) == 0, "service_run() reads the service first");
 
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (strcmp(p->instances[mid].service, service) < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        first = lo;
-        hi = p->n_instances;
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (strcmp(p->instances[mid].service, service) <= 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
+size_t plan_service_instances(const Plan *p, const char *service, const PlanInstance **ret) {
+        size_t first, n = service_run(p->instances, p->n_instances, sizeof(PlanInstance), service,
+                                      &first);
+
         *ret = first < p->n_instances ? &p->instances[first] : NULL;
-        return lo - first;
+        return n;
 }
 
 const PlanInstance *plan_find_instance(const Plan *p, const char *service, uint32_t instance) {

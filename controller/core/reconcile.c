@@ -64,7 +64,8 @@ typedef struct Rec {
         bool full_place;      /* place every service (the periodic check, tests) */
         StrSet place_given;   /* EVENT_SYNC: services an earlier pass left */
         /* Placement in steps (Event.place_max): the instances this pass may
-         * still place, whether it placed a service, and the services it
+         * still place, whether it placed a service (or need not place
+         * one: see reconcile()), and the services it
          * leaves to later passes (from the first it leaves on, every one
          * that may wait: they go in name order). */
         size_t place_left;
@@ -1210,7 +1211,8 @@ static bool place_must(Rec *r, const ServiceSpec *s) {
 }
 
 /* The touched services this pass places: in name order, as many as
- * Event.place_max allows (at least one), and every one up to the last that
+ * Event.place_max allows (at least one, but in an apply or scale), and
+ * every one up to the last that
  * must be placed now; the others are left to later passes, in name order
  * too, so what a pass places is what a pass placing everything would do
  * with them. */
@@ -2033,20 +2035,114 @@ static int step_rollout(Rec *r, const ServiceSpec *s) {
         return 0;
 }
 
+/* Whether the hosts of the instances `rs` replaces can take the copies it
+ * starts beside them, MaxSurge= at once: MaxPerHost= and Memory= count
+ * them. If not, why (the first host that cannot) in *ret_why. */
+static int surge_fits(Rec *r, const ServiceSpec *s, const Reshard *rs, char **ret_why) {
+        for (size_t i = 0; i < rs->n_items; i++) {
+                const char *host = rec_host_of(r, s->name, rs->items[i].instance);
+                const Host *h = host ? host_table_get(&r->m->hosts, host) : NULL;
+                const HostModel *v = h ? h->userdata : NULL;
+                uint32_t here = 0, replaced = 0, extra;
+
+                if (!host)
+                        continue; /* not placed: it starts where it is placed, through the gate */
+                for (uint32_t k = 0; k < s->count; k++)
+                        here += streq_ptr(rec_host_of(r, s->name, k), host);
+                for (size_t j = 0; j < rs->n_items; j++)
+                        replaced += streq_ptr(rec_host_of(r, s->name, rs->items[j].instance), host);
+                extra = MIN(replaced, s->max_surge);
+                if (s->max_per_host > 0 && here + extra > s->max_per_host)
+                        return asprintf(ret_why,
+                                        "%s runs %u copies of %s and MaxPerHost=%u leaves no room "
+                                        "for a replacement copy beside them",
+                                        host, here, s->name, s->max_per_host) < 0
+                                       ? -ENOMEM
+                                       : 0;
+                if (s->memory > 0 &&
+                    (!v || v->memory_total < v->memory_reserved + (uint64_t) extra * s->memory))
+                        return asprintf(ret_why,
+                                        "%s has no memory for a replacement copy of %s beside "
+                                        "the live one (Memory=%" PRIu64 " bytes)",
+                                        host, s->name, s->memory) < 0
+                                       ? -ENOMEM
+                                       : 0;
+        }
+        *ret_why = NULL;
+        return 1;
+}
+
+/* Starts a make-before-break restart of instance `instance` of sharded `s`
+ * (-1: all): a reshard that replaces each copy with one owning the same
+ * shards, started beside it through the gate, MaxSurge= at once. -EBUSY if
+ * a rollout or reshard is under way; -ENOSPC with *ret_why when a host
+ * cannot take a replacement copy. */
+static int start_replace(Rec *r, const ServiceSpec *s, int32_t instance, uint64_t *ret_id,
+                         char **ret_why) {
+        const ShardState *cur = rec_shards(r, s->name);
+        uint64_t id = r->p->next_rollout_id > 0 ? r->p->next_rollout_id : r->m->next_rollout_id;
+        _cleanup_(reshard_freep) Reshard *rs = NULL;
+        ShardState *ss;
+        int k;
+
+        *ret_why = NULL;
+        if (!cur)
+                return -ENOMEM;
+        if (shard_state_resharding(cur))
+                return -EBUSY;
+        if (instance >= 0 && (uint32_t) instance >= cur->layout.n_instances)
+                return -ENOENT;
+        k = reshard_replace(s->name, id, &cur->layout,
+                            instance < 0 ? UINT32_MAX : (uint32_t) instance, s->max_surge,
+                            s->health_timeout, &rs);
+        if (k < 0)
+                return k;
+        k = surge_fits(r, s, rs, ret_why);
+        if (k <= 0)
+                return k < 0 ? k : -ENOSPC;
+        ss = rec_shards_mut(r, s->name, true);
+        if (!ss)
+                return -ENOMEM;
+        reshard_free(ss->reshard);
+        ss->reshard = TAKE_PTR(rs);
+        r->p->next_rollout_id = id + 1;
+        *ret_id = id;
+        k = plan_log(r->p, L_INFO,
+                     "Restart %" PRIu64 " of %s: %zu cop%s replaced make-before-break, "
+                     "MaxSurge=%u.",
+                     id, s->name, ss->reshard->n_items, ss->reshard->n_items == 1 ? "y" : "ies",
+                     s->max_surge);
+        if (k >= 0)
+                k = strset_add(&r->step, s->name);
+        if (k >= 0)
+                k = strset_add(&r->sync_services, s->name);
+        return k;
+}
+
+/* Whether a restart of `s` replaces its copies make-before-break. */
+static bool restarts_by_replace(const ServiceSpec *s, bool in_place) {
+        return s->kind == SERVICE_SHARDED && s->max_surge > 0 && !in_place;
+}
+
 /* Starts a rolling restart of every instance of `s`: -EBUSY if one (or a
- * reshard) is under way. */
-static int start_rollout(Rec *r, const ServiceSpec *s, uint64_t *ret_id) {
+ * reshard) is under way. A sharded service with MaxSurge= replaces its
+ * copies make-before-break instead (start_replace(): -ENOSPC, *ret_why). */
+static int start_rollout(Rec *r, const ServiceSpec *s, bool in_place, uint64_t *ret_id,
+                         char **ret_why) {
         const Rollout *old = rec_rollout(r, s->name);
         const ShardState *ss = rec_shards(r, s->name);
         uint64_t id = r->p->next_rollout_id > 0 ? r->p->next_rollout_id : r->m->next_rollout_id;
         Rollout *ro;
         int k;
 
+        *ret_why = NULL;
         if (old && (old->state == ROLLOUT_RUNNING || old->state == ROLLOUT_PAUSED ||
                     old->state == ROLLOUT_FAILED))
                 return -EBUSY;
         if (shard_state_resharding(ss))
                 return -EBUSY;
+        if (restarts_by_replace(s, in_place))
+                return start_replace(r, s, -1, ret_id, ret_why);
         k = rollout_new(s->name, id, s->count, s->max_unavailable, s->healthy_for,
                         s->health_timeout, &ro);
         if (k < 0)
@@ -2210,6 +2306,7 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
         _cleanup_free_ bool *was_done = NULL;
         ShardState *ss;
         Reshard *rs;
+        const char *what;
         size_t n, max;
         int k;
 
@@ -2220,6 +2317,7 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
         if (!ss)
                 return -ENOMEM;
         rs = ss->reshard;
+        what = rs->replace ? "Restart" : "Reshard";
         max = 2 * rs->n_items + 3;
         obs = calloc(rs->n_items + 1, sizeof(ReshardObserved));
         actions = calloc(max, sizeof(ReshardAction));
@@ -2252,13 +2350,13 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                 switch (actions[i].kind) {
                 case RESHARD_ACTION_START:
                         k = plan_log(r->p, L_INFO,
-                                     "Reshard %" PRIu64 ": starting the new copy of %s@%u.", rs->id,
-                                     s->name, actions[i].instance);
+                                     "%s %" PRIu64 ": starting the new copy of %s@%u.", what,
+                                     rs->id, s->name, actions[i].instance);
                         break;
                 case RESHARD_ACTION_RETIRE:
                         k = plan_log(r->p, L_INFO,
-                                     "Reshard %" PRIu64 ": retiring the old copy of %s@%u.", rs->id,
-                                     s->name, actions[i].instance);
+                                     "%s %" PRIu64 ": retiring the old copy of %s@%u.", what,
+                                     rs->id, s->name, actions[i].instance);
                         break;
                 case RESHARD_ACTION_CUTOVER:
                         k = plan_log(r->p, L_INFO,
@@ -2267,12 +2365,14 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                         break;
                 case RESHARD_ACTION_ALERT:
                         k = rec_alert(r, ALERT_ROLLOUT_FAILED, true, s->name, NULL,
-                                      "reshard %" PRIu64 " of %s paused: %s", rs->id, s->name,
+                                      "%s %" PRIu64 " of %s paused: %s",
+                                      rs->replace ? "restart" : "reshard", rs->id, s->name,
                                       strna(rs->reason));
                         break;
                 case RESHARD_ACTION_RESOLVE:
                         k = rec_alert(r, ALERT_ROLLOUT_FAILED, false, s->name, NULL,
-                                      "reshard %" PRIu64 " of %s resumed", rs->id, s->name);
+                                      "%s %" PRIu64 " of %s resumed",
+                                      rs->replace ? "restart" : "reshard", rs->id, s->name);
                         break;
                 default:
                         k = 0;
@@ -2299,15 +2399,15 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                                 k = set_count(r, s->name, next.n_instances);
                         if (k >= 0)
                                 k = plan_log(r->p, L_INFO,
-                                             "Reshard %" PRIu64 " of %s is done: %u instances, "
+                                             "%s %" PRIu64 " of %s is done: %u instances, "
                                              "%u shards, epoch %" PRIu64 ".",
-                                             rs->id, s->name, next.n_instances, next.shard_count,
-                                             next.epoch);
+                                             what, rs->id, s->name, next.n_instances,
+                                             next.shard_count, next.epoch);
                 } else
                         k = plan_log(r->p, L_ERR,
-                                     "Reshard %" PRIu64 " of %s is done but its result does not "
+                                     "%s %" PRIu64 " of %s is done but its result does not "
                                      "apply; keeping the old layout.",
-                                     rs->id, s->name);
+                                     what, rs->id, s->name);
                 ss->reshard = reshard_free(ss->reshard);
                 if (k >= 0)
                         k = strset_add(&r->sync_services, s->name);
@@ -2675,12 +2775,25 @@ static int do_apply(Rec *r) {
         for (size_t i = 0; i < ev->n_specs; i++) {
                 struct AnswerService *as = &r->ans->services[i];
                 const ServiceSpec *s = rec_spec(r, as->service);
+                _cleanup_free_ char *why = NULL;
                 uint64_t id;
 
                 if (!updated[i] || !s)
                         continue;
-                k = start_rollout(r, s, &id);
-                if (k == -EBUSY) {
+                k = start_rollout(r, s, false, &id, &why);
+                if (k == -ENOSPC) {
+                        if (asprintf(&as->rollout_error,
+                                     "no rolling update: %s; update it in place (its shards dark "
+                                     "while they identify) with `batonctl restart --in-place %s`",
+                                     why, s->name) < 0) {
+                                as->rollout_error = NULL;
+                                return -ENOMEM;
+                        }
+                        k = plan_log(r->p, L_WARNING,
+                                     "Unit of %s changed, but no rolling update: %s; its copies "
+                                     "run the old unit until restarted.",
+                                     s->name, as->rollout_error);
+                } else if (k == -EBUSY) {
                         as->rollout_error = strdup("a rollout or reshard is under way: restart "
                                                    "the service once it is done");
                         if (!as->rollout_error)
@@ -2788,9 +2901,10 @@ static int do_restart(Rec *r) {
 
                 if (shard_state_resharding(ss))
                         return refuse(r, VERDICT_REFUSED,
-                                      "%s is being resharded; restart it once the reshard is done "
-                                      "(batonctl shards %s)",
-                                      s->name, s->name);
+                                      "%s %" PRIu64 " of %s is under way; restart %s once it "
+                                      "is done (batonctl shards %s)",
+                                      ss->reshard->replace ? "restart" : "reshard", ss->reshard->id,
+                                      s->name, ev->service, s->name);
                 for (uint32_t i = 0; ss && i < ss->layout.n_instances; i++)
                         if (ev->instance < 0 || (uint32_t) ev->instance == i)
                                 cost += rangelist_count(&ss->layout.sets[i]);
@@ -2798,20 +2912,33 @@ static int do_restart(Rec *r) {
                 if (!v.allowed)
                         return refuse_budget(r, s->name, &v);
         }
-        if (ev->instance < 0) {
-                k = start_rollout(r, s, &rollout);
+        if (ev->instance >= 0 && (uint32_t) ev->instance >= s->count)
+                return refuse(r, VERDICT_REFUSED, "%s has no instance %d", s->name, ev->instance);
+        if (ev->instance < 0 || restarts_by_replace(s, ev->in_place)) {
+                _cleanup_free_ char *why = NULL;
+
+                k = ev->instance < 0 ? start_rollout(r, s, ev->in_place, &rollout, &why)
+                                     : start_replace(r, s, ev->instance, &rollout, &why);
                 if (k == -EBUSY)
                         return refuse(r, VERDICT_REFUSED,
                                       "%s already has a rollout in progress (batonctl rollout "
                                       "status)",
                                       s->name);
+                if (k == -ENOSPC)
+                        return refuse(r, VERDICT_REFUSED,
+                                      "no room to restart %s make-before-break: %s; restart it in "
+                                      "place (its shards dark while they identify) with "
+                                      "`batonctl restart --in-place %s`",
+                                      s->name, why, ev->service);
+                if (k == -ENOENT)
+                        return refuse(r, VERDICT_FAILED, "%s@%d is not placed on any host", s->name,
+                                      ev->instance);
                 if (k < 0)
                         return k;
                 r->ans->rollout = rollout;
+                r->ans->replace = restarts_by_replace(s, ev->in_place);
                 return 0;
         }
-        if ((uint32_t) ev->instance >= s->count)
-                return refuse(r, VERDICT_REFUSED, "%s has no instance %d", s->name, ev->instance);
         /* One instance of a sharded service restarts through the start gate too. */
         if (s->kind == SERVICE_SHARDED) {
                 bool taken;
@@ -3496,6 +3623,14 @@ int reconcile(const Model *m, const Event *ev, Plan *ret, Answer *ret_answer) {
                 .now = ev->now,
                 .full_place = ev->full_placement,
                 .place_left = ev->place_max,
+                /* An operator's apply or scale places what fits and leaves a
+                 * service larger than the step to a pass of its own: the
+                 * request's turn then parses, stores and answers, the next
+                 * one places (each well under the 100 ms a turn may take at
+                 * 10,000 hosts). A sync pass places at least one service, as
+                 * does an apply that lists every placement (it lists them). */
+                .placed_one =
+                        (ev->kind == EVENT_APPLY && !ev->place_now) || ev->kind == EVENT_SCALE,
         };
         int k;
 

@@ -89,10 +89,16 @@ typedef struct Event {
         /* The most instances this pass places, counted by service (the
          * larger of its count and the instances it has); the services past
          * it, in name order, go to Plan.later_services for passes of their
-         * own. A pass places at least one service, and always a sharded
-         * one (the start gate counts on it) and one whose instances it
-         * already moved. A dry run places everything. 0: no limit. */
+         * own. A pass places at least one service (an apply or scale pass
+         * need not, unless `place_now`: a service larger than the step gets
+         * a pass of its own),
+         * and always a sharded one (the start gate counts on it) and one
+         * whose instances it already moved. A dry run places everything.
+         * 0: no limit. */
         size_t place_max;
+        /* EVENT_APPLY that lists every placement it makes (`apply --all`):
+         * it places at least one service, to list it. */
+        bool place_now;
         bool all;
         ServiceSpec **specs; /* EVENT_APPLY: taken over by reconcile() */
         size_t n_specs;
@@ -102,6 +108,10 @@ typedef struct Event {
         uint32_t instances;
         uint32_t shards;
         int32_t instance;
+        /* EVENT_RESTART of a sharded service: stop and start its copies in
+         * place (their shards dark while they identify) instead of starting
+         * replacements beside them (MaxSurge=). */
+        bool in_place;
         bool drained;
         const char *action;
 
@@ -138,6 +148,8 @@ typedef struct Answer {
         } * services;
         size_t n_services;
         uint64_t rollout; /* restart: the rollout started */
+        bool replace;     /* ...as a make-before-break restart (a reshard that
+                           * replaces each copy with one owning the same shards) */
         char *restart_id; /* restart SERVICE@N */
         char *restart_host;
         uint32_t previous; /* scale: the count before */

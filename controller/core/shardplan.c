@@ -835,6 +835,58 @@ int reshard_new(const char *service, uint64_t id, const ShardLayout *from, uint3
         return 0;
 }
 
+int reshard_replace(const char *service, uint64_t id, const ShardLayout *from, uint32_t instance,
+                    uint32_t max_starting, usec_t health_timeout, Reshard **ret) {
+        _cleanup_(reshard_freep) Reshard *r = NULL;
+        int k;
+
+        assert(from);
+        assert(ret);
+
+        if (!service_is_valid(service) || max_starting == 0 || health_timeout == 0)
+                return -EINVAL;
+        k = layout_check(from);
+        if (k < 0)
+                return k;
+        if (instance != UINT32_MAX && instance >= from->n_instances)
+                return -EINVAL;
+        r = calloc(1, sizeof(Reshard));
+        if (!r)
+                return -ENOMEM;
+        *r = (Reshard){
+                .id = id,
+                .state = RESHARD_RUNNING,
+                .from_epoch = from->epoch,
+                .to_epoch = from->epoch,
+                .from_count = from->shard_count,
+                .to_count = from->shard_count,
+                .from_instances = from->n_instances,
+                .to_instances = from->n_instances,
+                .max_starting = max_starting,
+                .health_timeout = health_timeout,
+                .replace = true,
+        };
+        r->service = strdup(service);
+        r->items = calloc(from->n_instances, sizeof(ReshardItem));
+        if (!r->service || !r->items)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < from->n_instances; i++) {
+                RangeList same = { 0 };
+
+                if (instance != UINT32_MAX && i != instance)
+                        continue;
+                k = rangelist_copy(&same, from->sets + i);
+                if (k < 0)
+                        return k;
+                k = item_init(r->items + r->n_items, from, i, &same);
+                r->n_items++;
+                if (k < 0)
+                        return k;
+        }
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
 static int order_compare(const void *a, const void *b, void *userdata) {
         const ReshardItem *items = userdata;
         uint32_t x = items[*(const uint32_t *) a].instance,
@@ -1184,12 +1236,13 @@ int reshard_format(const Reshard *r, char **ret) {
 
         textline_printf(&t,
                         RESHARD_TEXT_VERSION
-                        " service=%s id=%" PRIu64 " state=%s from_epoch=%" PRIu64
+                        " service=%s id=%" PRIu64 "%s state=%s from_epoch=%" PRIu64
                         " to_epoch=%" PRIu64 " from_count=%" PRIu32 " to_count=%" PRIu32
                         " from_instances=%" PRIu32 " to_instances=%" PRIu32 " max_starting=%" PRIu32
                         " health_timeout=%" PRIu64 " alert=%d items=%zu",
-                        r->service, r->id, reshard_state_to_string(r->state), r->from_epoch,
-                        r->to_epoch, r->from_count, r->to_count, r->from_instances, r->to_instances,
+                        r->service, r->id, r->replace ? " kind=replace" : "",
+                        reshard_state_to_string(r->state), r->from_epoch, r->to_epoch,
+                        r->from_count, r->to_count, r->from_instances, r->to_instances,
                         r->max_starting, (uint64_t) r->health_timeout, r->alert_raised ? 1 : 0,
                         r->n_items);
         for (size_t k = 0; k < r->n_items; k++) {
@@ -1357,7 +1410,15 @@ static int reshard_check(TextParser *ps, const Reshard *r, const char *const *it
                 const char *state = reshard_item_state_to_string(it->state);
 
                 ps->p = item_pos[k];
-                if (same) {
+                if (r->replace) {
+                        /* Each keeps its set; in instance order. */
+                        if (!rangelist_equal(&it->from, &it->to) || rangelist_count(&it->from) == 0)
+                                return textline_fail(ps, "item %zu: a replace keeps a set", k);
+                        if (k > 0 && it->instance <= r->items[k - 1].instance)
+                                return textline_fail(
+                                        ps, "item %zu: instance %" PRIu32 " not after %" PRIu32, k,
+                                        it->instance, r->items[k - 1].instance);
+                } else if (same) {
                         /* Gainers first, then losers, each in instance order. */
                         bool gains = rangelist_count(&it->to) > rangelist_count(&it->from);
 
@@ -1493,6 +1554,11 @@ static int parse_reshard(TextParser *ps, Reshard **ret) {
         if ((k = textline_parse_field(ps, "id", UINT64_MAX, &v, NULL)) < 0)
                 return k;
         r->id = v;
+        if (startswith(ps->p, " kind=")) {
+                if ((k = textline_expect(ps, " kind=replace")) < 0)
+                        return k;
+                r->replace = true;
+        }
         if ((k = textline_expect(ps, " state=")) < 0 ||
             (k = textline_parse_state(ps, "state", lookup_reshard_state, &state)) < 0)
                 return k;

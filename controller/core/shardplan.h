@@ -137,6 +137,9 @@ typedef struct Reshard {
         size_t n_items;
         char *reason; /* why paused/failed/aborted, NULL otherwise */
         bool alert_raised;
+        /* A make-before-break restart (reshard_replace()): every item's new
+         * copy owns its live copy's set; nothing moves between instances. */
+        bool replace;
 } Reshard;
 
 /* Plans a reshard of `from` (the live layout) to n_to instances and a total
@@ -151,6 +154,15 @@ typedef struct Reshard {
  * health_timeout = 0; -ENOMEM. RUNNING, every item PENDING. */
 int reshard_new(const char *service, uint64_t id, const ShardLayout *from, uint32_t n_to,
                 uint32_t to_count, uint32_t max_starting, usec_t health_timeout, Reshard **ret);
+/* A make-before-break restart of instance `instance` of `from` (UINT32_MAX:
+ * every instance, in instance order): each gets an item whose new copy, in
+ * the other slot, owns the same set under the same epoch, and its live copy
+ * is retired once the new one is ready — so a restart or an update of the
+ * unit never leaves a shard without a ready owner. `replace` is set.
+ * -EINVAL for an invalid service, an instance beyond the layout,
+ * max_starting = 0 or health_timeout = 0; -ENOMEM. */
+int reshard_replace(const char *service, uint64_t id, const ShardLayout *from, uint32_t instance,
+                    uint32_t max_starting, usec_t health_timeout, Reshard **ret);
 Reshard *reshard_free(Reshard *r);
 /* A deep copy. -ENOMEM. */
 int reshard_copy(const Reshard *r, Reshard **ret);
@@ -231,11 +243,13 @@ int reshard_result(const Reshard *r, const ShardLayout *from, ShardLayout *ret);
 uint64_t reshard_cost(const Reshard *r);
 
 /* Serialization for the store, strict like rollout_format()/rollout_parse():
- *   baton-reshard/1 service=gateway id=3 state=running from_epoch=1 to_epoch=1
+ *   baton-reshard/1 service=gateway id=3 [kind=replace] state=running from_epoch=1 to_epoch=1
  *   from_count=96 to_count=96 from_instances=6 to_instances=7 max_starting=1
  *   health_timeout=900000000 alert=0 items=N
  *   I:STATE:FROM:TO:FROMSLOT:TOSLOT:STARTED:READY … reason=-
  * (one line; FROM/TO range lists, "-" for empty; reason "-" or a quoted
- * string escaped as in rollout.h). Refuses states the machine cannot reach. */
+ * string escaped as in rollout.h; `kind=replace` only for a replace, whose
+ * items must each keep their set, in instance order). Refuses states the
+ * machine cannot reach. */
 int reshard_format(const Reshard *r, char **ret);
 int reshard_parse(const char *text, Reshard **ret, char **ret_error);

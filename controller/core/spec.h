@@ -44,6 +44,9 @@ typedef struct ServiceSpec {
         char *spread;                  /* Spread=label key, NULL = none */
         uint64_t memory;               /* Memory= bytes reserved per instance, 0 = none */
         uint32_t max_unavailable;      /* MaxUnavailable=, default 1, ≥ 1 */
+        uint32_t max_surge;            /* MaxSurge= (sharded): replacement copies started beside the
+                             * live ones at once, default 1; 0: restarts and updates
+                             * replace in place (the copy's shards dark meanwhile) */
         usec_t healthy_for;            /* HealthyFor=, default 10s */
         usec_t health_timeout;         /* HealthTimeout=, default 15min */
         uint32_t identify_concurrency; /* IdentifyConcurrency=, default 1 (sharded) */

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* batonctl restart: one instance (SERVICE@N) at once, or every instance of a
  * service as a rolling restart that the controller paces by MaxUnavailable
- * and HealthyFor. */
+ * and HealthyFor. A sharded service's copies are replaced make-before-break
+ * (each new copy starts beside the live one and takes over once its shards
+ * are ready) unless --in-place. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -51,7 +53,14 @@ static void print_result(json_t *doc, const char *service, int32_t instance) {
         if (ctl_json_int(doc, "instances", &n) < 0)
                 n = -1;
 
-        if (rollout) {
+        if (rollout && ctl_json_true(doc, "make_before_break")) {
+                printf("Restarting %s make-before-break as rollout %s", service, rollout);
+                if (n >= 0)
+                        printf(" (%" PRId64 " cop%s)", n, n == 1 ? "y" : "ies");
+                printf(": each new copy starts beside the live one and takes over once every "
+                       "shard it owns is ready.\nFollow it with: batonctl shards %s\n",
+                       service);
+        } else if (rollout) {
                 printf("Rolling restart of %s started as rollout %s", service, rollout);
                 if (n >= 0)
                         printf(" (%" PRId64 " instance%s)", n, n == 1 ? "" : "s");
@@ -70,22 +79,41 @@ static void print_result(json_t *doc, const char *service, int32_t instance) {
 }
 
 static int run(Ctl *ctl, int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "in-place", no_argument, NULL, 'p' },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
         Baton__V1__Request req;
         Baton__V1__ServiceRequest sr;
         _cleanup_(json_decrefp) json_t *doc = NULL;
         _cleanup_free_ char *service = NULL;
         int32_t instance = -1;
-        int r;
+        bool in_place = false;
+        int c, r;
 
-        r = ctl_parse_positional(&ctl_command_restart, argc, argv, 1, 1, "no service given");
-        if (r != CTL_CONTINUE)
-                return r;
+        optind = 0;
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0)
+                switch (c) {
+                case 'p':
+                        in_place = true;
+                        break;
+                case 'h':
+                        return ctl_command_help(&ctl_command_restart);
+                default:
+                        return ctl_option_error(&ctl_command_restart, c, argv);
+                }
+        if (optind >= argc)
+                return ctl_usage_error(&ctl_command_restart, "no service given");
+        if (argc - optind > 1)
+                return ctl_usage_error(&ctl_command_restart, "one service at a time");
         r = parse_target(argv[optind], &service, &instance);
         if (r != CTL_EXIT_OK)
                 return r;
 
         ctl_service_request_init(&req, &sr, "restart", service);
         sr.instance = instance;
+        sr.in_place = in_place;
         r = ctl_request_json(ctl, &req, &doc);
         if (r != CTL_EXIT_OK)
                 return r;
@@ -97,7 +125,13 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
 
 const CtlCommand ctl_command_restart = {
         .name = "restart",
-        .usage = "SERVICE[@N]",
+        .usage = "SERVICE[@N] [--in-place]",
         .summary = "restart one instance, or all as a rolling restart",
+        .help = "A sharded service (MaxSurge= ≥ 1, the default) is restarted make-before-break:\n"
+                "each copy's replacement starts beside it through the start gate and the old\n"
+                "copy stops once every shard it owns is ready at the new one. Refused (exit 4)\n"
+                "when a host cannot take the replacement copy (MaxPerHost=, Memory=).\n"
+                "  --in-place      stop and start the copies where they are instead: their\n"
+                "                  shards are without a ready owner while they identify\n",
         .run = run,
 };

@@ -433,7 +433,7 @@ def a_large_change_is_placed_in_steps(world):
     """Two new services of REPLICAS instances each in one apply: the controller places the
     first in the apply's own pass and the second in a pass of its own on a later turn (it
     places at most REPLICAS instances a turn here); the answer says so and both end up
-    running in full."""
+    running in full. A service larger than that is placed wholly on a later turn."""
     counters = ok_json(world, 'ping')['counters']
     paths = []
     for name in ('step1', 'step2'):
@@ -445,9 +445,9 @@ def a_large_change_is_placed_in_steps(world):
     assert applied['placed_later'] == ['step2'], applied['placed_later']
     assert applied['changes']['add'] == REPLICAS, applied['changes']
 
-    def running(name):
+    def running(name, replicas=REPLICAS):
         d = ok_json(world, 'status', name)['services'][0]
-        return d['count'] == REPLICAS and d['healthy'] == REPLICAS
+        return d['count'] == replicas and d['healthy'] == replicas
 
     world.wait_for(lambda: running('step1') and running('step2'), 30,
                    what='both services running in full')
@@ -466,6 +466,16 @@ def a_large_change_is_placed_in_steps(world):
     assert 'Placing 1 more service in the next steps: step4' in r.stdout, r.stdout
     world.wait_for(lambda: running('step3') and running('step4'), 30,
                    what='the next two running in full')
+    # One service larger than a step: the apply's turn stores and answers, a turn of its own
+    # places it.
+    paths.append(os.path.join(world.dir, 'step5@.service'))
+    with open(paths[-1], 'w') as f:
+        f.write(SPEC.replace('fleet-loss test service', 'step5').replace(
+            f'Replicas={REPLICAS}', f'Replicas={REPLICAS + 1}'))
+    applied = ok_json(world, 'apply', paths[-1])
+    assert applied['placed_later'] == ['step5'], applied
+    assert applied['changes'].get('add', 0) == 0, applied['changes']
+    world.wait_for(lambda: running('step5', REPLICAS + 1), 30, what='step5 running in full')
 
 
 if __name__ == '__main__':

@@ -4,8 +4,11 @@ instances × 96 shards (baton-test-gateway, IdentifyConcurrency=1) starts
 through the start gate; a reshard to 7 instances and a reshard to 128 shards
 keep every shard served throughout (the shard map sampled all along) and
 never exceed the identify rate (the gateways' own identify logs); a rolling
-restart waits for every shard of an instance to be ready before the next;
-`batonctl shards`/`reshard` answer and refuse as documented."""
+restart, a rolling update and a one-instance restart replace each copy
+make-before-break, leaving no shard without a ready owner as the gateways
+themselves publish it (sampled every 100 ms on every host); a host with no
+room for the replacement refuses it with the reason and --in-place restarts
+in place; `batonctl shards`/`reshard` answer and refuse as documented."""
 
 import json
 import os
@@ -49,7 +52,7 @@ def gateway_spec(log):
         'Shards=96',
         'MinReplicas=1',
         'MaxReplicas=12',
-        'MaxPerHost=3',
+        'MaxPerHost=4',
         'MaxUnavailable=1',
         'HealthyFor=300ms',
         'HealthTimeout=60s',
@@ -111,10 +114,10 @@ def check_one_at_a_time(lines, what):
 
 
 def restart_through_the_gate(world, unit):
-    """`batonctl restart gateway@N`, retried while the start gate is still
+    """`batonctl restart --in-place gateway@N`, retried while the start gate is still
     closed (it opens one interval after the last start was seen ready)."""
     def attempt():
-        r = world.batonctl('--json', 'restart', unit)
+        r = world.batonctl('--json', 'restart', '--in-place', unit)
         assert r.returncode in (0, 4), r
         assert r.returncode == 0 or 'start gate' in r.stderr, r
         return r.returncode == 0 and json.loads(r.stdout)
@@ -145,6 +148,58 @@ def settled(copy, copies_of_instance):
 def all_ready(world, total):
     m = ctl_json(world, 'shards', 'gw')
     return m['ready'] == total and m['shard_count'] == total and m['reshard'] is None and m
+
+
+def rangelist(text):
+    out = set()
+    for item in filter(None, text.split(',')):
+        lo, _, hi = item.partition('-')
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+class WorkloadSampler:
+    """Samples what the gateway processes themselves publish, every 100 ms, on every
+    host (systemd's StatusText of each active copy, read with systemctl, not through
+    baton): the shards without a ready owner in each sample, summed to shard-seconds."""
+
+    def __init__(self, world, total, pattern='gw@*.service'):
+        self.world, self.total, self.pattern = world, total, pattern
+        self.samples, self.dark, self.worst, self.stop = 0, 0.0, set(), False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def ready_now(self):
+        ready = set()
+        for host in S['hosts'].values():
+            r = host.systemctl('show', '-p', 'Id,ActiveState,StatusText', self.pattern,
+                               timeout=10)
+            assert r.returncode == 0, r.stderr
+            for block in r.stdout.split('\n\n'):
+                props = dict(line.partition('=')[::2] for line in block.splitlines() if line)
+                if props.get('ActiveState') != 'active':
+                    continue
+                for word in props.get('StatusText', '').split():
+                    if word.startswith('ready='):
+                        ready |= rangelist(word[len('ready='):])
+        return ready
+
+    def run(self):
+        last = time.monotonic()
+        while not self.stop:
+            missing = set(range(self.total)) - self.ready_now()
+            now = time.monotonic()
+            self.samples += 1
+            self.dark += len(missing) * (now - last)
+            if len(missing) > len(self.worst):
+                self.worst = missing
+            last = now
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - now)))
+
+    def finish(self):
+        self.stop = True
+        self.thread.join(15)
+        return self.samples, self.dark, sorted(self.worst)
 
 
 class Sampler:
@@ -284,29 +339,47 @@ def reshard_to_128_shards_brings_the_new_set_up_first(world):
     assert all(e['epoch'] == 2 for e in new), 'new copies run under epoch 2'
 
 
+def replaced(world):
+    """The make-before-break restart is over: no reshard (restart) runs, every shard
+    ready."""
+    return not ctl_json(world, 'rollout', 'status', 'gw')['reshards'] and all_ready(world, 128)
+
+
+def check_never_dark(workloads, what):
+    samples, dark, worst = workloads.finish()
+    print(f'# {what}: {dark:.2f} shard-seconds without a ready owner over {samples} samples')
+    assert samples >= 10, f'{what}: only {samples} samples of the workloads'
+    assert dark == 0, f'{what}: {dark:.2f} shard-seconds without a ready owner (e.g. {worst[:8]})'
+
+
 @suite.case
-def rolling_restart_waits_for_every_shard(world):
-    """… and `shards` above instances_max lists only the copies that need a look."""
+def rolling_restart_replaces_each_copy_before_stopping_it(world):
+    """Each copy's replacement starts beside it (the other slot), identifies through the
+    gate and takes over; the old copy stops only then: no shard is ever without a ready
+    owner, as the gateways themselves publish it. And `shards` above instances_max lists
+    only the copies that need a look."""
     before = len(identifies(world))
+    workloads = WorkloadSampler(world, 128)
     res = ctl_json(world, 'restart', 'gw')
-    assert res['instances'] == 7, res
+    assert res['instances'] == 7 and res['make_before_break'] is True and res['rollout'], res
     summaries = []
 
     def restart_done():
         summaries.append(shards_answer(world, 'gw', 4))
-        return ctl_json(world, 'rollout', 'status', 'gw')['rollouts'][0]['state'] == 'done'
+        return replaced(world)
 
     world.wait_for(restart_done, 240, interval=0.2, what='rolling restart done')
+    check_never_dark(workloads, 'rolling restart')
     new = identifies(world)[before:]
     assert len(new) == 128, f'{len(new)} identifies'
     check_rate(identifies(world), 'rolling restart')
     check_one_at_a_time(new, 'rolling restart')
-    assert all_ready(world, 128)
     # While it rolled: the copies listed are the ones of the instance being replaced (a
     # second copy, or one not yet ready), never more than asked, never a settled one; the
     # per-shard list is left out (128 shards > 4), the ranges stay.
     listed = [d['copies'] for d in summaries if d['copies']]
     assert listed, 'no summary caught an instance being replaced'
+    assert any(len(c) == 2 and c[0]['instance'] == c[1]['instance'] for c in listed), listed
     for d in summaries:
         assert d['copies_listed'] is False and d['copies_total'] >= 7, d
         assert d['shards_listed'] is False and 'shards' not in d, d
@@ -325,35 +398,75 @@ def rolling_restart_waits_for_every_shard(world):
 
 
 @suite.case
-def changed_unit_rolls_out_one_ready_instance_at_a_time(world):
+def changed_unit_rolls_out_without_a_dark_shard(world):
     before = len(identifies(world))
+    workloads = WorkloadSampler(world, 128)
     text = gateway_spec(S['log']).replace('"GATEWAY_IDENTIFY_MS=5"', '"GATEWAY_IDENTIFY_MS=6"')
     doc = ctl_json(world, 'apply', spec_file(world, 'gw@.service', text))
     svc = doc['services'][0]
     assert svc['action'] == 'update' and svc['rollout'], svc
-    assert all(p['change'] == 'restart' for p in doc['placements']), doc['placements']
-    world.wait_for(lambda: (r := ctl_json(world, 'rollout', 'status', 'gw')['rollouts'][0])
-                   ['state'] == 'done' and r['id'] == svc['rollout'], 240, interval=0.5,
-                   what='rolling update done')
+    world.wait_for(lambda: replaced(world), 240, interval=0.5, what='rolling update done')
+    check_never_dark(workloads, 'rolling update')
     new = identifies(world)[before:]
     assert len(new) == 128, f'{len(new)} identifies: the agents must not restart by themselves'
     check_rate(identifies(world), 'rolling update')
     check_one_at_a_time(new, 'rolling update')
-    assert all_ready(world, 128)
+    # Every copy runs the new unit: each was replaced by one started from it.
+    for host in S['hosts'].values():
+        r = host.systemctl('show', '-p', 'Environment', 'gw@*.service')
+        assert 'GATEWAY_IDENTIFY_MS=5' not in r.stdout, r.stdout
 
 
 @suite.case
 def one_instance_restart_goes_through_the_gate(world):
     before = len(identifies(world))
     owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards'] if x['instance'] == 0)
-    res = restart_through_the_gate(world, 'gw@0')
-    assert res['restart_id'] and res['instances'] == 1, res
-    # gw@0 identifies its shards now: the gate is closed for everyone else.
+    workloads = WorkloadSampler(world, 128)
+    res = ctl_json(world, 'restart', 'gw@0')
+    assert res['make_before_break'] is True and res['instances'] == 1, res
+    # gw@0 is being replaced: another restart waits until it is done.
     r = world.batonctl('restart', 'gw@1')
-    assert r.returncode == 4 and 'start gate' in r.stderr, r
-    world.wait_for(lambda: len(identifies(world)) - before == owned and all_ready(world, 128), 60,
-                   interval=0.3, what='gw@0 identified again and ready')
+    assert r.returncode == 4 and 'restart' in r.stderr and 'of gw is under way' in r.stderr, r
+    world.wait_for(lambda: len(identifies(world)) - before == owned and replaced(world), 60,
+                   interval=0.3, what='gw@0 replaced and ready')
+    check_never_dark(workloads, 'one instance restart')
     check_rate(identifies(world), 'one instance restart')
+
+
+@suite.case
+def a_full_host_refuses_make_before_break_unless_in_place(world):
+    """MaxPerHost=3 with 3 copies on a host leaves no room for a replacement beside them:
+    the restart is refused up front with the reason; --in-place restarts in place."""
+    hosts = {}
+    for c in ctl_json(world, 'status', 'gw')['services'][0]['instances']:
+        hosts[c['host']] = hosts.get(c['host'], 0) + 1
+    assert max(hosts.values()) == 3, hosts
+    # A changed unit: no rolling update, and the answer says why.
+    text = gateway_spec(S['log']).replace('"GATEWAY_IDENTIFY_MS=5"', '"GATEWAY_IDENTIFY_MS=7"')
+    doc = ctl_json(world, 'apply', spec_file(world, 'gw@.service',
+                                             text.replace('MaxPerHost=4', 'MaxPerHost=3')))
+    svc = doc['services'][0]
+    assert svc['action'] == 'update' and not svc.get('rollout'), svc
+    assert 'no rolling update' in svc['rollout_error'] and 'MaxPerHost=3' in \
+        svc['rollout_error'], svc
+    r = world.batonctl('restart', 'gw')
+    assert r.returncode == 4, r
+    assert 'no room to restart gw make-before-break' in r.stderr and 'MaxPerHost=3' in r.stderr \
+        and '--in-place' in r.stderr, r.stderr
+    before = len(identifies(world))
+    owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards'] if x['instance'] == 3)
+    workloads = WorkloadSampler(world, 128)
+    restart_through_the_gate(world, 'gw@3')
+    world.wait_for(lambda: len(identifies(world)) - before == owned and all_ready(world, 128), 60,
+                   interval=0.3, what='gw@3 restarted in place')
+    # In place, its shards were dark while they identified: the sampler sees it.
+    samples, dark, worst = workloads.finish()
+    print(f'# in place: {dark:.2f} shard-seconds without a ready owner over {samples} samples')
+    assert dark > 0 and set(worst) <= set(x['shard'] for x in ctl_json(world, 'shards', 'gw')
+                                          ['shards'] if x['instance'] == 3), (dark, worst)
+    check_rate(identifies(world), 'in-place restart')
+    # Room again: make-before-break restarts are accepted.
+    ctl_json(world, 'apply', spec_file(world, 'gw@.service', text))
 
 
 @suite.case
@@ -369,7 +482,7 @@ def a_restarted_controller_keeps_the_gate_closed_until_ready(world):
     world.wait_for(lambda: world.batonctl('ping', timeout=5).returncode == 0, 30,
                    what='controller back')
     if len(identifies(world)) - before < owned:
-        r = world.batonctl('restart', 'gw@2')
+        r = world.batonctl('restart', '--in-place', 'gw@2')
         assert r.returncode == 4 and 'start gate' in r.stderr, r
     world.wait_for(lambda: len(identifies(world)) - before == owned and all_ready(world, 128),
                    60, interval=0.3, what='gw@1 ready again')

@@ -310,6 +310,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         service_req.instances = 8;
         service_req.shards = 128;
         service_req.instances_max = 200;
+        service_req.in_place = true;
 
         baton__v1__host_request__init(&host_req);
         host_req.host = SAMPLE_STR("host-j");

@@ -41,6 +41,9 @@ static uint64_t rng_state, rng_sync_state;
 /* Passes that left services to later ones, over all sequences: the test
  * says how many, and fails if none did. */
 static size_t passes_left_services;
+/* Restarts of the sharded service made make-before-break (a replace), and
+ * how many of them got to the end: the test fails if none did. */
+static size_t replaces_started, replaces_done;
 
 static uint32_t rnd_from(uint64_t *state, uint32_t n) {
         /* xorshift64* */
@@ -597,6 +600,9 @@ static void run(Sim *s, Event *ev, Answer *ret_answer) {
         ServiceSpec **copies = ev->n_specs > 0 ? specs_copy(ev->specs, ev->n_specs) : NULL;
         Event ef = *ev;
         char nonce[32];
+        const ShardState *gw = model_shards(&s->m, "gw");
+        bool replacing =
+                gw && gw->reshard && gw->reshard->replace && gw->reshard->state == RESHARD_RUNNING;
 
         snprintf(nonce, sizeof(nonce), "n%" PRIu64, ++s->seq);
         ev->now = ef.now = s->now;
@@ -671,6 +677,8 @@ static void run(Sim *s, Event *ev, Answer *ret_answer) {
                 }
         }
         passes_left_services += p.n_later_services > 0;
+        gw = model_shards(&s->m, "gw");
+        replaces_done += replacing && gw && !gw->reshard;
         for (size_t i = 0; i < p.n_later_services; i++) {
                 size_t k = 0;
 
@@ -861,6 +869,8 @@ static void restart(Sim *s) {
                         cost += rangelist_count(&ss->layout.sets[i]);
         s->what = "restart";
         run(s, &ev, &a);
+        if (a.verdict == VERDICT_OK && a.replace)
+                replaces_started++;
         if (a.verdict == VERDICT_OK && sharded)
                 CHECK(s, budget_check(limit, budget_reserve(limit, total), before, cost).allowed,
                       "a restart of %s costing %" PRIu64 " accepted with %" PRIu64 " spent of %u",
@@ -1287,9 +1297,11 @@ TEST(random_sequences_keep_the_invariants) {
         for (unsigned seed = first; seed < first + n; seed++)
                 sequence(seed);
         printf("# %u sequences of %u events from seed %u; %zu passes left services to later "
-               "ones\n",
-               n, EVENTS_PER_SEQUENCE, first, passes_left_services);
+               "ones; %zu make-before-break restarts, %zu of them done\n",
+               n, EVENTS_PER_SEQUENCE, first, passes_left_services, replaces_started,
+               replaces_done);
         ASSERT_TRUE(n < 50 || passes_left_services > 0);
+        ASSERT_TRUE(n < 50 || replaces_done > 0);
 }
 
 int main(void) {

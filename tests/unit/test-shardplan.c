@@ -969,6 +969,92 @@ TEST(same_total_retires_after_the_new_owner_is_ready) {
         reshard_free(r);
 }
 
+static void refused_with(const char *text, const char *want) {
+        _cleanup_free_ char *error = NULL;
+        Reshard *r = NULL;
+
+        ASSERT_ERR(reshard_parse(text, &r, &error), -EINVAL);
+        ASSERT_NULL(r);
+        ASSERT_TRUE(strstr(error, want) != NULL);
+}
+
+/* A make-before-break restart: every copy is replaced by one in its other
+ * slot with the same shards; the live copy is retired in the step that sees
+ * the new one ready, never before; MaxSurge (max_starting) at once. */
+TEST(replace_retires_each_copy_once_its_replacement_is_ready) {
+        ReshardAction a[ACTS_MAX];
+        ReshardObserved o[3];
+        ShardLayout from, res;
+        Reshard *r = NULL, *back;
+        _cleanup_free_ char *text = NULL;
+        size_t n;
+
+        ASSERT_OK(shard_layout_default(9, 3, &from));
+        from.slots[1] = 1;
+        ASSERT_ERR(reshard_replace("gateway", 4, &from, 3, 1, TIMEOUT, &r), -EINVAL);
+        ASSERT_ERR(reshard_replace("gateway", 4, &from, UINT32_MAX, 0, TIMEOUT, &r), -EINVAL);
+        ASSERT_ERR(reshard_replace("gate way", 4, &from, UINT32_MAX, 1, TIMEOUT, &r), -EINVAL);
+        ASSERT_OK(reshard_replace("gateway", 4, &from, UINT32_MAX, 1, TIMEOUT, &r));
+        ASSERT_TRUE(r->replace);
+        ASSERT_EQ_UINT(r->n_items, 3);
+        ASSERT_EQ_UINT(r->to_epoch, r->from_epoch);
+        ASSERT_EQ_UINT(reshard_cost(r), 9);
+        for (uint32_t i = 0; i < 3; i++) {
+                ASSERT_EQ_UINT(r->items[i].instance, i);
+                ASSERT_TRUE(rangelist_equal(&r->items[i].from, &r->items[i].to));
+                ASSERT_EQ_UINT(r->items[i].to_slot, 1 - from.slots[i]);
+        }
+        text = reshard_text(r);
+        ASSERT_TRUE(strstr(text, " id=4 kind=replace state=running ") != NULL);
+
+        n = step(r, NULL, 0, T0, gate_yes, NULL, a);
+        ASSERT_ACTS(a, n, "start 0");
+        o[0] = not_ready(0);
+        n = step(r, o, 1, T0 + SEC(1), gate_yes, NULL, a);
+        ASSERT_ACTS(a, n, "");
+        back = reparse(r);
+        reshard_free(back);
+        o[0] = ready(0);
+        n = step(r, o, 1, T0 + SEC(2), gate_yes, NULL, a);
+        ASSERT_ACTS(a, n, "start 1, retire 0");
+        o[1] = ready(1);
+        n = step(r, o, 2, T0 + SEC(3), gate_no, NULL, a);
+        ASSERT_ACTS(a, n, "retire 1");
+        o[2] = ready(2);
+        n = step(r, o, 3, T0 + SEC(4), gate_yes, NULL, a);
+        ASSERT_ACTS(a, n, "start 2");
+        n = step(r, o, 3, T0 + SEC(5), gate_yes, NULL, a);
+        ASSERT_ACTS(a, n, "retire 2, finished");
+        ASSERT_OK(reshard_result(r, &from, &res));
+        ASSERT_EQ_UINT(res.epoch, from.epoch);
+        for (uint32_t i = 0; i < 3; i++) {
+                ASSERT_TRUE(rangelist_equal(res.sets + i, from.sets + i));
+                ASSERT_EQ_UINT(res.slots[i], 1 - from.slots[i]);
+        }
+        shard_layout_done(&res);
+        reshard_free(r);
+
+        /* One instance: one item. */
+        ASSERT_OK(reshard_replace("gateway", 5, &from, 2, 1, TIMEOUT, &r));
+        ASSERT_EQ_UINT(r->n_items, 1);
+        ASSERT_EQ_UINT(r->items[0].instance, 2);
+        reshard_free(r);
+
+        /* The text refuses a replace whose item changes its set, and any
+         * other kind. */
+        refused_with("baton-reshard/1 service=gateway id=4 kind=replace state=running "
+                     "from_epoch=1 to_epoch=1 from_count=9 to_count=9 from_instances=3 "
+                     "to_instances=3 max_starting=1 health_timeout=1000000 alert=0 items=2 "
+                     "0:pending:0-2:0-3:0:1:0:0 1:pending:3-5:4-5:1:0:0:0 reason=-",
+                     "a replace keeps a set");
+        refused_with("baton-reshard/1 service=gateway id=4 kind=swap state=running "
+                     "from_epoch=1 to_epoch=1 from_count=9 to_count=9 from_instances=3 "
+                     "to_instances=3 max_starting=1 health_timeout=1000000 alert=0 items=1 "
+                     "0:pending:0-2:0-2:0:1:0:0 reason=-",
+                     "kind=replace");
+        shard_layout_done(&from);
+}
+
 TEST(loser_waits_for_the_gainer) {
         ReshardAction a[ACTS_MAX];
         ReshardObserved o[2];
@@ -2016,8 +2102,9 @@ int main(void) {
                       layout_round_trip_random, layout_parse_refusals,
                       layout_prefixes_and_mutations_are_refused_or_canonical, copy_units,
                       rebalance_examples, rebalance_properties, new_plans,
-                      same_total_retires_after_the_new_owner_is_ready, loser_waits_for_the_gainer,
-                      going_away_instance_retires_without_a_new_copy,
+                      same_total_retires_after_the_new_owner_is_ready,
+                      replace_retires_each_copy_once_its_replacement_is_ready,
+                      loser_waits_for_the_gainer, going_away_instance_retires_without_a_new_copy,
                       new_total_cuts_over_once_all_are_ready, gate_refusal_keeps_start_order,
                       timeout_fails_once_and_resume_retries, timeout_while_paused_fails,
                       pause_holds_starts_but_not_retires, abort_rules, replayed_step_issues_nothing,
