@@ -344,6 +344,29 @@ static json_t *restart_view(RpcContext *x, const Event *ev, const Plan *p, const
                          "instances", 1, "make_before_break", false);
 }
 
+/* restart-plan (batonctl restart --dry-run): what the restart would do and
+ * cost; for a sharded service the figures of Answer.restart_plan. */
+static json_t *restart_plan_view(RpcContext *x, const Event *ev, const Plan *p, const Answer *a) {
+        const ServiceSpec *s = model_service(&x->c->model, ev->service);
+        json_t *doc = json_pack("{s:s, s:b, s:i, s:b}", "service", ev->service, "dry_run", true,
+                                "instances", ev->instance < 0 && s ? (int) s->count : 1,
+                                "make_before_break", a->replace);
+
+        if (doc && a->restart_plan.sharded &&
+            json_object_update_new(
+                    doc,
+                    json_pack("{s:I, s:i, s:i, s:f, s:I, s:o}", "identifies",
+                              (json_int_t) a->restart_plan.identifies, "resumes", 0, "surge_copies",
+                              (int) a->restart_plan.surge, "dark_shard_seconds",
+                              (double) a->restart_plan.dark_shard_us / USEC_PER_SEC,
+                              "estimated_duration_us", (json_int_t) a->restart_plan.duration,
+                              "budget", view_budget(&a->restart_plan.budget))) < 0) {
+                json_decref(doc);
+                return NULL;
+        }
+        return doc;
+}
+
 int rpc_verb_restart(RpcContext *x) {
         const Baton__V1__ServiceRequest *req = service_request(x);
         Event ev = { .kind = EVENT_RESTART };
@@ -356,6 +379,11 @@ int rpc_verb_restart(RpcContext *x) {
         ev.service = req->service;
         ev.instance = req->instance;
         ev.in_place = req->in_place;
+        /* The plan only is the read-only verb restart-plan (batonctl restart
+         * --dry-run). */
+        ev.dry_run = streq(x->verb, "restart-plan");
+        if (ev.dry_run)
+                return run_request(x, &ev, true, restart_plan_view, NULL);
         return run_request(x, &ev, false, NULL, restart_view);
 }
 

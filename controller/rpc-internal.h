@@ -93,8 +93,8 @@ int rpc_verb_rollout_status(RpcContext *x);
 int rpc_verb_apply(RpcContext *x); /* and plan */
 int rpc_verb_delete(RpcContext *x);
 int rpc_verb_scale(RpcContext *x);
-int rpc_verb_drain(RpcContext *x); /* and undrain */
-int rpc_verb_restart(RpcContext *x);
+int rpc_verb_drain(RpcContext *x);   /* and undrain */
+int rpc_verb_restart(RpcContext *x); /* and restart-plan */
 int rpc_verb_reshard(RpcContext *x); /* and reshard-plan */
 int rpc_verb_rollout(RpcContext *x);
 int rpc_verb_confirm_down(RpcContext *x);

@@ -45,7 +45,7 @@ typedef struct RpcVerb {
 
 /* Every verb, with its authority and argument blocks. The read-only
  * variants of mutating commands are verbs of their own (`plan`,
- * `reshard-plan`, `rollout-status`), so no argument can turn a mutating
+ * `reshard-plan`, `restart-plan`, `rollout-status`), so no argument can turn a mutating
  * verb into a read-only one. */
 /* clang-format off */
 static const RpcVerb verbs[] = {
@@ -55,6 +55,7 @@ static const RpcVerb verbs[] = {
         { "plan",           RPC_READ_ONLY,  ARG(APPLY),               rpc_verb_apply },
         { "shards",         RPC_READ_ONLY,  ARG(SERVICE),             rpc_verb_shards },
         { "reshard-plan",   RPC_READ_ONLY,  ARG(SERVICE),             rpc_verb_reshard },
+        { "restart-plan",   RPC_READ_ONLY,  ARG(SERVICE),             rpc_verb_restart },
         { "rollout-status", RPC_READ_ONLY,  ARG_NONE | ARG(ROLLOUT),  rpc_verb_rollout_status },
         { "alerts",         RPC_READ_ONLY,  ARG_NONE,                 rpc_verb_alerts },
         { "audit",          RPC_READ_ONLY,  ARG_NONE | ARG(SERVICE),  rpc_verb_audit },

@@ -92,6 +92,10 @@ def up(build, demo_dir):
     print(batonctl(build, broker.url, 'status').stdout)
     r = batonctl(build, broker.url, 'shards', 'gateway')
     print('\n'.join(r.stdout.splitlines()[-3:]))
+    print()
+    r = restart_with_coverage(w, build, broker.url)
+    if r != 0:
+        return r
     ctl = os.path.join(build, 'controller', 'ctl', 'batonctl')
     print()
     print('The demo is running. Try:')
@@ -99,10 +103,45 @@ def up(build, demo_dir):
     print(f'  {ctl} status')
     print(f'  {ctl} shards gateway')
     print(f'  {ctl} reshard gateway --instances 7 --wait   # no shard ever goes unserved')
-    print(f'  {ctl} restart gateway                     # readiness-gated rolling restart')
+    print(f'  {ctl} restart gateway                     # make-before-break: every shard served')
     print(f'  {ctl} watch                               # alerts and events as they happen')
     print(f'  kill $(pgrep -f "baton-agent.*host-c")   # host-c goes down after 10 s')
     print('  packaging/demo.sh down                      # stop everything')
+    return 0
+
+
+def restart_with_coverage(w, build, url):
+    """`batonctl restart gateway`, printing as it goes how many shards have a ready
+    owner (the controller's shard map, from what the gateways report)."""
+    r = batonctl(build, url, 'restart', 'gateway')
+    print(r.stdout or r.stderr, end='', flush=True)
+    if r.returncode != 0:
+        return r.returncode
+    least, samples, last = None, 0, None
+
+    def sample():
+        nonlocal least, samples, last
+        r = batonctl(build, url, '--json', 'shards', 'gateway')
+        if r.returncode != 0:
+            return False
+        m = json.loads(r.stdout)
+        covered = m['ready']
+        least = covered if least is None else min(least, covered)
+        samples += 1
+        copies = sorted(c['unit'] for c in m['copies']
+                        if sum(d['instance'] == c['instance'] for d in m['copies']) > 1)
+        line = (f'  {covered}/{m["shard_count"]} shards with a ready owner'
+                + (f'; replacing: {" ".join(copies)}' if copies else ''))
+        if line != last:
+            print(line, flush=True)
+            last = line
+        r = batonctl(build, url, '--json', 'rollout', 'status', 'gateway')
+        return r.returncode == 0 and not json.loads(r.stdout)['reshards'] and \
+            m['ready'] == m['shard_count']
+
+    w.wait_for(sample, 180, interval=0.25, what='the restart of gateway done')
+    print(f'Restarted every gateway copy; the fewest shards with a ready owner in '
+          f'{samples} samples: {least}/96.')
     return 0
 
 

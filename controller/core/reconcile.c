@@ -2883,6 +2883,51 @@ static int do_drain(Rec *r) {
         return plan_store_host(r->p, h->id);
 }
 
+/* What a restart of sharded `s` (instance `instance`, -1: all) costs:
+ * identifies, surge copies, the shard-time it leaves without a ready owner
+ * and how long it takes through the gate (Answer.restart_plan). */
+static int restart_figures(Rec *r, const ServiceSpec *s, const ShardState *ss, int32_t instance,
+                           bool in_place) {
+        _cleanup_free_ const RangeList **sets = NULL;
+        bool replace = restarts_by_replace(s, in_place);
+        uint32_t buckets = MAX(s->identify_concurrency, 1u);
+        _cleanup_free_ uint32_t *slot = NULL;
+        size_t n = 0;
+        uint64_t unused;
+        int k;
+
+        r->ans->restart_plan.sharded = true;
+        r->ans->restart_plan.budget = budget_verdict(r, s, 0);
+        if (!ss)
+                return 0;
+        sets = calloc(ss->layout.n_instances + 1, sizeof(RangeList *));
+        slot = calloc(buckets, sizeof(uint32_t));
+        if (!sets || !slot)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < ss->layout.n_instances; i++) {
+                const RangeList *set = &ss->layout.sets[i];
+
+                if (instance >= 0 && (uint32_t) instance != i)
+                        continue;
+                sets[n++] = set;
+                r->ans->restart_plan.identifies += rangelist_count(set);
+                /* In place, the k-th shard of a bucket is back one interval
+                 * after its identify, k intervals after the copy's start. */
+                memset(slot, 0, buckets * sizeof(uint32_t));
+                for (size_t j = 0; !replace && j < set->n_ranges; j++)
+                        for (uint32_t sh = set->ranges[j].lo; sh <= set->ranges[j].hi; sh++)
+                                r->ans->restart_plan.dark_shard_us +=
+                                        (usec_t) ++slot[sh % buckets] * s->identify_interval;
+        }
+        r->ans->restart_plan.surge = replace ? (uint32_t) MIN((size_t) s->max_surge, n) : 0;
+        k = start_gate_estimate(s->identify_concurrency, s->identify_interval, sets, n,
+                                &r->ans->restart_plan.duration, &unused);
+        if (k < 0)
+                return k;
+        r->ans->restart_plan.budget = budget_verdict(r, s, r->ans->restart_plan.identifies);
+        return 0;
+}
+
 static int do_restart(Rec *r) {
         const Event *ev = r->ev;
         const ServiceSpec *s = rec_spec(r, strempty(ev->service));
@@ -2896,21 +2941,18 @@ static int do_restart(Rec *r) {
                 return refuse(r, VERDICT_REFUSED, "no service '%s'", ev->service);
         if (s->kind == SERVICE_SHARDED) {
                 const ShardState *ss = rec_shards(r, s->name);
-                uint64_t cost = 0;
-                BudgetVerdict v;
 
+                k = restart_figures(r, s, ss, ev->instance, ev->in_place);
+                if (k < 0)
+                        return k;
                 if (shard_state_resharding(ss))
                         return refuse(r, VERDICT_REFUSED,
                                       "%s %" PRIu64 " of %s is under way; restart %s once it "
                                       "is done (batonctl shards %s)",
                                       ss->reshard->replace ? "restart" : "reshard", ss->reshard->id,
                                       s->name, ev->service, s->name);
-                for (uint32_t i = 0; ss && i < ss->layout.n_instances; i++)
-                        if (ev->instance < 0 || (uint32_t) ev->instance == i)
-                                cost += rangelist_count(&ss->layout.sets[i]);
-                v = budget_verdict(r, s, cost);
-                if (!v.allowed)
-                        return refuse_budget(r, s->name, &v);
+                if (!r->ans->restart_plan.budget.allowed)
+                        return refuse_budget(r, s->name, &r->ans->restart_plan.budget);
         }
         if (ev->instance >= 0 && (uint32_t) ev->instance >= s->count)
                 return refuse(r, VERDICT_REFUSED, "%s has no instance %d", s->name, ev->instance);
@@ -3613,6 +3655,12 @@ static int settle(Rec *r) {
         return sync_hosts(r);
 }
 
+/* Whether the pass is an operator's apply or scale that may leave every
+ * service it places to later passes. */
+static bool rec_defers_requests(const Event *ev) {
+        return (ev->kind == EVENT_APPLY && !ev->place_now) || ev->kind == EVENT_SCALE;
+}
+
 int reconcile(const Model *m, const Event *ev, Plan *ret, Answer *ret_answer) {
         Answer scratch = { 0 };
         Rec r = {
@@ -3622,15 +3670,14 @@ int reconcile(const Model *m, const Event *ev, Plan *ret, Answer *ret_answer) {
                 .ans = ret_answer ? ret_answer : &scratch,
                 .now = ev->now,
                 .full_place = ev->full_placement,
-                .place_left = ev->place_max,
-                /* An operator's apply or scale places what fits and leaves a
-                 * service larger than the step to a pass of its own: the
-                 * request's turn then parses, stores and answers, the next
-                 * one places (each well under the 100 ms a turn may take at
-                 * 10,000 hosts). A sync pass places at least one service, as
-                 * does an apply that lists every placement (it lists them). */
-                .placed_one =
-                        (ev->kind == EVENT_APPLY && !ev->place_now) || ev->kind == EVENT_SCALE,
+                /* An operator's apply or scale places half a step (its turn
+                 * also parses, stores and answers) and leaves a service
+                 * larger than that to a pass of its own on the next turn.
+                 * A sync pass places at least one service, as does an apply
+                 * that lists every placement (it lists them). */
+                .place_left = rec_defers_requests(ev) && ev->place_max > 1 ? ev->place_max / 2
+                                                                           : ev->place_max,
+                .placed_one = rec_defers_requests(ev),
         };
         int k;
 

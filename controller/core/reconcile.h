@@ -90,11 +90,10 @@ typedef struct Event {
          * larger of its count and the instances it has); the services past
          * it, in name order, go to Plan.later_services for passes of their
          * own. A pass places at least one service (an apply or scale pass
-         * need not, unless `place_now`: a service larger than the step gets
-         * a pass of its own),
-         * and always a sharded one (the start gate counts on it) and one
-         * whose instances it already moved. A dry run places everything.
-         * 0: no limit. */
+         * need not, unless `place_now`: it places half as many and leaves
+         * a service larger than that to a pass of its own), and always a
+         * sharded one (the start gate counts on it) and one whose instances
+         * it already moved. A dry run places everything. 0: no limit. */
         size_t place_max;
         /* EVENT_APPLY that lists every placement it makes (`apply --all`):
          * it places at least one service, to list it. */
@@ -163,6 +162,18 @@ typedef struct Answer {
                 BudgetVerdict budget;
                 Reshard *reshard; /* owned: the reshard as planned */
         } reshard;
+        /* restart of a sharded service: what it costs (`restart --dry-run`) */
+        struct {
+                bool sharded;
+                uint64_t identifies;
+                uint32_t surge; /* replacement copies at once beside live ones */
+                /* Shards × time without a ready owner the plan expects: 0
+                 * make-before-break; in place, each shard from its copy's stop
+                 * until its identify slot ends. */
+                usec_t dark_shard_us;
+                usec_t duration;
+                BudgetVerdict budget;
+        } restart_plan;
 } Answer;
 
 void answer_done(Answer *a);

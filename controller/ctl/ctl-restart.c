@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "ctl-verbs.h"
+#include "duration.h"
 
 /* "gateway" → instance -1, "gateway@3" → 3; an exit code. *ret_service is
  * malloc'ed. */
@@ -78,9 +79,32 @@ static void print_result(json_t *doc, const char *service, int32_t instance) {
                 printf("Restarting %s.\n", service);
 }
 
+/* restart --dry-run: what it would do and, for a sharded service, cost. */
+static void print_plan(json_t *doc, const char *service) {
+        int64_t n = 0, ids = 0, resumes = 0, surge = 0, dur = 0;
+        double dark = 0;
+        char d[64];
+
+        (void) ctl_json_int(doc, "instances", &n);
+        printf("Would restart %s%s (%" PRId64 " cop%s).\n", service,
+               ctl_json_true(doc, "make_before_break") ? " make-before-break" : "", n,
+               n == 1 ? "y" : "ies");
+        if (ctl_json_int(doc, "identifies", &ids) < 0)
+                return;
+        (void) ctl_json_int(doc, "resumes", &resumes);
+        (void) ctl_json_int(doc, "surge_copies", &surge);
+        (void) ctl_json_int(doc, "estimated_duration_us", &dur);
+        dark = json_number_value(json_object_get(doc, "dark_shard_seconds"));
+        printf("%" PRId64 " identifies, %" PRId64 " resumes, %" PRId64
+               " surge cop%s at a time, %.1f shard-seconds without a ready owner, about %s.\n",
+               ids, resumes, surge, surge == 1 ? "y" : "ies", dark,
+               duration_format(d, sizeof(d), dur > 0 ? (usec_t) dur : 0));
+}
+
 static int run(Ctl *ctl, int argc, char *argv[]) {
         static const struct option options[] = {
                 { "in-place", no_argument, NULL, 'p' },
+                { "dry-run", no_argument, NULL, 'n' },
                 { "help", no_argument, NULL, 'h' },
                 { 0 },
         };
@@ -89,7 +113,7 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         _cleanup_(json_decrefp) json_t *doc = NULL;
         _cleanup_free_ char *service = NULL;
         int32_t instance = -1;
-        bool in_place = false;
+        bool in_place = false, dry_run = false;
         int c, r;
 
         optind = 0;
@@ -97,6 +121,9 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
                 switch (c) {
                 case 'p':
                         in_place = true;
+                        break;
+                case 'n':
+                        dry_run = true;
                         break;
                 case 'h':
                         return ctl_command_help(&ctl_command_restart);
@@ -111,7 +138,8 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         if (r != CTL_EXIT_OK)
                 return r;
 
-        ctl_service_request_init(&req, &sr, "restart", service);
+        /* The plan alone is a read-only verb of its own: anyone may ask. */
+        ctl_service_request_init(&req, &sr, dry_run ? "restart-plan" : "restart", service);
         sr.instance = instance;
         sr.in_place = in_place;
         r = ctl_request_json(ctl, &req, &doc);
@@ -119,19 +147,24 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
                 return r;
         if (ctl->json)
                 return ctl_print_document(doc);
-        print_result(doc, service, instance);
+        if (dry_run)
+                print_plan(doc, argv[optind]);
+        else
+                print_result(doc, service, instance);
         return CTL_EXIT_OK;
 }
 
 const CtlCommand ctl_command_restart = {
         .name = "restart",
-        .usage = "SERVICE[@N] [--in-place]",
+        .usage = "SERVICE[@N] [--in-place] [--dry-run]",
         .summary = "restart one instance, or all as a rolling restart",
         .help = "A sharded service (MaxSurge= ≥ 1, the default) is restarted make-before-break:\n"
                 "each copy's replacement starts beside it through the start gate and the old\n"
                 "copy stops once every shard it owns is ready at the new one. Refused (exit 4)\n"
                 "when a host cannot take the replacement copy (MaxPerHost=, Memory=).\n"
                 "  --in-place      stop and start the copies where they are instead: their\n"
-                "                  shards are without a ready owner while they identify\n",
+                "                  shards are without a ready owner while they identify\n"
+                "  --dry-run       show what it would do: identifies, surge copies, the\n"
+                "                  shard-seconds it leaves without a ready owner, duration\n",
         .run = run,
 };

@@ -112,11 +112,11 @@ def start_controller(world, **controller):
     S['controller'] = world.start_controller(config={
         # Small parts and steps: large answers come in several messages, written over
         # several turns of the loop; a change of more than 3 hosts' Placements sends the
-        # rest 3 a turn; one that places services of more than REPLICAS instances places
-        # the rest on the next turns.
+        # rest 3 a turn; an apply that places services of more than REPLICAS instances
+        # (half the step) places the rest on the next turns.
         'controller': {'host_timeout': f'{HOST_TIMEOUT:g}s', 'answer_part_size': '16384',
                        'answer_step_time': '0', 'sync_step_hosts': '3',
-                       'place_step_instances': str(REPLICAS), **controller},
+                       'place_step_instances': str(2 * REPLICAS), **controller},
         'security': {'operators': 'guest'}})
     world.wait_for(lambda: world.batonctl('ping', timeout=10).returncode == 0, 30,
                    what='controller answering')
@@ -431,9 +431,9 @@ def large_answers_come_in_parts(world):
 @suite.case
 def a_large_change_is_placed_in_steps(world):
     """Two new services of REPLICAS instances each in one apply: the controller places the
-    first in the apply's own pass and the second in a pass of its own on a later turn (it
-    places at most REPLICAS instances a turn here); the answer says so and both end up
-    running in full. A service larger than that is placed wholly on a later turn."""
+    first in the apply's own pass and the second in a pass of its own on a later turn (an
+    apply places at most REPLICAS instances here, half the step); the answer says so and
+    both end up running in full. A service larger than that is placed wholly on a later turn."""
     counters = ok_json(world, 'ping')['counters']
     paths = []
     for name in ('step1', 'step2'):

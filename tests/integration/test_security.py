@@ -62,8 +62,8 @@ MaxUnavailable=1
 """
 
 # Every verb of the controller's table, and one that is not.
-READ_ONLY = {'ping', 'hosts', 'status', 'plan', 'shards', 'reshard-plan', 'rollout-status',
-             'alerts', 'audit'}
+READ_ONLY = {'ping', 'hosts', 'status', 'plan', 'shards', 'reshard-plan', 'restart-plan',
+             'rollout-status', 'alerts', 'audit'}
 MUTATING = {'apply', 'delete', 'restart', 'scale', 'reshard', 'drain', 'undrain', 'rollout'}
 PRIVILEGED = {'backup'}
 # The argument blocks a Request can carry, as baton-probe's JSON spells them.
@@ -79,6 +79,7 @@ BLOCKS = {
 # Which blocks each read-only verb takes (rpc.c's table).
 READ_ARGS = {'ping': {'none', 'ping'}, 'hosts': {'none', 'hosts'}, 'status': {'none', 'service'},
              'plan': {'apply'}, 'shards': {'service'}, 'reshard-plan': {'service'},
+             'restart-plan': {'service'},
              'rollout-status': {'none', 'rollout'}, 'alerts': {'none'},
              'audit': {'none', 'service'}}
 

@@ -345,9 +345,19 @@ def replaced(world):
     return not ctl_json(world, 'rollout', 'status', 'gw')['reshards'] and all_ready(world, 128)
 
 
+def spent(world):
+    return ctl_json(world, 'shards', 'gw')['budget']['spent_24h']
+
+
+def check_charged(world, spent_before, identified, what):
+    """The daily ledger is charged exactly the identifies the gateways logged."""
+    charged = spent(world) - spent_before
+    assert charged == identified, f'{what}: {charged} charged, {identified} identified'
+
+
 def check_never_dark(workloads, what):
     samples, dark, worst = workloads.finish()
-    print(f'# {what}: {dark:.2f} shard-seconds without a ready owner over {samples} samples')
+    print(f'{what}: {dark:.2f} shard-seconds without a ready owner over {samples} samples')
     assert samples >= 10, f'{what}: only {samples} samples of the workloads'
     assert dark == 0, f'{what}: {dark:.2f} shard-seconds without a ready owner (e.g. {worst[:8]})'
 
@@ -358,7 +368,18 @@ def rolling_restart_replaces_each_copy_before_stopping_it(world):
     gate and takes over; the old copy stops only then: no shard is ever without a ready
     owner, as the gateways themselves publish it. And `shards` above instances_max lists
     only the copies that need a look."""
-    before = len(identifies(world))
+    # What it will do, first: a read-only verb, nothing starts.
+    plan = ctl_json(world, 'restart', '--dry-run', 'gw')
+    assert plan['dry_run'] and plan['make_before_break'] and plan['instances'] == 7, plan
+    assert plan['identifies'] == 128 and plan['resumes'] == 0 and plan['surge_copies'] == 1, plan
+    assert plan['dark_shard_seconds'] == 0 and plan['estimated_duration_us'] > 0, plan
+    assert plan['budget']['allowed'], plan
+    assert not ctl_json(world, 'rollout', 'status', 'gw')['reshards']
+    r = world.batonctl('restart', '--dry-run', 'gw')
+    assert r.returncode == 0 and 'Would restart gw make-before-break (7 copies)' in r.stdout \
+        and '128 identifies, 0 resumes, 1 surge copy at a time, 0.0 shard-seconds' in r.stdout, \
+        r.stdout
+    before, charged = len(identifies(world)), spent(world)
     workloads = WorkloadSampler(world, 128)
     res = ctl_json(world, 'restart', 'gw')
     assert res['instances'] == 7 and res['make_before_break'] is True and res['rollout'], res
@@ -372,6 +393,7 @@ def rolling_restart_replaces_each_copy_before_stopping_it(world):
     check_never_dark(workloads, 'rolling restart')
     new = identifies(world)[before:]
     assert len(new) == 128, f'{len(new)} identifies'
+    check_charged(world, charged, len(new), 'rolling restart')
     check_rate(identifies(world), 'rolling restart')
     check_one_at_a_time(new, 'rolling restart')
     # While it rolled: the copies listed are the ones of the instance being replaced (a
@@ -399,7 +421,7 @@ def rolling_restart_replaces_each_copy_before_stopping_it(world):
 
 @suite.case
 def changed_unit_rolls_out_without_a_dark_shard(world):
-    before = len(identifies(world))
+    before, charged = len(identifies(world)), spent(world)
     workloads = WorkloadSampler(world, 128)
     text = gateway_spec(S['log']).replace('"GATEWAY_IDENTIFY_MS=5"', '"GATEWAY_IDENTIFY_MS=6"')
     doc = ctl_json(world, 'apply', spec_file(world, 'gw@.service', text))
@@ -409,6 +431,7 @@ def changed_unit_rolls_out_without_a_dark_shard(world):
     check_never_dark(workloads, 'rolling update')
     new = identifies(world)[before:]
     assert len(new) == 128, f'{len(new)} identifies: the agents must not restart by themselves'
+    check_charged(world, charged, len(new), 'rolling update')
     check_rate(identifies(world), 'rolling update')
     check_one_at_a_time(new, 'rolling update')
     # Every copy runs the new unit: each was replaced by one started from it.
@@ -419,7 +442,7 @@ def changed_unit_rolls_out_without_a_dark_shard(world):
 
 @suite.case
 def one_instance_restart_goes_through_the_gate(world):
-    before = len(identifies(world))
+    before, charged = len(identifies(world)), spent(world)
     owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards'] if x['instance'] == 0)
     workloads = WorkloadSampler(world, 128)
     res = ctl_json(world, 'restart', 'gw@0')
@@ -430,6 +453,7 @@ def one_instance_restart_goes_through_the_gate(world):
     world.wait_for(lambda: len(identifies(world)) - before == owned and replaced(world), 60,
                    interval=0.3, what='gw@0 replaced and ready')
     check_never_dark(workloads, 'one instance restart')
+    check_charged(world, charged, owned, 'one instance restart')
     check_rate(identifies(world), 'one instance restart')
 
 
@@ -449,19 +473,27 @@ def a_full_host_refuses_make_before_break_unless_in_place(world):
     assert svc['action'] == 'update' and not svc.get('rollout'), svc
     assert 'no rolling update' in svc['rollout_error'] and 'MaxPerHost=3' in \
         svc['rollout_error'], svc
-    r = world.batonctl('restart', 'gw')
-    assert r.returncode == 4, r
-    assert 'no room to restart gw make-before-break' in r.stderr and 'MaxPerHost=3' in r.stderr \
-        and '--in-place' in r.stderr, r.stderr
+    for dry in ([], ['--dry-run']):
+        r = world.batonctl('restart', *dry, 'gw')
+        assert r.returncode == 4, r
+        assert 'no room to restart gw make-before-break' in r.stderr and \
+            'MaxPerHost=3' in r.stderr and '--in-place' in r.stderr, r.stderr
     before = len(identifies(world))
     owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards'] if x['instance'] == 3)
+    # In place, the plan says its shards go dark: one interval each, one after another in
+    # their one bucket.
+    plan = ctl_json(world, 'restart', '--dry-run', '--in-place', 'gw@3')
+    assert not plan['make_before_break'] and plan['identifies'] == owned, plan
+    assert plan['surge_copies'] == 0, plan
+    want = INTERVAL_MS / 1000 * owned * (owned + 1) / 2
+    assert abs(plan['dark_shard_seconds'] - want) < 1e-6, (plan, want)
     workloads = WorkloadSampler(world, 128)
     restart_through_the_gate(world, 'gw@3')
     world.wait_for(lambda: len(identifies(world)) - before == owned and all_ready(world, 128), 60,
                    interval=0.3, what='gw@3 restarted in place')
     # In place, its shards were dark while they identified: the sampler sees it.
     samples, dark, worst = workloads.finish()
-    print(f'# in place: {dark:.2f} shard-seconds without a ready owner over {samples} samples')
+    print(f'in place: {dark:.2f} shard-seconds without a ready owner over {samples} samples')
     assert dark > 0 and set(worst) <= set(x['shard'] for x in ctl_json(world, 'shards', 'gw')
                                           ['shards'] if x['instance'] == 3), (dark, worst)
     check_rate(identifies(world), 'in-place restart')
