@@ -59,8 +59,11 @@ json_t *view_shards_summary(const Model *m, const ServiceSpec *s) {
                 return json_null();
         for (uint32_t sh = 0; sh < total; sh++)
                 ready += owners[sh] > 0;
-        return json_pack("{s:I, s:i, s:i, s:b}", "epoch", (json_int_t) epoch, "total", (int) total,
-                         "ready", (int) ready, "resharding", shard_state_resharding(ss));
+        /* A make-before-break restart runs as a reshard that keeps the layout. */
+        return json_pack("{s:I, s:i, s:i, s:b, s:b}", "epoch", (json_int_t) epoch, "total",
+                         (int) total, "ready", (int) ready, "resharding",
+                         shard_state_resharding(ss) && !ss->reshard->replace, "restarting",
+                         shard_state_resharding(ss) && ss->reshard->replace);
 }
 
 json_t *view_mass_loss(const Model *m) {
@@ -672,8 +675,14 @@ int plan_cursor_step(PlanCursor *cur, const Model *m, JsonText *out, size_t budg
 }
 
 json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run) {
+        /* A reshard starts its new copies beside the live ones (max_starting
+         * at once) and retires none before what it gives away is ready
+         * elsewhere: no shard is planned dark; resumes come with Handoff=. */
+        uint32_t surge = a->reshard.reshard ? a->reshard.reshard->max_starting : 0;
+
         return json_pack(
-                "{s:s, s:b, s:{s:i, s:i, s:I}, s:{s:i, s:i, s:I}, s:I, s:I, s:I, s:o, s:o}",
+                "{s:s, s:b, s:{s:i, s:i, s:I}, s:{s:i, s:i, s:I}, s:I, s:I, s:I, s:o, s:o, s:i, "
+                "s:i, s:f}",
                 "service", s->name, "dry_run", dry_run, "from", "instances",
                 (int) a->reshard.from_instances, "shards", (int) a->reshard.from_shards, "epoch",
                 (json_int_t) a->reshard.from_epoch, "to", "instances",
@@ -681,5 +690,6 @@ json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run) {
                 (json_int_t) a->reshard.to_epoch, "identifies", (json_int_t) a->reshard.identifies,
                 "estimated_duration_us", (json_int_t) a->reshard.duration, "shards_moving",
                 (json_int_t) a->reshard.moves, "budget", view_budget(&a->reshard.budget), "reshard",
-                view_reshard(a->reshard.reshard));
+                view_reshard(a->reshard.reshard), "resumes", 0, "surge_copies", (int) surge,
+                "dark_shard_seconds", 0.0);
 }

@@ -14,7 +14,8 @@
 
 static void print_plan(json_t *plan) {
         json_t *from = json_object_get(plan, "from"), *to = json_object_get(plan, "to");
-        int64_t fi = 0, ti = 0, fs = 0, ts = 0, fe = 0, te = 0, ids = 0, moving = 0, dur = 0;
+        int64_t fi = 0, ti = 0, fs = 0, ts = 0, fe = 0, te = 0, ids = 0, moving = 0, dur = 0,
+                resumes = 0, surge = 0;
         char d[64];
 
         (void) ctl_json_int(from, "instances", &fi);
@@ -30,9 +31,15 @@ static void print_plan(json_t *plan) {
                " shards, epoch %" PRId64 " → %" PRId64 ".\n",
                ctl_json_true(plan, "dry_run") ? "Would reshard" : "Resharding",
                strna(ctl_json_string(plan, "service")), fi, ti, fs, ts, fe, te);
+        (void) ctl_json_int(plan, "resumes", &resumes);
+        (void) ctl_json_int(plan, "surge_copies", &surge);
         printf("%" PRId64 " shard(s) change owner; the new copies spend %" PRId64
-               " identifies and take about %s.\n",
-               moving, ids, duration_format(d, sizeof(d), dur > 0 ? (usec_t) dur : 0));
+               " identifies and %" PRId64 " resumes, start %" PRId64
+               " at a time beside the live ones, leave %.1f shard-seconds without a ready "
+               "owner and take about %s.\n",
+               moving, ids, resumes, surge,
+               json_number_value(json_object_get(plan, "dark_shard_seconds")),
+               duration_format(d, sizeof(d), dur > 0 ? (usec_t) dur : 0));
 }
 
 static void sleep_usec(usec_t u) {

@@ -90,7 +90,8 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
         if (ctl_json_nonempty(doc, "unowned"))
                 printf("Without a ready owner: %s\n", ctl_json_string(doc, "unowned"));
         if (ctl_json_nonempty(doc, "owned_twice"))
-                printf("Owned twice (a handoff while resharding): %s\n",
+                printf("Owned twice (a handoff: a new copy ready, the old one not yet stopped): "
+                       "%s\n",
                        ctl_json_string(doc, "owned_twice"));
         if (ctl_json_nonempty(doc, "failed"))
                 printf("Identify failed: %s\n", ctl_json_string(doc, "failed"));
@@ -103,9 +104,14 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
                 (void) ctl_json_int(rs, "to_instances", &ti);
                 (void) ctl_json_int(rs, "from_shards", &fs);
                 (void) ctl_json_int(rs, "to_shards", &ts);
-                printf("Reshard %s: %" PRId64 "→%" PRId64 " instances, %" PRId64 "→%" PRId64
-                       " shards, %" PRId64 "/%" PRId64 " steps done.\n",
-                       strna(ctl_json_string(rs, "state")), fi, ti, fs, ts, done, n);
+                if (streq_ptr(ctl_json_string(rs, "kind"), "restart"))
+                        printf("Restart %s (make-before-break): %" PRId64 "/%" PRId64
+                               " copies replaced.\n",
+                               strna(ctl_json_string(rs, "state")), done, n);
+                else
+                        printf("Reshard %s: %" PRId64 "→%" PRId64 " instances, %" PRId64 "→%" PRId64
+                               " shards, %" PRId64 "/%" PRId64 " steps done.\n",
+                               strna(ctl_json_string(rs, "state")), fi, ti, fs, ts, done, n);
         }
         budget = json_object_get(doc, "budget");
         if (json_is_object(budget)) {

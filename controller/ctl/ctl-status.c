@@ -35,7 +35,10 @@ static int print_services(json_t *services) {
                 if (json_is_object(sh) && ctl_json_int(sh, "ready", &ready) >= 0 &&
                     ctl_json_int(sh, "total", &total) >= 0)
                         snprintf(shards, sizeof(shards), "%" PRId64 "/%" PRId64 " ready%s", ready,
-                                 total, ctl_json_true(sh, "resharding") ? ", resharding" : "");
+                                 total,
+                                 ctl_json_true(sh, "resharding")   ? ", resharding"
+                                 : ctl_json_true(sh, "restarting") ? ", restarting"
+                                                                   : "");
                 const char *row[] = { ctl_json_string(s, "service"), ctl_json_string(s, "kind"), n,
                                       shards };
                 if (ctl_table_add(t, row) < 0)

@@ -289,6 +289,8 @@ def shards_and_reshard_refuse_bad_requests(world):
     plan = ctl_json(world, 'reshard', 'gw', '--instances', '7', '--dry-run')
     assert plan['dry_run'] and plan['to']['instances'] == 7 and plan['shards_moving'] == 13, plan
     assert plan['identifies'] == 96 and plan['estimated_duration_us'] > 0, plan
+    assert plan['resumes'] == 0 and plan['surge_copies'] == 1 and \
+        plan['dark_shard_seconds'] == 0, plan
     assert ctl_json(world, 'shards', 'gw')['instances'] == 6, 'a dry run changes nothing'
     # Over budget: the plan's numbers are in the refusal.
     small = gateway_spec(S['log']).replace('Description=test gateway',
@@ -385,12 +387,19 @@ def rolling_restart_replaces_each_copy_before_stopping_it(world):
     assert res['instances'] == 7 and res['make_before_break'] is True and res['rollout'], res
     summaries = []
 
+    texts = []
+
     def restart_done():
         summaries.append(shards_answer(world, 'gw', 4))
+        if len(texts) < 5:
+            texts.append(world.batonctl('shards', 'gw').stdout +
+                         world.batonctl('status').stdout)
         return replaced(world)
 
     world.wait_for(restart_done, 240, interval=0.2, what='rolling restart done')
     check_never_dark(workloads, 'rolling restart')
+    assert any('Restart running (make-before-break):' in t and 'copies replaced.' in t and
+               '/128 ready, restarting' in t for t in texts), texts
     new = identifies(world)[before:]
     assert len(new) == 128, f'{len(new)} identifies'
     check_charged(world, charged, len(new), 'rolling restart')
