@@ -29,25 +29,26 @@ json_t *view_reshard(const Reshard *r) {
                                     *to = rangelist_format(&it->to);
 
                 done += it->state == RITEM_DONE;
-                json_array_append_new(items, json_pack("{s:i, s:s, s:s, s:s}", "instance",
+                json_array_append_new(items, json_pack("{s:i, s:s, s:s, s:s, s:s?}", "instance",
                                                        (int) it->instance, "state",
                                                        reshard_item_state_to_string(it->state),
-                                                       "from", strempty(from), "to", strempty(to)));
+                                                       "from", strempty(from), "to", strempty(to),
+                                                       "from_host", it->from_host));
         }
         return json_pack(
                 "{s:I, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:i, s:i, s:o, s:s?}",
-                "id", (json_int_t) r->id, "service", r->service, "kind",
-                r->replace ? "restart" : "reshard", "state", reshard_state_to_string(r->state),
-                "from_instances", (int) r->from_instances, "to_instances", (int) r->to_instances,
-                "from_shards", (int) r->from_count, "to_shards", (int) r->to_count, "from_epoch",
-                (json_int_t) r->from_epoch, "to_epoch", (json_int_t) r->to_epoch, "identifies",
-                (json_int_t) reshard_cost(r), "done", (int) done, "total", (int) r->n_items,
-                "items", items, "reason", r->reason);
+                "id", (json_int_t) r->id, "service", r->service, "kind", reshard_kind(r), "state",
+                reshard_state_to_string(r->state), "from_instances", (int) r->from_instances,
+                "to_instances", (int) r->to_instances, "from_shards", (int) r->from_count,
+                "to_shards", (int) r->to_count, "from_epoch", (json_int_t) r->from_epoch,
+                "to_epoch", (json_int_t) r->to_epoch, "identifies", (json_int_t) reshard_cost(r),
+                "done", (int) done, "total", (int) r->n_items, "items", items, "reason", r->reason);
 }
 
 json_t *view_shards_summary(const Model *m, const ServiceSpec *s) {
         const ShardState *ss = s->kind == SERVICE_SHARDED ? model_shards(m, s->name) : NULL;
         _cleanup_free_ uint8_t *owners = NULL;
+        const char *kind;
         uint64_t epoch;
         uint32_t total, ready = 0;
 
@@ -59,11 +60,12 @@ json_t *view_shards_summary(const Model *m, const ServiceSpec *s) {
                 return json_null();
         for (uint32_t sh = 0; sh < total; sh++)
                 ready += owners[sh] > 0;
-        /* A make-before-break restart runs as a reshard that keeps the layout. */
-        return json_pack("{s:I, s:i, s:i, s:b, s:b}", "epoch", (json_int_t) epoch, "total",
-                         (int) total, "ready", (int) ready, "resharding",
-                         shard_state_resharding(ss) && !ss->reshard->replace, "restarting",
-                         shard_state_resharding(ss) && ss->reshard->replace);
+        /* A make-before-break restart or move runs as a reshard that keeps
+         * the layout. */
+        kind = shard_state_resharding(ss) ? reshard_kind(ss->reshard) : "";
+        return json_pack("{s:I, s:i, s:i, s:b, s:b, s:b}", "epoch", (json_int_t) epoch, "total",
+                         (int) total, "ready", (int) ready, "resharding", streq(kind, "reshard"),
+                         "restarting", streq(kind, "restart"), "moving", streq(kind, "move"));
 }
 
 json_t *view_mass_loss(const Model *m) {
@@ -348,15 +350,16 @@ json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now, size_t m
                         goto fail;
                 n_copies += n;
                 for (size_t k = 0; r >= 0 && k < n; k++) {
-                        const CopyObs *rep = reconcile_copy_report(m, host, cp[k].unit);
+                        const char *at = cp[k].host ? cp[k].host : host;
+                        const CopyObs *rep = reconcile_copy_report(m, at, cp[k].unit);
 
                         if (all_copies || (listed < max && !copy_settled(&cp[k], n, rep))) {
                                 r = json_array_append_new(
-                                        copies, copy_json(i, host, &cp[k], n == 2 && k == 1, rep));
+                                        copies, copy_json(i, at, &cp[k], n == 2 && k == 1, rep));
                                 listed++;
                         }
                         if (r >= 0 && per_shard)
-                                r = shard_entries(shard_list, i, host, &cp[k], rep, epoch, total,
+                                r = shard_entries(shard_list, i, at, &cp[k], rep, epoch, total,
                                                   owners);
                 }
                 for (size_t k = 0; k < n; k++)

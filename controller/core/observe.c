@@ -344,12 +344,15 @@ static int placed_copy(const Model *m, const char *host, const char *service, ui
         size_t n = 0;
         int k = -ENOENT;
 
-        if (!s || s->kind != SERVICE_SHARDED || !ss || !in || !streq(in->host, host))
+        if (!s || s->kind != SERVICE_SHARDED || !ss || !in)
                 return -ENOENT;
         if (reconcile_copies(ss, service, instance, cp, &n) < 0)
                 return -ENOMEM;
+        /* A copy runs on its instance's host, or (moved, until replaced) on
+         * the host its item names. */
         for (size_t i = 0; i < n; i++)
-                if (k == -ENOENT && streq(cp[i].unit, unit)) {
+                if (k == -ENOENT && streq(cp[i].unit, unit) &&
+                    streq(cp[i].host ? cp[i].host : in->host, host)) {
                         k = rangelist_parse(ret_shards, cp[i].shards);
                         *ret_epoch = cp[i].epoch;
                 }

@@ -595,18 +595,27 @@ int reconcile_copies(const ShardState *ss, const char *service, uint32_t instanc
 
         *ret_n = 0;
         if (item) {
-                if (rangelist_count(&item->from) > 0 && item->state != RITEM_DONE)
+                if (rangelist_count(&item->from) > 0 && item->state != RITEM_DONE) {
+                        /* A moved copy runs where it was: it was let through
+                         * the gate there. */
                         k = copy_make(service, instance, item->from_slot, &item->from,
-                                      rs->from_count, rs->from_epoch, !waiting, &ret[n++]);
+                                      rs->from_count, rs->from_epoch, item->from_host || !waiting,
+                                      &ret[n]);
+                        if (k >= 0)
+                                ret[n++].host = item->from_host;
+                }
                 /* A new copy already live (DONE) that moved waits like a live one. */
-                if (k >= 0 && rangelist_count(&item->to) > 0 && item->state != RITEM_PENDING)
+                if (k >= 0 && rangelist_count(&item->to) > 0 && item->state != RITEM_PENDING) {
                         k = copy_make(service, instance, item->to_slot, &item->to, rs->to_count,
-                                      rs->to_epoch, item->state != RITEM_DONE || !waiting,
-                                      &ret[n++]);
-        } else if (instance < ss->layout.n_instances)
+                                      rs->to_epoch, item->state != RITEM_DONE || !waiting, &ret[n]);
+                        n += k >= 0;
+                }
+        } else if (instance < ss->layout.n_instances) {
                 k = copy_make(service, instance, ss->layout.slots[instance],
                               &ss->layout.sets[instance], ss->layout.shard_count, ss->layout.epoch,
-                              !waiting, &ret[n++]);
+                              !waiting, &ret[n]);
+                n += k >= 0;
+        }
         if (k < 0) {
                 for (size_t i = 0; i < n; i++)
                         copy_plan_done(&ret[i]);
@@ -693,7 +702,8 @@ static bool serving_ready(const Model *m, const ShardState *ss, const char *serv
         for (size_t i = 0; i < n; i++) {
                 bool is_new = n == 2 && i == 1;
                 if (is_new == want_new || n == 1)
-                        ready = copy_ready(m, host, &cp[i], settled, after);
+                        ready = copy_ready(m, cp[i].host ? cp[i].host : host, &cp[i], settled,
+                                           after);
         }
         for (size_t i = 0; i < n; i++)
                 copy_plan_done(&cp[i]);
@@ -1088,6 +1098,10 @@ static int shards_placed(Rec *r, const char *service, uint32_t instance) {
                 it->state = RITEM_PENDING;
                 it->started_at = it->ready_at = 0;
         }
+        /* A moved instance's live copy keeps serving where it was, and its
+         * hold (if it still identifies) is for that copy. */
+        if (item && item->from_host && item->state != RITEM_DONE)
+                return 0;
         for (size_t i = 0; i < ss->n_holds; i++)
                 if (ss->holds[i].instance == instance && !ss->holds[i].new_copy) {
                         hold_release(ss, i, r->now);
@@ -1104,6 +1118,52 @@ static int shards_placed(Rec *r, const char *service, uint32_t instance) {
         }
         ss->waiting[instance] = true;
         return 0;
+}
+
+/* A sharded instance moved off a host that is up or drained, whose copy
+ * runs there: the copy keeps running there while its replacement starts at
+ * the new host (a replace item naming the old host), and stops once the
+ * replacement is ready (make-before-break), unless MaxSurge=0 or another
+ * reshard runs. Otherwise, or moved off a host that is down, it starts
+ * anew through the gate (shards_placed()). */
+static int shards_moved(Rec *r, const ServiceSpec *s, uint32_t instance) {
+        const Instance *in = model_instance(r->m, s->name, instance);
+        const Host *from = in ? host_table_get(&r->m->hosts, in->host) : NULL;
+        const ShardState *cur = rec_shards(r, s->name);
+        const Reshard *rs = cur && shard_state_resharding(cur) ? cur->reshard : NULL;
+        const ReshardItem *item = reshard_item(rs, instance);
+        uint64_t id;
+        ShardState *ss;
+        int k;
+
+        if (item && item->from_host)
+                /* Moved again: its replacement starts over at the new place;
+                 * the copy where it was keeps serving. */
+                return shards_placed(r, s->name, instance);
+        if (s->max_surge == 0 || !cur || !from || !from->alive ||
+            rec_host_state(r, from) == HOST_DOWN || instance >= cur->layout.n_instances ||
+            (instance < cur->n_waiting && cur->waiting[instance]) ||
+            (rs && (!rs->replace || item || rs->state != RESHARD_RUNNING)))
+                return shards_placed(r, s->name, instance);
+        ss = rec_shards_mut(r, s->name, true);
+        if (!ss)
+                return -ENOMEM;
+        id = r->p->next_rollout_id > 0 ? r->p->next_rollout_id : r->m->next_rollout_id;
+        k = reshard_replace_move(&ss->reshard, s->name, rs ? rs->id : id, &ss->layout, instance,
+                                 in->host, s->max_surge, s->health_timeout);
+        if (k < 0)
+                return k;
+        if (!rs)
+                r->p->next_rollout_id = id + 1;
+        /* (diff_service() syncs the host it left: its copy stays there.) */
+        k = strset_add(&r->step, s->name);
+        if (k >= 0)
+                k = plan_log(r->p, L_INFO,
+                             "Moving %s@%u off %s make-before-break: its copy there serves until "
+                             "the new one is ready (%s %" PRIu64 ").",
+                             s->name, instance, in->host, reshard_kind(ss->reshard),
+                             ss->reshard->id);
+        return k;
 }
 
 static int cmp_plan_instance(const void *a, const void *b) {
@@ -1195,7 +1255,7 @@ static int diff_service(Rec *r, PlaceDiff *d, const ServiceSpec *s, const char *
                 const char *before = rec_host_of(r, name, res[j].instance);
 
                 if (!streq_ptr(before, res[j].host))
-                        e = shards_placed(r, name, res[j].instance);
+                        e = shards_moved(r, s, res[j].instance);
         }
         return e;
 }
@@ -1605,14 +1665,69 @@ static void plan_units_free(PlanUnit *u, size_t n) {
         free(u);
 }
 
+/* The instances placed on `host` in `keys` (sorted), then the moved ones
+ * whose live copy still runs there (a replace item's from_host), inserted
+ * in order and flagged in *ret_away (allocated, one per key). */
+static int host_keys_with_moved(Rec *r, const char *host, InstanceKey **keys, size_t *n_keys,
+                                bool **ret_away) {
+        size_t n_moved = 0, n = *n_keys;
+        InstanceKey *v;
+        bool *away;
+
+        for (size_t i = 0; i < r->m->n_shards; i++) {
+                const ShardState *ss = rec_shards(r, r->m->shards[i]->service);
+                const Reshard *rs = ss && shard_state_resharding(ss) ? ss->reshard : NULL;
+
+                for (size_t j = 0; rs && j < rs->n_items; j++)
+                        n_moved += streq_ptr(rs->items[j].from_host, host);
+        }
+        away = calloc(n + n_moved + 1, sizeof(bool));
+        if (!away)
+                return -ENOMEM;
+        if (n_moved > 0) {
+                v = realloc(*keys, (n + n_moved + 1) * sizeof(InstanceKey));
+                if (!v) {
+                        free(away);
+                        return -ENOMEM;
+                }
+                *keys = v;
+        }
+        for (size_t i = 0; n_moved > 0 && i < r->m->n_shards; i++) {
+                const ShardState *ss = rec_shards(r, r->m->shards[i]->service);
+                const Reshard *rs = ss && shard_state_resharding(ss) ? ss->reshard : NULL;
+
+                for (size_t j = 0; rs && j < rs->n_items; j++) {
+                        size_t at = n;
+
+                        if (!streq_ptr(rs->items[j].from_host, host))
+                                continue;
+                        while (at > 0 &&
+                               instance_key_cmp((*keys)[at - 1].service, (*keys)[at - 1].instance,
+                                                ss->service, rs->items[j].instance) > 0)
+                                at--;
+                        memmove(*keys + at + 1, *keys + at, (n - at) * sizeof(InstanceKey));
+                        memmove(away + at + 1, away + at, (n - at) * sizeof(bool));
+                        (*keys)[at] = (InstanceKey){ ss->service, rs->items[j].instance };
+                        away[at] = true;
+                        n++;
+                }
+        }
+        *n_keys = n;
+        *ret_away = away;
+        return 0;
+}
+
 /* The units of a host's Placement, in (service, instance) order. */
 static int host_units(Rec *r, const char *host, PlanUnit **ret, size_t *ret_n) {
         _cleanup_free_ InstanceKey *keys = NULL;
+        _cleanup_free_ bool *away = NULL;
         PlanUnit *units;
         size_t n_keys, n = 0;
         int k;
 
         k = rec_host_instances(r, host, &keys, &n_keys);
+        if (k >= 0)
+                k = host_keys_with_moved(r, host, &keys, &n_keys, &away);
         if (k < 0)
                 return k;
         /* A sharded instance has two copies while it is resharded. */
@@ -1647,8 +1762,16 @@ static int host_units(Rec *r, const char *host, PlanUnit **ret, size_t *ret_n) {
                         return k;
                 }
                 for (size_t j = 0; j < n_cp; j++) {
-                        PlanUnit *u = &units[n++];
+                        PlanUnit *u;
 
+                        /* A copy running away from its instance's host goes to
+                         * that host (a key of its own here), not this one. */
+                        if (away[i] != (cp[j].host != NULL) ||
+                            (cp[j].host && !streq(cp[j].host, host))) {
+                                copy_plan_done(&cp[j]);
+                                continue;
+                        }
+                        u = &units[n++];
                         *u = (PlanUnit){
                                 .unit_text = s->unit_text,
                                 .text_hash = sh->text_hash,
@@ -2088,8 +2211,8 @@ static int start_replace(Rec *r, const ServiceSpec *s, int32_t instance, uint64_
         *ret_why = NULL;
         if (!cur)
                 return -ENOMEM;
-        if (shard_state_resharding(cur))
-                return -EBUSY;
+        /* Both callers refuse a restart while a reshard runs. */
+        assert(!shard_state_resharding(cur));
         if (instance >= 0 && (uint32_t) instance >= cur->layout.n_instances)
                 return -ENOENT;
         k = reshard_replace(s->name, id, &cur->layout,
@@ -2180,6 +2303,19 @@ static int set_count(Rec *r, const char *service, uint32_t count) {
         return rec_put_service(r, service, copy, true);
 }
 
+/* The host of the copy a hold is for: a moved instance's live copy stays on
+ * the host it is moved off (its replace item's from_host) until its
+ * replacement is ready. */
+static const char *hold_host(Rec *r, const ShardState *ss, const char *service,
+                             const ShardHold *hd) {
+        const ReshardItem *item =
+                reshard_item(shard_state_resharding(ss) ? ss->reshard : NULL, hd->instance);
+
+        if (!hd->new_copy && item && item->from_host && item->state != RITEM_DONE)
+                return item->from_host;
+        return rec_host_of(r, service, hd->instance);
+}
+
 /* Holds of copies that are ready (or settled), gone, or past HealthTimeout
  * let go of the gate. */
 static int release_ready(Rec *r, const ServiceSpec *s) {
@@ -2188,7 +2324,7 @@ static int release_ready(Rec *r, const ServiceSpec *s) {
 
         for (size_t i = 0; cur && i < cur->n_holds; i++) {
                 const ShardHold *hd = &cur->holds[i];
-                const char *host = rec_host_of(r, s->name, hd->instance);
+                const char *host = hold_host(r, cur, s->name, hd);
 
                 if (!rec_host_alive(r, host) ||
                     serving_ready(r->m, cur, s->name, hd->instance, host, hd->new_copy, true,
@@ -2204,7 +2340,7 @@ static int release_ready(Rec *r, const ServiceSpec *s) {
                 return 0;
         for (size_t i = 0; i < ss->n_holds;) {
                 const ShardHold *hd = &ss->holds[i];
-                const char *host = rec_host_of(r, s->name, hd->instance);
+                const char *host = hold_host(r, ss, s->name, hd);
 
                 /* Nothing identifies for us on a host that is down. */
                 if (!rec_host_alive(r, host) ||
@@ -2306,7 +2442,7 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
         _cleanup_free_ bool *was_done = NULL;
         ShardState *ss;
         Reshard *rs;
-        const char *what;
+        char what[16];
         size_t n, max;
         int k;
 
@@ -2317,7 +2453,9 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
         if (!ss)
                 return -ENOMEM;
         rs = ss->reshard;
-        what = rs->replace ? "Restart" : "Reshard";
+        /* "Reshard 3: ...", "Restart 4: ...", "Move 5: ..." */
+        snprintf(what, sizeof(what), "%s", reshard_kind(rs));
+        what[0] = (char) (what[0] - 'a' + 'A');
         max = 2 * rs->n_items + 3;
         obs = calloc(rs->n_items + 1, sizeof(ReshardObserved));
         actions = calloc(max, sizeof(ReshardAction));
@@ -2353,7 +2491,14 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                                      "%s %" PRIu64 ": starting the new copy of %s@%u.", what,
                                      rs->id, s->name, actions[i].instance);
                         break;
-                case RESHARD_ACTION_RETIRE:
+                case RESHARD_ACTION_RETIRE: {
+                        const ReshardItem *it = reshard_item(rs, actions[i].instance);
+
+                        /* A moved copy stops where it ran. */
+                        k = it && it->from_host ? sync_add(r, it->from_host, true) : 0;
+                        if (k < 0)
+                                return k;
+                }
                         k = plan_log(r->p, L_INFO,
                                      "%s %" PRIu64 ": retiring the old copy of %s@%u.", what,
                                      rs->id, s->name, actions[i].instance);
@@ -2365,14 +2510,13 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                         break;
                 case RESHARD_ACTION_ALERT:
                         k = rec_alert(r, ALERT_ROLLOUT_FAILED, true, s->name, NULL,
-                                      "%s %" PRIu64 " of %s paused: %s",
-                                      rs->replace ? "restart" : "reshard", rs->id, s->name,
-                                      strna(rs->reason));
+                                      "%s %" PRIu64 " of %s paused: %s", reshard_kind(rs), rs->id,
+                                      s->name, strna(rs->reason));
                         break;
                 case RESHARD_ACTION_RESOLVE:
                         k = rec_alert(r, ALERT_ROLLOUT_FAILED, false, s->name, NULL,
-                                      "%s %" PRIu64 " of %s resumed",
-                                      rs->replace ? "restart" : "reshard", rs->id, s->name);
+                                      "%s %" PRIu64 " of %s resumed", reshard_kind(rs), rs->id,
+                                      s->name);
                         break;
                 default:
                         k = 0;
@@ -2414,6 +2558,19 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                 return k;
         }
         if (rs->state == RESHARD_ABORTED && !rs->alert_raised) {
+                /* A move that was not done stops its copy where it was and
+                 * starts anew at its place, through the gate. */
+                for (size_t i = 0; i < rs->n_items; i++) {
+                        const ReshardItem *it = &rs->items[i];
+
+                        if (!it->from_host || it->state == RITEM_DONE)
+                                continue;
+                        k = sync_add(r, it->from_host, true);
+                        if (k >= 0)
+                                k = shards_placed(r, s->name, it->instance);
+                        if (k < 0)
+                                return k;
+                }
                 ss->reshard = reshard_free(ss->reshard);
                 k = set_count(r, s->name, ss->layout.n_instances);
                 if (k >= 0)
@@ -2542,7 +2699,8 @@ static int check_map(Rec *r, const ServiceSpec *s) {
                         return -ENOMEM;
                 for (size_t k = 0; k < n; k++) {
                         h = fnv1a64_str(h, cp[k].unit);
-                        h = fnv1a64_str(h, strempty(rec_host_of(r, s->name, i)));
+                        h = fnv1a64_str(
+                                h, strempty(cp[k].host ? cp[k].host : rec_host_of(r, s->name, i)));
                         h = fnv1a64_str(h, cp[k].shards);
                         snprintf(buf, sizeof(buf), ":%" PRIu64 ":%d;", cp[k].epoch, cp[k].running);
                         h = fnv1a64_str(h, buf);
@@ -2792,7 +2950,7 @@ static int do_apply(Rec *r) {
                         k = plan_log(r->p, L_WARNING,
                                      "Unit of %s changed, but no rolling update: %s; its copies "
                                      "run the old unit until restarted.",
-                                     s->name, as->rollout_error);
+                                     s->name, why);
                 } else if (k == -EBUSY) {
                         as->rollout_error = strdup("a rollout or reshard is under way: restart "
                                                    "the service once it is done");
@@ -2949,8 +3107,8 @@ static int do_restart(Rec *r) {
                         return refuse(r, VERDICT_REFUSED,
                                       "%s %" PRIu64 " of %s is under way; restart %s once it "
                                       "is done (batonctl shards %s)",
-                                      ss->reshard->replace ? "restart" : "reshard", ss->reshard->id,
-                                      s->name, ev->service, s->name);
+                                      reshard_kind(ss->reshard), ss->reshard->id, s->name,
+                                      ev->service, s->name);
                 if (!r->ans->restart_plan.budget.allowed)
                         return refuse_budget(r, s->name, &r->ans->restart_plan.budget);
         }
@@ -3516,6 +3674,48 @@ static int host_returned(Rec *r, const char *host) {
         return 0;
 }
 
+/* The moves whose old copy ran on `host`, which went down: that copy is
+ * gone (and must not start again if the host returns, outside the gate),
+ * so the instance's live copy is the one at its place, installed and
+ * waiting, while the replacement keeps starting there. */
+static int moves_lost(Rec *r, const char *host) {
+        for (size_t i = 0; i < r->m->n_shards; i++) {
+                const ShardState *cur = r->m->shards[i];
+                const char *service = cur->service;
+                ShardState *ss;
+                bool any = false;
+
+                cur = rec_shards(r, service);
+                for (size_t j = 0; cur && shard_state_resharding(cur) && j < cur->reshard->n_items;
+                     j++)
+                        any = any || (streq_ptr(cur->reshard->items[j].from_host, host) &&
+                                      cur->reshard->items[j].state != RITEM_DONE);
+                if (!any)
+                        continue;
+                ss = rec_shards_mut(r, service, true);
+                if (!ss)
+                        return -ENOMEM;
+                for (size_t j = 0; j < ss->reshard->n_items; j++) {
+                        ReshardItem *it = &ss->reshard->items[j];
+                        int k;
+
+                        if (!streq_ptr(it->from_host, host) || it->state == RITEM_DONE)
+                                continue;
+                        it->from_host = mfree(it->from_host);
+                        if (it->instance >= ss->n_waiting) {
+                                k = waiting_resize(ss, it->instance + 1);
+                                if (k < 0)
+                                        return k;
+                        }
+                        ss->waiting[it->instance] = true;
+                        k = strset_add(&r->sync_services, service);
+                        if (k < 0)
+                                return k;
+                }
+        }
+        return 0;
+}
+
 static int on_hosts(Rec *r) {
         const Event *ev = r->ev;
         char timeout[DURATION_MAX_LEN];
@@ -3535,6 +3735,8 @@ static int on_hosts(Rec *r) {
                 case HOST_DOWN:
                         k = rec_alert(r, ALERT_HOST_DOWN, true, NULL, t->id,
                                       "host %s is down: no heartbeat for %s", t->id, timeout);
+                        if (k >= 0)
+                                k = moves_lost(r, t->id);
                         break;
                 case HOST_UP:
                 case HOST_DRAINED:

@@ -211,6 +211,10 @@ typedef struct CopyPlan {
         uint32_t shard_count;
         uint64_t epoch;
         bool running;
+        /* Where it runs when not on the instance's host (a moved instance's
+         * live copy until its replacement is ready); borrowed from the
+         * reshard item. NULL: the instance's host. */
+        const char *host;
 } CopyPlan;
 int reconcile_copies(const ShardState *ss, const char *service, uint32_t instance, CopyPlan ret[2],
                      size_t *ret_n);

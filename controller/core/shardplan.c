@@ -35,6 +35,16 @@ static const char *const reshard_item_state_table[_RITEM_STATE_MAX] = {
 
 DEFINE_STRING_TABLE_LOOKUP(reshard_item_state, ReshardItemState, _RITEM_STATE_MAX)
 
+const char *reshard_kind(const Reshard *r) {
+        bool moves = r->n_items > 0;
+
+        if (!r->replace)
+                return "reshard";
+        for (size_t i = 0; i < r->n_items; i++)
+                moves = moves && r->items[i].from_host;
+        return moves ? "move" : "restart";
+}
+
 /* A sharded service is a template, so its name is valid exactly when
  * "name@.service" is a valid template unit name. */
 static bool service_is_valid(const char *service) {
@@ -690,6 +700,7 @@ static void items_free(ReshardItem *items, size_t n) {
         for (size_t k = 0; k < n; k++) {
                 rangelist_done(&items[k].from);
                 rangelist_done(&items[k].to);
+                free(items[k].from_host);
         }
         free(items);
 }
@@ -722,10 +733,14 @@ int reshard_copy(const Reshard *r, Reshard **ret) {
                 c->items[i] = r->items[i];
                 rangelist_init(&c->items[i].from);
                 rangelist_init(&c->items[i].to);
+                c->items[i].from_host = NULL;
                 c->n_items++;
                 k = rangelist_copy(&c->items[i].from, &r->items[i].from);
                 if (k >= 0)
                         k = rangelist_copy(&c->items[i].to, &r->items[i].to);
+                if (k >= 0 && r->items[i].from_host &&
+                    !(c->items[i].from_host = strdup(r->items[i].from_host)))
+                        k = -ENOMEM;
                 if (k < 0)
                         return k;
         }
@@ -884,6 +899,72 @@ int reshard_replace(const char *service, uint64_t id, const ShardLayout *from, u
                         return k;
         }
         *ret = TAKE_PTR(r);
+        return 0;
+}
+
+bool reshard_host_is_valid(const char *host) {
+        size_t n = 0;
+
+        if (!host || !*host)
+                return false;
+        for (const char *p = host; *p; p++, n++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+                        return false;
+        return n <= 253;
+}
+
+int reshard_replace_move(Reshard **r, const char *service, uint64_t id, const ShardLayout *layout,
+                         uint32_t instance, const char *from_host, uint32_t max_starting,
+                         usec_t health_timeout) {
+        _cleanup_(reshard_freep) Reshard *made = NULL;
+        Reshard *rs = *r;
+        ReshardItem *v, it;
+        RangeList same = { 0 };
+        size_t at;
+        int k;
+
+        assert(r);
+        assert(layout);
+
+        if (!reshard_host_is_valid(from_host) || instance >= layout->n_instances)
+                return -EINVAL;
+        if (!rs) {
+                k = reshard_replace(service, id, layout, instance, max_starting, health_timeout,
+                                    &made);
+                if (k < 0)
+                        return k;
+                made->items[0].from_host = strdup(from_host);
+                if (!made->items[0].from_host)
+                        return -ENOMEM;
+                *r = TAKE_PTR(made);
+                return 0;
+        }
+        if (!rs->replace || rs->state != RESHARD_RUNNING || rs->from_epoch != layout->epoch ||
+            rs->from_instances != layout->n_instances)
+                return -EINVAL;
+        for (at = 0; at < rs->n_items && rs->items[at].instance <= instance; at++)
+                if (rs->items[at].instance == instance)
+                        return -EEXIST;
+        v = realloc(rs->items, (rs->n_items + 1) * sizeof(ReshardItem));
+        if (!v)
+                return -ENOMEM;
+        rs->items = v;
+        k = rangelist_copy(&same, layout->sets + instance);
+        if (k < 0)
+                return k;
+        k = item_init(&it, layout, instance, &same);
+        if (k >= 0 && !(it.from_host = strdup(from_host)))
+                k = -ENOMEM;
+        if (k < 0) {
+                rangelist_done(&it.from);
+                rangelist_done(&it.to);
+                rangelist_done(&same);
+                return k;
+        }
+        memmove(rs->items + at + 1, rs->items + at, (rs->n_items - at) * sizeof(ReshardItem));
+        rs->items[at] = it;
+        rs->n_items++;
         return 0;
 }
 
@@ -1257,6 +1338,8 @@ int reshard_format(const Reshard *r, char **ret) {
                 textline_printf(&t, ":%u:%u:%" PRIu64 ":%" PRIu64, (unsigned) it->from_slot,
                                 (unsigned) it->to_slot, (uint64_t) it->started_at,
                                 (uint64_t) it->ready_at);
+                if (it->from_host)
+                        textline_printf(&t, "@%s", it->from_host);
         }
         textline_printf(&t, " ");
         textline_put_reason(&t, r->reason);
@@ -1392,6 +1475,19 @@ static int parse_item(TextParser *ps, const Reshard *r, size_t k, RangeList *tak
             (e = textline_parse_uint(ps, what, UINT64_MAX, &v)) < 0)
                 return e;
         it->ready_at = v;
+        if (*ps->p == '@') {
+                size_t len = strcspn(++ps->p, " ");
+
+                it->from_host = strndup(ps->p, len);
+                if (!it->from_host)
+                        return textline_oom(ps);
+                if (!r->replace || !reshard_host_is_valid(it->from_host))
+                        return textline_fail(ps,
+                                             !r->replace ? "item %zu: a host only in a replace"
+                                                         : "item %zu: invalid host",
+                                             k);
+                ps->p += len;
+        }
         return 0;
 }
 

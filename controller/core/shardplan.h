@@ -121,6 +121,10 @@ typedef struct ReshardItem {
         uint8_t to_slot; /* 1 - from_slot; 0 for a new instance */
         usec_t started_at;
         usec_t ready_at;
+        /* A replace's move (reshard_replace_move()): the live copy runs on
+         * this host, not on the instance's, until it is retired; owned.
+         * NULL: both copies on the instance's host. */
+        char *from_host;
 } ReshardItem;
 
 typedef struct Reshard {
@@ -141,6 +145,11 @@ typedef struct Reshard {
          * copy owns its live copy's set; nothing moves between instances. */
         bool replace;
 } Reshard;
+
+/* What a reshard does, in lower case: "reshard" (the layout changes),
+ * "restart" (each copy replaced by one beside it) or "move" (each copy
+ * replaced by one on another host: a drain's). */
+const char *reshard_kind(const Reshard *r) _pure_;
 
 /* Plans a reshard of `from` (the live layout) to n_to instances and a total
  * of to_count shards. to_count == from->shard_count: same total
@@ -163,6 +172,18 @@ int reshard_new(const char *service, uint64_t id, const ShardLayout *from, uint3
  * max_starting = 0 or health_timeout = 0; -ENOMEM. */
 int reshard_replace(const char *service, uint64_t id, const ShardLayout *from, uint32_t instance,
                     uint32_t max_starting, usec_t health_timeout, Reshard **ret);
+/* Adds to replace `r` (or makes, *r NULL) an item moving instance
+ * `instance` of `layout`: its live copy stays on `from_host` while the new
+ * copy, in the other slot with the same shards, starts at the instance's
+ * new host; the live copy is retired once the new one is ready. Items stay
+ * in instance order. -EEXIST when the instance has an item already;
+ * -EINVAL for an instance beyond the layout, an invalid host, a `r` that is
+ * not a running replace; -ENOMEM. */
+int reshard_replace_move(Reshard **r, const char *service, uint64_t id, const ShardLayout *layout,
+                         uint32_t instance, const char *from_host, uint32_t max_starting,
+                         usec_t health_timeout);
+/* A host id as items carry it: [A-Za-z0-9_-], at most 253 characters. */
+bool reshard_host_is_valid(const char *host) _pure_;
 Reshard *reshard_free(Reshard *r);
 /* A deep copy. -ENOMEM. */
 int reshard_copy(const Reshard *r, Reshard **ret);
@@ -246,7 +267,7 @@ uint64_t reshard_cost(const Reshard *r);
  *   baton-reshard/1 service=gateway id=3 [kind=replace] state=running from_epoch=1 to_epoch=1
  *   from_count=96 to_count=96 from_instances=6 to_instances=7 max_starting=1
  *   health_timeout=900000000 alert=0 items=N
- *   I:STATE:FROM:TO:FROMSLOT:TOSLOT:STARTED:READY … reason=-
+ *   I:STATE:FROM:TO:FROMSLOT:TOSLOT:STARTED:READY[@FROMHOST] … reason=-
  * (one line; FROM/TO range lists, "-" for empty; reason "-" or a quoted
  * string escaped as in rollout.h; `kind=replace` only for a replace, whose
  * items must each keep their set, in instance order). Refuses states the

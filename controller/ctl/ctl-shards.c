@@ -104,7 +104,25 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
                 (void) ctl_json_int(rs, "to_instances", &ti);
                 (void) ctl_json_int(rs, "from_shards", &fs);
                 (void) ctl_json_int(rs, "to_shards", &ts);
-                if (streq_ptr(ctl_json_string(rs, "kind"), "restart"))
+                if (streq_ptr(ctl_json_string(rs, "kind"), "move")) {
+                        json_t *items = json_object_get(rs, "items"), *it;
+                        size_t i, off = 0;
+
+                        printf("Move %s (make-before-break): %" PRId64 "/%" PRId64 " copies moved",
+                               strna(ctl_json_string(rs, "state")), done, n);
+                        /* The copies still serving where they were. */
+                        json_array_foreach(items, i, it) {
+                                int64_t instance = -1;
+
+                                if (streq_ptr(ctl_json_string(it, "state"), "done"))
+                                        continue;
+                                (void) ctl_json_int(it, "instance", &instance);
+                                printf("%s %s@%" PRId64 " off %s", off++ == 0 ? ";" : ",",
+                                       strna(ctl_json_string(doc, "service")), instance,
+                                       strna(ctl_json_string(it, "from_host")));
+                        }
+                        printf(".\n");
+                } else if (streq_ptr(ctl_json_string(rs, "kind"), "restart"))
                         printf("Restart %s (make-before-break): %" PRId64 "/%" PRId64
                                " copies replaced.\n",
                                strna(ctl_json_string(rs, "state")), done, n);

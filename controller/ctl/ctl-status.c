@@ -38,6 +38,7 @@ static int print_services(json_t *services) {
                                  total,
                                  ctl_json_true(sh, "resharding")   ? ", resharding"
                                  : ctl_json_true(sh, "restarting") ? ", restarting"
+                                 : ctl_json_true(sh, "moving")     ? ", moving copies"
                                                                    : "");
                 const char *row[] = { ctl_json_string(s, "service"), ctl_json_string(s, "kind"), n,
                                       shards };

@@ -535,6 +535,49 @@ def a_restarted_controller_keeps_the_gate_closed_until_ready(world):
     check_rate(identifies(world), 'across a controller restart')
 
 
+@suite.case
+def drain_of_the_busiest_host_moves_copies_make_before_break(world):
+    """Draining the host with the most gateway copies moves each to another host: the
+    new copy starts there through the gate while the old one keeps serving on the
+    drained host, which stops it only once every shard is ready at the new one."""
+    where = {}
+    for c in ctl_json(world, 'status', 'gw')['services'][0]['instances']:
+        where.setdefault(c['host'], []).append(c['instance'])
+    busiest = max(where, key=lambda h: len(where[h]))
+    moving = where[busiest]
+    assert len(moving) >= 2, where
+    owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards']
+                if x['instance'] in moving)
+    before, charged = len(identifies(world)), spent(world)
+    workloads = WorkloadSampler(world, 128)
+    doc = ctl_json(world, 'drain', busiest)
+    # One copy at a time (MaxSurge=1): the others follow as each move completes.
+    assert doc['state'] == 'drained' and doc['moved'] >= 1, doc
+    texts = []
+
+    def moved():
+        if len(texts) < 5:
+            texts.append(world.batonctl('shards', 'gw').stdout +
+                         world.batonctl('status').stdout)
+        left = [c for c in ctl_json(world, 'status', 'gw')['services'][0]['instances']
+                if c['host'] == busiest]
+        return not left and replaced(world) and not S['hosts'][busiest].systemctl(
+            'list-units', '--state=active', '--no-legend', 'gw@*.service').stdout.strip()
+
+    world.wait_for(moved, 240, interval=0.3, what=f'gw copies moved off {busiest}')
+    check_never_dark(workloads, f'drain of {busiest}')
+    # While it moved, `shards` named the copies still serving where they were.
+    assert any('Move running (make-before-break):' in t and f' off {busiest}' in t and
+               '/128 ready, moving copies' in t for t in texts), texts
+    new = identifies(world)[before:]
+    assert len(new) == owned, f'{len(new)} identifies for {owned} shards moved'
+    assert all(e['host'] != busiest for e in new), new
+    check_charged(world, charged, len(new), 'drain')
+    check_rate(identifies(world), 'drain')
+    check_one_at_a_time(new, 'drain')
+    ctl_json(world, 'undrain', busiest)
+
+
 def alert(kind, resolved):
     return next((a for a in S['alerts'].poll() if a.get('kind') == kind and
                  a.get('service') == 'gw4' and a.get('resolved') == resolved), None)

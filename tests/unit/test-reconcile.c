@@ -784,6 +784,8 @@ static void host_lost(Sim *s, SimHost *h) {
         Host *host = host_table_get(&s->m.hosts, h->id);
         HostModel *v = host ? host->userdata : NULL;
 
+        if (s->trace)
+                printf("# %s is lost\n", h->id);
         for (size_t i = 0; i < h->n_units; i++)
                 copy_ends(s, &h->units[i]);
         sim_host_clear(h);

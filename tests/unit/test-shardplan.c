@@ -1055,6 +1055,69 @@ TEST(replace_retires_each_copy_once_its_replacement_is_ready) {
         shard_layout_done(&from);
 }
 
+TEST(moves_keep_the_old_copy_where_it_was_until_the_new_one_is_ready) {
+        ReshardAction a[ACTS_MAX];
+        ReshardObserved o[2];
+        ShardLayout from;
+        Reshard *r = NULL, *back;
+        _cleanup_free_ char *text = NULL, *again = NULL;
+        size_t n;
+
+        ASSERT_OK(shard_layout_default(9, 3, &from));
+        ASSERT_ERR(reshard_replace_move(&r, "gateway", 6, &from, 1, "not a host!", 1, TIMEOUT),
+                   -EINVAL);
+        ASSERT_ERR(reshard_replace_move(&r, "gateway", 6, &from, 3, "charlie", 1, TIMEOUT),
+                   -EINVAL);
+        ASSERT_NULL(r);
+        /* The first move makes the reshard; a second joins it in instance
+         * order; the same instance twice is refused. */
+        ASSERT_OK(reshard_replace_move(&r, "gateway", 6, &from, 2, "charlie", 1, TIMEOUT));
+        ASSERT_NOT_NULL(r);
+        ASSERT_STREQ(reshard_kind(r), "move");
+        ASSERT_OK(reshard_replace_move(&r, "gateway", 6, &from, 0, "charlie", 1, TIMEOUT));
+        ASSERT_ERR(reshard_replace_move(&r, "gateway", 6, &from, 2, "bravo", 1, TIMEOUT), -EEXIST);
+        ASSERT_EQ_UINT(r->n_items, 2);
+        ASSERT_EQ_UINT(r->items[0].instance, 0);
+        ASSERT_EQ_UINT(r->items[1].instance, 2);
+        ASSERT_STREQ(r->items[0].from_host, "charlie");
+        ASSERT_EQ_UINT(reshard_cost(r), 6);
+        text = reshard_text(r);
+        ASSERT_TRUE(strstr(text, " kind=replace ") != NULL);
+        ASSERT_TRUE(strstr(text, "@charlie") != NULL);
+        back = reparse(r);
+        again = reshard_text(back);
+        ASSERT_STREQ(again, text);
+        ASSERT_STREQ(reshard_kind(back), "move");
+        reshard_free(back);
+
+        /* Each new copy starts in turn; its old copy (on charlie) retires
+         * once it is ready. */
+        n = step(r, NULL, 0, T0, gate_yes, NULL, a);
+        ASSERT_ACTS(a, n, "start 0");
+        o[0] = ready(0);
+        n = step(r, o, 1, T0 + SEC(1), gate_yes, NULL, a);
+        ASSERT_ACTS(a, n, "start 2, retire 0");
+        o[1] = ready(2);
+        n = step(r, o, 2, T0 + SEC(2), gate_yes, NULL, a);
+        ASSERT_ACTS(a, n, "retire 2, finished");
+        reshard_free(r);
+
+        /* A restart's items name no host: a move joining it makes it a
+         * restart still. */
+        ASSERT_OK(reshard_replace("gateway", 7, &from, 1, 1, TIMEOUT, &r));
+        ASSERT_STREQ(reshard_kind(r), "restart");
+        ASSERT_OK(reshard_replace_move(&r, "gateway", 7, &from, 0, "charlie", 1, TIMEOUT));
+        ASSERT_STREQ(reshard_kind(r), "restart");
+        reshard_free(r);
+        r = plan(8, 2, 3, 8, 1, NULL);
+        ASSERT_STREQ(reshard_kind(r), "reshard");
+        /* Only a replace takes a move. */
+        ASSERT_ERR(reshard_replace_move(&r, "gateway", 3, &from, 0, "charlie", 1, TIMEOUT),
+                   -EINVAL);
+        reshard_free(r);
+        shard_layout_done(&from);
+}
+
 TEST(loser_waits_for_the_gainer) {
         ReshardAction a[ACTS_MAX];
         ReshardObserved o[2];
@@ -2104,6 +2167,7 @@ int main(void) {
                       rebalance_examples, rebalance_properties, new_plans,
                       same_total_retires_after_the_new_owner_is_ready,
                       replace_retires_each_copy_once_its_replacement_is_ready,
+                      moves_keep_the_old_copy_where_it_was_until_the_new_one_is_ready,
                       loser_waits_for_the_gainer, going_away_instance_retires_without_a_new_copy,
                       new_total_cuts_over_once_all_are_ready, gate_refusal_keeps_start_order,
                       timeout_fails_once_and_resume_retries, timeout_while_paused_fails,
