@@ -40,6 +40,13 @@ static void mark_synced(Agent *a) {
         a->synced = true;
         log_info("Synced with systemd %s (%s).", a->systemd_version, a->system_state);
         notifier_ready(&a->notifier, "synced with systemd");
+        /* The heartbeats held back until now: the full state at once. */
+        if (a->broker && broker_get_state(a->broker) == BROKER_CONNECTED) {
+                int r = agent_send_heartbeat(a);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to send a heartbeat: %s, ignoring.",
+                                          STRERROR(r));
+        }
 }
 
 /* Reads the string out of a Properties.Get reply; NULL (logged) on error. */

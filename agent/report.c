@@ -224,6 +224,11 @@ int agent_send_heartbeat(Agent *a) {
 
         if (!units || !unit_ptrs)
                 return -ENOMEM;
+        /* Until the agent is in sync with systemd it does not know its units'
+         * states: a heartbeat then would tell the controller that copies still
+         * serving had stopped. The first goes out once it is (mark_synced()). */
+        if (!a->synced)
+                return 0;
         /* events that could not be queued before, and bookkeeping of the gone */
         flush_unit_events(a);
         prune_unit_reports(a);

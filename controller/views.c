@@ -321,8 +321,10 @@ json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now, size_t m
                     bool per_shard) {
         const ShardState *ss = model_shards(m, s->name);
         _cleanup_free_ uint8_t *owners = NULL;
-        _cleanup_(rangelist_done) RangeList failed = { 0 }, unowned = { 0 }, dup = { 0 };
-        _cleanup_free_ char *failed_text = NULL, *unowned_text = NULL, *dup_text = NULL;
+        _cleanup_(rangelist_done) RangeList failed = { 0 }, unowned = { 0 }, dup = { 0 },
+                                            unknown = { 0 };
+        _cleanup_free_ char *failed_text = NULL, *unowned_text = NULL, *dup_text = NULL,
+                            *unknown_text = NULL;
         json_t *copies = json_array(), *shard_list = per_shard ? json_array() : NULL;
         BudgetVerdict budget;
         uint64_t epoch;
@@ -367,9 +369,12 @@ json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now, size_t m
                 if (r < 0)
                         goto fail;
         }
+        if (reconcile_unknown_shards(m, s->name, epoch, total, owners, now, 0, &unknown) < 0)
+                goto fail;
         for (uint32_t sh = 0; sh < total; sh++) {
                 ready += owners[sh] > 0;
-                if (owners[sh] == 0 && rangelist_add(&unowned, sh) < 0)
+                if (owners[sh] == 0 && !rangelist_contains(&unknown, sh) &&
+                    rangelist_add(&unowned, sh) < 0)
                         goto fail;
                 if (owners[sh] > 1 && rangelist_add(&dup, sh) < 0)
                         goto fail;
@@ -377,15 +382,19 @@ json_t *view_shards(const Model *m, const ServiceSpec *s, uint64_t now, size_t m
         failed_text = rangelist_format(&failed);
         unowned_text = rangelist_format(&unowned);
         dup_text = rangelist_format(&dup);
+        unknown_text = rangelist_format(&unknown);
+        if (!failed_text || !unowned_text || !dup_text || !unknown_text)
+                goto fail;
         budget = budget_check(s->daily_start_budget,
                               budget_reserve(s->daily_start_budget, ss->layout.shard_count),
                               budget_spent(&ss->ledger, now), 0);
-        return json_pack("{s:s, s:I, s:i, s:i, s:i, s:s, s:s, s:s, s:o, s:o, s:I, s:b, s:o, s:b, "
-                         "s:o*}",
+        return json_pack("{s:s, s:I, s:i, s:i, s:i, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:b, s:o, "
+                         "s:b, s:o*}",
                          "service", s->name, "epoch", (json_int_t) epoch, "shard_count",
                          (int) total, "instances", (int) ss->layout.n_instances, "ready",
-                         (int) ready, "unowned", strempty(unowned_text), "owned_twice",
-                         strempty(dup_text), "failed", strempty(failed_text), "reshard",
+                         (int) ready, "unowned", strempty(unowned_text), "unknown",
+                         strempty(unknown_text), "owned_twice", strempty(dup_text), "failed",
+                         strempty(failed_text), "reshard",
                          shard_state_resharding(ss) ? view_reshard(ss->reshard) : json_null(),
                          "budget", view_budget(&budget), "copies_total", (json_int_t) n_copies,
                          "copies_listed", listed == n_copies, "copies", copies, "shards_listed",

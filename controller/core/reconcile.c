@@ -763,6 +763,31 @@ int reconcile_count_owners(const Model *m, const char *service, uint64_t epoch, 
         return 0;
 }
 
+int reconcile_unknown_shards(const Model *m, const char *service, uint64_t epoch, uint32_t total,
+                             const uint8_t *owners, usec_t now, usec_t within, RangeList *ret) {
+        for (size_t h = 0; h < m->hosts.n_hosts; h++) {
+                const Host *host = m->hosts.hosts[h];
+                const HostModel *v = host->userdata;
+
+                if (host->alive || !v || (within > 0 && now - v->state_since_us > within))
+                        continue;
+                for (size_t i = 0; i < v->n_copies; i++) {
+                        const CopyObs *rep = &v->copies[i];
+
+                        if (!streq(rep->service, service) || !rep->active || rep->epoch != epoch)
+                                continue;
+                        for (size_t k = 0; k < rep->ready.n_ranges; k++)
+                                for (uint32_t sh = rep->ready.ranges[k].lo;
+                                     sh <= rep->ready.ranges[k].hi && sh < total; sh++)
+                                        if (owners[sh] == 0 &&
+                                            rangelist_contains(&rep->assigned, sh) &&
+                                            rangelist_add(ret, sh) < 0)
+                                                return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
 /* ---- the start gate ---------------------------------------------------------- */
 
 static int hold_add(ShardState *ss, uint32_t instance, bool new_copy, const RangeList *set,
@@ -1071,6 +1096,26 @@ static int waiting_resize(ShardState *ss, uint32_t n) {
         return 0;
 }
 
+/* The new copy of `instance` that had started (a reshard's, a restart's or
+ * a move's) is not running where it is placed: it starts again through
+ * the gate, in its turn. */
+static void new_copy_restarts(ShardState *ss, uint32_t instance, usec_t now) {
+        for (size_t i = 0; shard_state_resharding(ss) && i < ss->reshard->n_items; i++) {
+                ReshardItem *it = &ss->reshard->items[i];
+
+                if (it->instance != instance ||
+                    (it->state != RITEM_STARTING && it->state != RITEM_READY))
+                        continue;
+                for (size_t h = 0; h < ss->n_holds; h++)
+                        if (ss->holds[h].instance == instance && ss->holds[h].new_copy) {
+                                hold_release(ss, h, now);
+                                break;
+                        }
+                it->state = RITEM_PENDING;
+                it->started_at = it->ready_at = 0;
+        }
+}
+
 /* A sharded instance placed anew or moved starts through the gate: its live
  * copy waits, a reshard's new copy goes back to pending, and a start under
  * way at its old place holds nothing. */
@@ -1084,20 +1129,7 @@ static int shards_placed(Rec *r, const char *service, uint32_t instance) {
         /* A reshard's new copy that had started at the old place starts
          * again, through the gate, in its turn. (One already live waits like
          * any live copy, below.) */
-        for (size_t i = 0; shard_state_resharding(ss) && i < ss->reshard->n_items; i++) {
-                ReshardItem *it = &ss->reshard->items[i];
-
-                if (it->instance != instance ||
-                    (it->state != RITEM_STARTING && it->state != RITEM_READY))
-                        continue;
-                for (size_t h = 0; h < ss->n_holds; h++)
-                        if (ss->holds[h].instance == instance && ss->holds[h].new_copy) {
-                                hold_release(ss, h, r->now);
-                                break;
-                        }
-                it->state = RITEM_PENDING;
-                it->started_at = it->ready_at = 0;
-        }
+        new_copy_restarts(ss, instance, r->now);
         /* A moved instance's live copy keeps serving where it was, and its
          * hold (if it still identifies) is for that copy. */
         if (item && item->from_host && item->state != RITEM_DONE)
@@ -1120,12 +1152,33 @@ static int shards_placed(Rec *r, const char *service, uint32_t instance) {
         return 0;
 }
 
-/* A sharded instance moved off a host that is up or drained, whose copy
- * runs there: the copy keeps running there while its replacement starts at
- * the new host (a replace item naming the old host), and stops once the
- * replacement is ready (make-before-break), unless MaxSurge=0 or another
- * reshard runs. Otherwise, or moved off a host that is down, it starts
- * anew through the gate (shards_placed()). */
+/* Whether `unit` is active by the last report of the host `v` is of (up
+ * or not). */
+static bool unit_active(const HostModel *v, const char *unit) {
+        const UnitObs *u = v ? host_model_unit(v, unit) : NULL;
+        return u && streq_ptr(u->active_state, "active");
+}
+
+/* Whether the live copy of `instance` may still serve at `host`: the host
+ * is up or drained, or it went silent (its agent may be what stopped:
+ * systemd keeps the units) while its last report had the copy active. A
+ * host an operator confirmed down has nothing running. */
+static bool copy_may_serve(Rec *r, const ServiceSpec *s, uint32_t instance, const Host *host) {
+        _cleanup_free_ char *unit = NULL;
+
+        if (host->alive && rec_host_state(r, host) != HOST_DOWN)
+                return true;
+        if (strset_has(&r->released, host->id) || rec_instance_unit(r, s, instance, &unit) < 0)
+                return false;
+        return unit_active(host->userdata, unit);
+}
+
+/* A sharded instance moved off a host whose copy may still serve there
+ * (copy_may_serve()): the copy keeps running there while its replacement
+ * starts at the new host (a replace item naming the old host), and stops
+ * once the replacement is ready (make-before-break), unless MaxSurge=0 or
+ * another reshard runs. Otherwise it starts anew through the gate
+ * (shards_placed()). */
 static int shards_moved(Rec *r, const ServiceSpec *s, uint32_t instance) {
         const Instance *in = model_instance(r->m, s->name, instance);
         const Host *from = in ? host_table_get(&r->m->hosts, in->host) : NULL;
@@ -1140,8 +1193,9 @@ static int shards_moved(Rec *r, const ServiceSpec *s, uint32_t instance) {
                 /* Moved again: its replacement starts over at the new place;
                  * the copy where it was keeps serving. */
                 return shards_placed(r, s->name, instance);
-        if (s->max_surge == 0 || !cur || !from || !from->alive ||
-            rec_host_state(r, from) == HOST_DOWN || instance >= cur->layout.n_instances ||
+        /* A reshard this pass installs replaces the copies itself. */
+        if (s->max_surge == 0 || !cur || !from || r->ev->kind == EVENT_RESHARD ||
+            !copy_may_serve(r, s, instance, from) || instance >= cur->layout.n_instances ||
             (instance < cur->n_waiting && cur->waiting[instance]) ||
             (rs && (!rs->replace || item || rs->state != RESHARD_RUNNING)))
                 return shards_placed(r, s->name, instance);
@@ -2404,22 +2458,30 @@ static int admit_waiting(Rec *r, const ServiceSpec *s) {
 }
 
 typedef struct MayStart {
+        Rec *r;
         ShardState *ss;
         const Reshard *rs;
-        usec_t now;
         int error;
 } MayStart;
 
 static bool reshard_may_start(const RangeList *shards, void *userdata) {
         MayStart *x = userdata;
 
-        if (!start_gate_may_start(&x->ss->gate, shards, x->now))
+        if (!start_gate_may_start(&x->ss->gate, shards, x->r->now))
                 return false;
         /* The item is the first PENDING one with this set (items start in order). */
         for (size_t i = 0; i < x->rs->n_items; i++)
                 if (x->rs->items[i].state == RITEM_PENDING &&
                     rangelist_equal(&x->rs->items[i].to, shards)) {
-                        int k = admit(x->ss, x->rs->items[i].instance, true, shards, x->now);
+                        const char *host =
+                                rec_host_of(x->r, x->ss->service, x->rs->items[i].instance);
+                        int k;
+
+                        /* A copy on a host that is down would start when
+                         * it returns, outside the gate: it waits. */
+                        if (!rec_host_alive(x->r, host))
+                                return false;
+                        k = admit(x->ss, x->rs->items[i].instance, true, shards, x->r->now);
                         if (k < 0) {
                                 x->error = k;
                                 return false;
@@ -2473,7 +2535,7 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                 return -ENOMEM;
         for (size_t i = 0; i < rs->n_items; i++)
                 was_done[i] = rs->items[i].state == RITEM_DONE;
-        MayStart ctx = { ss, rs, r->now, 0 };
+        MayStart ctx = { r, ss, rs, 0 };
         n = reshard_step(rs, obs, rs->n_items, r->now, reshard_may_start, &ctx, actions, max);
         if (ctx.error < 0)
                 return ctx.error;
@@ -2610,6 +2672,12 @@ static int check_shard_alerts(Rec *r, const ServiceSpec *s) {
         for (size_t i = 0; i < cur->n_holds; i++)
                 if (rangelist_union(&excused, &cur->holds[i].shards) < 0)
                         return -ENOMEM;
+        /* So are those whose owner may still serve on a silent host, while
+         * its replacement has HealthTimeout to become ready. */
+        k = reconcile_unknown_shards(r->m, s->name, epoch, total, owners, r->now, s->health_timeout,
+                                     &excused);
+        if (k < 0)
+                return k;
         for (uint32_t sh = 0; sh < total; sh++) {
                 if (owners[sh] == 0 && !rangelist_contains(&excused, sh) &&
                     rangelist_add(&unowned, sh) < 0)
@@ -3597,6 +3665,59 @@ static int check_mass_loss_over(Rec *r) {
                          "every host lost in the wave is back or confirmed down");
 }
 
+/* The moves whose old copy ran on `host`, which came back without it
+ * (it stopped with the host) or which an operator confirmed down: that
+ * copy is gone (and must not start again outside the gate), so the
+ * instance's live copy is the one at its place, installed and waiting,
+ * while the replacement keeps starting there. A copy the host reports
+ * active keeps serving until its replacement is ready. */
+static int moves_gone(Rec *r, const char *host, bool confirmed) {
+        const Host *h = host_table_get(&r->m->hosts, host);
+        const HostModel *v = h ? h->userdata : NULL;
+
+        for (size_t i = 0; i < r->m->n_shards; i++) {
+                const ShardState *cur = r->m->shards[i];
+                const char *service = cur->service;
+                ShardState *ss;
+                bool any = false;
+
+                cur = rec_shards(r, service);
+                for (size_t j = 0; cur && shard_state_resharding(cur) && j < cur->reshard->n_items;
+                     j++)
+                        any = any || (streq_ptr(cur->reshard->items[j].from_host, host) &&
+                                      cur->reshard->items[j].state != RITEM_DONE);
+                if (!any)
+                        continue;
+                ss = rec_shards_mut(r, service, true);
+                if (!ss)
+                        return -ENOMEM;
+                for (size_t j = 0; j < ss->reshard->n_items; j++) {
+                        ReshardItem *it = &ss->reshard->items[j];
+                        _cleanup_free_ char *unit = NULL;
+                        int k;
+
+                        if (!streq_ptr(it->from_host, host) || it->state == RITEM_DONE)
+                                continue;
+                        k = shard_copy_unit(service, it->instance, it->from_slot, &unit);
+                        if (k < 0)
+                                return k;
+                        if (!confirmed && unit_active(v, unit))
+                                continue;
+                        it->from_host = mfree(it->from_host);
+                        if (it->instance >= ss->n_waiting) {
+                                k = waiting_resize(ss, it->instance + 1);
+                                if (k < 0)
+                                        return k;
+                        }
+                        ss->waiting[it->instance] = true;
+                        k = strset_add(&r->sync_services, service);
+                        if (k < 0)
+                                return k;
+                }
+        }
+        return 0;
+}
+
 static int do_confirm_down(Rec *r) {
         const Event *ev = r->ev;
         int k;
@@ -3625,6 +3746,8 @@ static int do_confirm_down(Rec *r) {
                 if (!named || h->alive)
                         continue;
                 k = strset_add(&r->released, h->id);
+                if (k >= 0)
+                        k = moves_gone(r, h->id, true);
                 if (k < 0)
                         return k;
                 r->ans->removed += v ? v->n_placed : 0;
@@ -3641,79 +3764,47 @@ static int do_confirm_down(Rec *r) {
         return 0;
 }
 
-/* A host back from down that was left its instances (a mass loss): a
- * sharded live copy it does not report running starts again, through the
- * gate, like one placed anew. One still running (the host was cut off, not
- * stopped) keeps serving. */
+/* A host back from down that was left its instances (a mass loss, or ones
+ * nowhere else could take): a sharded live copy it does not report running
+ * starts again, through the gate, like one placed anew, and so does a new
+ * copy that had started there. One still running (the host was cut off,
+ * not stopped) keeps serving. */
 static int host_returned(Rec *r, const char *host) {
         const Host *h = host_table_get(&r->m->hosts, host);
         const HostModel *v = h ? h->userdata : NULL;
-        int k;
+        int k = 0;
 
-        for (size_t i = 0; i < r->m->n_instances; i++) {
+        for (size_t i = 0; k >= 0 && i < r->m->n_instances; i++) {
                 const Instance *in = &r->m->instances[i];
                 const ServiceSpec *s;
-                _cleanup_free_ char *unit = NULL;
-                const UnitObs *u;
+                const ShardState *cur;
+                ShardState *ss;
+                CopyPlan cp[2];
+                size_t n = 0;
 
                 if (!streq(in->host, host))
                         continue;
                 s = rec_spec(r, in->service);
-                if (!s || s->kind != SERVICE_SHARDED)
+                cur = s && s->kind == SERVICE_SHARDED ? rec_shards(r, s->name) : NULL;
+                if (!cur)
                         continue;
-                k = rec_instance_unit(r, s, in->instance, &unit);
+                k = reconcile_copies(cur, s->name, in->instance, cp, &n);
                 if (k < 0)
                         return k;
-                u = v ? host_model_unit(v, unit) : NULL;
-                if (u && streq_ptr(u->active_state, "active"))
-                        continue;
-                k = shards_placed(r, in->service, in->instance);
-                if (k < 0)
-                        return k;
-        }
-        return 0;
-}
-
-/* The moves whose old copy ran on `host`, which went down: that copy is
- * gone (and must not start again if the host returns, outside the gate),
- * so the instance's live copy is the one at its place, installed and
- * waiting, while the replacement keeps starting there. */
-static int moves_lost(Rec *r, const char *host) {
-        for (size_t i = 0; i < r->m->n_shards; i++) {
-                const ShardState *cur = r->m->shards[i];
-                const char *service = cur->service;
-                ShardState *ss;
-                bool any = false;
-
-                cur = rec_shards(r, service);
-                for (size_t j = 0; cur && shard_state_resharding(cur) && j < cur->reshard->n_items;
-                     j++)
-                        any = any || (streq_ptr(cur->reshard->items[j].from_host, host) &&
-                                      cur->reshard->items[j].state != RITEM_DONE);
-                if (!any)
-                        continue;
-                ss = rec_shards_mut(r, service, true);
-                if (!ss)
-                        return -ENOMEM;
-                for (size_t j = 0; j < ss->reshard->n_items; j++) {
-                        ReshardItem *it = &ss->reshard->items[j];
-                        int k;
-
-                        if (!streq_ptr(it->from_host, host) || it->state == RITEM_DONE)
-                                continue;
-                        it->from_host = mfree(it->from_host);
-                        if (it->instance >= ss->n_waiting) {
-                                k = waiting_resize(ss, it->instance + 1);
-                                if (k < 0)
-                                        return k;
-                        }
-                        ss->waiting[it->instance] = true;
-                        k = strset_add(&r->sync_services, service);
-                        if (k < 0)
-                                return k;
+                if (n > 0 && !cp[0].host && !unit_active(v, cp[0].unit))
+                        k = shards_placed(r, in->service, in->instance);
+                else if (n == 2 && cp[1].running && !unit_active(v, cp[1].unit)) {
+                        /* Its new copy had started here, and stopped with it. */
+                        ss = rec_shards_mut(r, s->name, true);
+                        if (ss)
+                                new_copy_restarts(ss, in->instance, r->now);
+                        else
+                                k = -ENOMEM;
                 }
+                for (size_t c = 0; c < n; c++)
+                        copy_plan_done(&cp[c]);
         }
-        return 0;
+        return k;
 }
 
 static int on_hosts(Rec *r) {
@@ -3735,8 +3826,6 @@ static int on_hosts(Rec *r) {
                 case HOST_DOWN:
                         k = rec_alert(r, ALERT_HOST_DOWN, true, NULL, t->id,
                                       "host %s is down: no heartbeat for %s", t->id, timeout);
-                        if (k >= 0)
-                                k = moves_lost(r, t->id);
                         break;
                 case HOST_UP:
                 case HOST_DRAINED:
@@ -3745,6 +3834,8 @@ static int on_hosts(Rec *r) {
                         k = strset_add(&r->resend, t->id);
                         if (k >= 0 && t->from == HOST_DOWN)
                                 k = host_returned(r, t->id);
+                        if (k >= 0 && t->from == HOST_DOWN)
+                                k = moves_gone(r, t->id, false);
                         if (k >= 0 && t->from == HOST_DOWN) {
                                 k = rec_alert(r, ALERT_HOST_DOWN, false, NULL, t->id,
                                               "host %s is up again after %s down", t->id, since);

@@ -204,6 +204,12 @@ void reconcile_serving(const ShardState *s, uint64_t *ret_epoch, uint32_t *ret_c
  * and the shards reported failed. */
 int reconcile_count_owners(const Model *m, const char *service, uint64_t epoch, uint32_t total,
                            uint8_t *owners, RangeList *failed);
+/* The shards of the serving epoch without a ready owner (owners[sh] == 0)
+ * whose last known owner is on a silent host: one down since no more than
+ * `within` before `now` (0: any), whose last report had them ready. Their
+ * copy may still serve: the agent may be what stopped. */
+int reconcile_unknown_shards(const Model *m, const char *service, uint64_t epoch, uint32_t total,
+                             const uint8_t *owners, usec_t now, usec_t within, RangeList *ret);
 /* The copies of an instance to place: unit, shards, count, epoch, running. */
 typedef struct CopyPlan {
         char *unit;

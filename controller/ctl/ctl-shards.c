@@ -89,6 +89,9 @@ static int run(Ctl *ctl, int argc, char *argv[]) {
                strna(ctl_json_string(doc, "service")), ready, total, epoch);
         if (ctl_json_nonempty(doc, "unowned"))
                 printf("Without a ready owner: %s\n", ctl_json_string(doc, "unowned"));
+        if (ctl_json_nonempty(doc, "unknown"))
+                printf("Unknown (last owner on a silent host, may still serve): %s\n",
+                       ctl_json_string(doc, "unknown"));
         if (ctl_json_nonempty(doc, "owned_twice"))
                 printf("Owned twice (a handoff: a new copy ready, the old one not yet stopped): "
                        "%s\n",

@@ -239,9 +239,11 @@ def setup(world):
     S['alerts'] = Alerts(broker)
     S['events'] = world.listen('baton.events:event.#')
     S['hosts'] = {n: world.add_host(n) for n in HOSTS}
-    S['agents'] = {n: world.start_agent(S['hosts'][n], config={
+    S['agent_config'] = {
         'agent': {'manage_units': 'gw@*.service gw4@*.service', 'heartbeat_interval': '1s'},
-        'security': {'controller_public_key': public}}) for n in HOSTS}
+        'security': {'controller_public_key': public}}
+    S['agents'] = {n: world.start_agent(S['hosts'][n], config=S['agent_config'])
+                   for n in HOSTS}
     world.wait_for(lambda: len([h for h in ctl_json(world, 'hosts')['hosts']
                                 if h['state'] == 'up']) == 3, 20, what='three hosts up')
     S['log'] = os.path.join(world.dir, 'identify.log')
@@ -339,6 +341,30 @@ def reshard_to_128_shards_brings_the_new_set_up_first(world):
     check_rate(identifies(world), 'reshard to 128 shards')
     assert sorted(e['shard'] for e in new) == list(range(128)), 'the new set identified once'
     assert all(e['epoch'] == 2 for e in new), 'new copies run under epoch 2'
+
+
+def host_state(world, host):
+    return next(h['state'] for h in ctl_json(world, 'hosts')['hosts'] if h['host'] == host)
+
+
+def busiest_host(world):
+    """The host with the most gw copies (at least two), and the shards they own."""
+    where = {}
+    for c in ctl_json(world, 'status', 'gw')['services'][0]['instances']:
+        where.setdefault(c['host'], []).append(c['instance'])
+    host = max(where, key=lambda h: len(where[h]))
+    assert len(where[host]) >= 2, where
+    return host, set(x['shard'] for x in ctl_json(world, 'shards', 'gw')['shards']
+                     if x['instance'] in where[host])
+
+
+def moved_off(world, host):
+    """No gw instance is placed on host, none runs there, every shard is ready and no
+    move runs."""
+    left = [c for c in ctl_json(world, 'status', 'gw')['services'][0]['instances']
+            if c['host'] == host]
+    return not left and replaced(world) and not S['hosts'][host].systemctl(
+        'list-units', '--state=active', '--no-legend', 'gw@*.service').stdout.strip()
 
 
 def replaced(world):
@@ -540,14 +566,8 @@ def drain_of_the_busiest_host_moves_copies_make_before_break(world):
     """Draining the host with the most gateway copies moves each to another host: the
     new copy starts there through the gate while the old one keeps serving on the
     drained host, which stops it only once every shard is ready at the new one."""
-    where = {}
-    for c in ctl_json(world, 'status', 'gw')['services'][0]['instances']:
-        where.setdefault(c['host'], []).append(c['instance'])
-    busiest = max(where, key=lambda h: len(where[h]))
-    moving = where[busiest]
-    assert len(moving) >= 2, where
-    owned = sum(1 for x in ctl_json(world, 'shards', 'gw')['shards']
-                if x['instance'] in moving)
+    busiest, owned = busiest_host(world)
+    owned = len(owned)
     before, charged = len(identifies(world)), spent(world)
     workloads = WorkloadSampler(world, 128)
     doc = ctl_json(world, 'drain', busiest)
@@ -559,10 +579,7 @@ def drain_of_the_busiest_host_moves_copies_make_before_break(world):
         if len(texts) < 5:
             texts.append(world.batonctl('shards', 'gw').stdout +
                          world.batonctl('status').stdout)
-        left = [c for c in ctl_json(world, 'status', 'gw')['services'][0]['instances']
-                if c['host'] == busiest]
-        return not left and replaced(world) and not S['hosts'][busiest].systemctl(
-            'list-units', '--state=active', '--no-legend', 'gw@*.service').stdout.strip()
+        return moved_off(world, busiest)
 
     world.wait_for(moved, 240, interval=0.3, what=f'gw copies moved off {busiest}')
     check_never_dark(workloads, f'drain of {busiest}')
@@ -576,6 +593,43 @@ def drain_of_the_busiest_host_moves_copies_make_before_break(world):
     check_rate(identifies(world), 'drain')
     check_one_at_a_time(new, 'drain')
     ctl_json(world, 'undrain', busiest)
+
+
+@suite.case
+def a_silent_host_serves_until_its_copies_are_replaced(world):
+    """The agent of the host with the most gateway copies is killed; systemd keeps its
+    gateways running. Once the controller takes the host for down it starts their
+    replacements elsewhere through the gate, shows their shards as unknown (not without
+    an owner) and raises no shard-unowned alert; the agent returns before every
+    replacement is ready, and each old copy serves until its replacement does."""
+    silent, owned = busiest_host(world)
+    before, charged = len(identifies(world)), spent(world)
+    seen = len(S['alerts'].poll())
+    workloads = WorkloadSampler(world, 128)
+    S['agents'][silent].kill()
+    world.wait_for(lambda: host_state(world, silent) == 'down', 30, interval=0.1,
+                   what=f'{silent} down')
+    doc = ctl_json(world, 'shards', 'gw')
+    text = world.batonctl('shards', 'gw').stdout
+    # What the controller last heard from the silent host: its shards may still be
+    # served, so they are unknown, not without an owner.
+    assert rangelist(doc['unknown']) and rangelist(doc['unknown']) <= owned, doc
+    assert not rangelist(doc['unowned']), doc
+    assert 'Unknown (last owner on a silent host' in text, text
+    S['agents'][silent] = world.start_agent(S['hosts'][silent], config=S['agent_config'])
+    world.wait_for(lambda: host_state(world, silent) == 'up', 30, interval=0.2,
+                   what=f'{silent} back')
+    world.wait_for(lambda: moved_off(world, silent), 240, interval=0.3,
+                   what=f'gw copies moved off {silent}')
+    check_never_dark(workloads, f'silent {silent}')
+    unowned = [a for a in S['alerts'].poll()[seen:] if a.get('kind') == 'shard-unowned' and
+               a.get('service') == 'gw' and a.get('resolved') == 'false']
+    assert not unowned, unowned
+    new = identifies(world)[before:]
+    assert len(new) == len(owned), f'{len(new)} identifies for {len(owned)} shards moved'
+    assert all(e['host'] != silent for e in new), new
+    check_charged(world, charged, len(new), 'moves off a silent host')
+    check_rate(identifies(world), 'moves off a silent host')
 
 
 def alert(kind, resolved):
