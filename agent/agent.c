@@ -180,13 +180,26 @@ static int load_state(Agent *a) {
         return 0;
 }
 
+/* The set in a shards file (ShardChange=reload) the drop-in names. */
+static int read_shards_file(const char *path, char **ret) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = read_full_file(path, DROPIN_SHARDS_FILE_MAX, &text, NULL);
+        if (r < 0)
+                return r;
+        return dropin_shards_parse(text, ret);
+}
+
 /* The drop-ins we wrote say how each unit runs: read the shard assignments
- * back, so shard reports survive an agent restart without the controller. */
+ * back (from the shards file a drop-in names, if it does), so shard reports
+ * survive an agent restart without the controller. */
 static void load_shard_infos(Agent *a) {
         for (size_t i = 0; i < a->state.n_units; i++) {
                 const ManagedUnitRec *u = &a->state.units[i];
-                _cleanup_free_ char *rel = NULL, *path = NULL, *text = NULL;
-                DropinInfo info;
+                _cleanup_free_ char *rel = NULL, *path = NULL, *text = NULL, *shards = NULL;
+                _cleanup_(dropin_info_done) DropinInfo info = { 0 };
+                int r;
 
                 if (!u->has_dropin || converge_dropin_file_name(u->name, &rel) < 0 ||
                     asprintf(&path, "%s/%s", a->unit_dir, rel) < 0)
@@ -196,12 +209,48 @@ static void load_shard_infos(Agent *a) {
                         log_warning("Cannot read back %s, ignoring.", path);
                         continue;
                 }
-                if (info.has_shards)
-                        (void) agent_set_shard_info(a, u->name, info.service, info.instance,
-                                                    info.shards, info.shard_count,
-                                                    info.shard_epoch);
-                dropin_info_done(&info);
+                if (!info.has_shards)
+                        continue;
+                if (info.shards_file) {
+                        r = read_shards_file(info.shards_file, &shards);
+                        if (r < 0) {
+                                log_warning_errno(r, "Cannot read back %s: %s, ignoring.",
+                                                  info.shards_file, STRERROR(r));
+                                continue;
+                        }
+                }
+                r = agent_set_shard_info(a, u->name, info.service, info.instance,
+                                         info.shards_file ? shards : info.shards, info.shard_count,
+                                         info.shard_epoch);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to keep the shards of %s: %s, ignoring.",
+                                          u->name, STRERROR(r));
         }
+}
+
+/* "shards" beside the state file, as an absolute path: it is written into
+ * drop-ins, and services do not run in the agent's working directory. Made
+ * when a shards file is first written. */
+static int setup_shards_dir(Agent *a) {
+        _cleanup_free_ char *dir = strdup(a->state_path), *resolved = NULL;
+        char *slash;
+
+        if (!dir)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        slash = strrchr(dir, '/');
+        assert(slash); /* state_path is "<state_dir>/state" */
+        *slash = '\0';
+        if (dir[0] != '/' && dir[0] != '\0') {
+                resolved = realpath(dir, NULL);
+                if (!resolved) {
+                        int r = negative_errno();
+
+                        return log_error_errno(r, "Failed to resolve %s: %s", dir, STRERROR(r));
+                }
+        }
+        if (asprintf(&a->shards_dir, "%s/shards", resolved ? resolved : dir) < 0)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        return 0;
 }
 
 static int setup_unit_dir(Agent *a) {
@@ -354,6 +403,9 @@ int agent_start(Agent *a, uv_loop_t *loop, AgentConfig *config) {
                                        a->config.state_dir, STRERROR(r));
         if (asprintf(&a->state_path, "%s/state", a->config.state_dir) < 0)
                 return log_error_errno(-ENOMEM, "Out of memory.");
+        r = setup_shards_dir(a);
+        if (r < 0)
+                return r;
         r = load_state(a);
         if (r < 0)
                 return r;
@@ -455,6 +507,7 @@ void agent_done(Agent *a) {
         a->bus = sd_bus_flush_close_unref(a->bus);
         agent_state_done(&a->state);
         free(a->state_path);
+        free(a->shards_dir);
         free(a->unit_dir);
         free(a->systemd_version);
         free(a->system_state);

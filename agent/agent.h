@@ -61,6 +61,7 @@ typedef struct Agent {
         AgentState state;
         char *state_path;
         char *unit_dir;           /* where unit files and drop-ins are written */
+        char *shards_dir;         /* shards files (ShardChange=reload): "shards" beside the state */
         const char *wants_target; /* what enabled units are wanted by */
         ShardInfo *shards;
         size_t n_shards;

@@ -4,8 +4,9 @@
  * agent/core/converge turns it into a plan; the units about to be written or
  * started are recorded in the state file as pending before anything is done
  * (the intent); then the plan is executed group by group: stops, file
- * removals, file writes, one daemon-reload, enables, starts and restarts;
- * actions of one group run concurrently. The state file is updated for what
+ * removals, file writes, one daemon-reload, enables, starts, restarts and
+ * reloads (a new shard set in a shards file); actions of one group run
+ * concurrently. The state file is updated for what
  * succeeded, then a CommandResult goes out and the delivery is acked. A
  * Placement that arrives meanwhile waits; a newer one replaces it. Restarts
  * wait too, and are checked again once the Placement is done.
@@ -59,6 +60,7 @@ struct Apply {
         DesiredUnit *desired;
         size_t n_desired;
         char **dropins;
+        char **shards_texts; /* DesiredUnit.shards_text */
         char (*hashes)[17];
         char **origins; /* ObservedUnit.origin strings, while planning */
         size_t n_origins;
@@ -140,9 +142,11 @@ static const char *action_word(ActionType t) {
                 return "disabled";
         case ACTION_REMOVE_DROPIN:
         case ACTION_REMOVE_FILE:
+        case ACTION_REMOVE_SHARDS:
                 return "removed";
         case ACTION_WRITE_FILE:
         case ACTION_WRITE_DROPIN:
+        case ACTION_WRITE_SHARDS:
                 return "installed";
         case ACTION_ENABLE:
                 return "enabled";
@@ -150,6 +154,7 @@ static const char *action_word(ActionType t) {
                 return "started";
         case ACTION_RESTART:
                 return "restarted";
+        case ACTION_RELOAD: /* the unit's process re-read its shards file */
         default:
                 return "reloaded";
         }
@@ -277,6 +282,13 @@ static void hold_unstarted_placement(Agent *a, CodecDecoded *d, uint64_t tag) {
         arm_retry(a);
 }
 
+/* Frees the first n strings of v (NULLs allowed) and v. */
+static void strings_free(char **v, size_t n) {
+        for (size_t i = 0; v && i < n; i++)
+                free(v[i]);
+        free(v);
+}
+
 /* ---- paths --------------------------------------------------------------- */
 
 static char *unit_path(Agent *a, const char *file_name) {
@@ -285,6 +297,21 @@ static char *unit_path(Agent *a, const char *file_name) {
         if (asprintf(&p, "%s/%s", a->unit_dir, file_name) < 0)
                 return NULL;
         return p;
+}
+
+static char *shards_path(Agent *a, const char *file_name) {
+        char *p;
+
+        if (asprintf(&p, "%s/%s", a->shards_dir, file_name) < 0)
+                return NULL;
+        return p;
+}
+
+/* Where an action's file is: shards files have a directory of their own. */
+static char *action_path(Apply *x, const Action *act) {
+        if (act->type == ACTION_WRITE_SHARDS || act->type == ACTION_REMOVE_SHARDS)
+                return shards_path(x->a, act->file_name);
+        return unit_path(x->a, act->file_name);
 }
 
 /* A file is foreign when it exists and baton did not write it. */
@@ -462,8 +489,7 @@ static void on_call_done(Systemd *s, int error, const char *message, void *userd
 }
 
 static int write_action(Apply *x, const Action *act) {
-        Agent *a = x->a;
-        _cleanup_free_ char *path = unit_path(a, act->file_name), *text = NULL;
+        _cleanup_free_ char *path = action_path(x, act), *text = NULL;
         int r;
 
         if (!path)
@@ -472,6 +498,17 @@ static int write_action(Apply *x, const Action *act) {
                 r = managed_file_render(act->content, &text);
                 if (r < 0)
                         return r;
+        } else if (act->type == ACTION_WRITE_SHARDS) {
+                /* Read by the unit's process, which need not run as root:
+                 * 0755 whatever the agent's umask (the package sets 0077). */
+                r = mkdir_p(x->a->shards_dir, 0755);
+                if (r >= 0 && chmod(x->a->shards_dir, 0755) < 0)
+                        r = negative_errno();
+                if (r < 0)
+                        return r;
+                text = strdup(act->content);
+                if (!text)
+                        return -ENOMEM;
         } else {
                 _cleanup_free_ char *dir = strdup(path);
                 if (!dir)
@@ -487,7 +524,7 @@ static int write_action(Apply *x, const Action *act) {
 }
 
 static int remove_action(Apply *x, const Action *act) {
-        _cleanup_free_ char *path = unit_path(x->a, act->file_name), *dir = NULL;
+        _cleanup_free_ char *path = action_path(x, act), *dir = NULL;
         int r;
 
         if (!path)
@@ -523,11 +560,13 @@ static int launch(Apply *x, const Action *act) {
                 return 0;
         case ACTION_WRITE_FILE:
         case ACTION_WRITE_DROPIN:
+        case ACTION_WRITE_SHARDS:
                 r = write_action(x, act);
                 action_done(x, act, r >= 0, r >= 0 ? act->reason : STRERROR(r));
                 return 0;
         case ACTION_REMOVE_FILE:
         case ACTION_REMOVE_DROPIN:
+        case ACTION_REMOVE_SHARDS:
                 r = remove_action(x, act);
                 action_done(x, act, r >= 0, r >= 0 ? act->reason : STRERROR(r));
                 return 0;
@@ -535,9 +574,10 @@ static int launch(Apply *x, const Action *act) {
                 break;
         }
 
-        /* A unit whose files could not be written is not started on old ones. */
+        /* A unit whose files could not be written is not started on old ones,
+         * nor reloaded to re-read an old shards file. */
         if (act->type == ACTION_START || act->type == ACTION_RESTART ||
-            act->type == ACTION_ENABLE) {
+            act->type == ACTION_ENABLE || act->type == ACTION_RELOAD) {
                 _cleanup_free_ char *file = NULL;
 
                 if (failed(x, act->unit) ||
@@ -565,6 +605,9 @@ static int launch(Apply *x, const Action *act) {
                 break;
         case ACTION_RESTART:
                 r = systemd_job(a->systemd, JOB_RESTART, act->unit, on_job_done, c);
+                break;
+        case ACTION_RELOAD:
+                r = systemd_job(a->systemd, JOB_RELOAD, act->unit, on_job_done, c);
                 break;
         case ACTION_STOP:
                 r = systemd_job(a->systemd, JOB_STOP, act->unit, on_job_done, c);
@@ -734,14 +777,23 @@ static void finish(Apply *x) {
         complete(x);
 }
 
+/* What build_desired() made. */
+static void desired_free(Apply *x) {
+        for (size_t i = 0; i < x->n_desired; i++) {
+                free(x->dropins ? x->dropins[i] : NULL);
+                free(x->shards_texts ? x->shards_texts[i] : NULL);
+        }
+        x->dropins = mfree(x->dropins);
+        x->shards_texts = mfree(x->shards_texts);
+        x->hashes = mfree(x->hashes);
+        x->desired = mfree(x->desired);
+        x->n_desired = 0;
+}
+
 Apply *apply_free(Apply *x) {
         if (!x)
                 return NULL;
-        for (size_t i = 0; i < x->n_desired; i++)
-                free(x->dropins ? x->dropins[i] : NULL);
-        free(x->dropins);
-        free(x->hashes);
-        free(x->desired);
+        desired_free(x);
         for (size_t i = 0; i < x->n_origins; i++)
                 free(x->origins[i]);
         free(x->origins);
@@ -770,13 +822,14 @@ static int build_desired(Apply *x, char **ret_error) {
         x->desired = calloc(p->n_units ? p->n_units : 1, sizeof(DesiredUnit));
         x->dropins = calloc(p->n_units ? p->n_units : 1, sizeof(char *));
         x->hashes = calloc(p->n_units ? p->n_units : 1, sizeof(*x->hashes));
-        if (!x->desired || !x->dropins || !x->hashes)
+        x->shards_texts = calloc(p->n_units ? p->n_units : 1, sizeof(char *));
+        if (!x->desired || !x->dropins || !x->hashes || !x->shards_texts)
                 return -ENOMEM;
 
         for (size_t i = 0; i < p->n_units; i++) {
                 const Baton__V1__PlacedUnit *u = p->units[i];
                 _cleanup_free_ DropinEnv *env = calloc(u->n_env ? u->n_env : 1, sizeof(DropinEnv));
-                _cleanup_free_ char *why = NULL;
+                _cleanup_free_ char *why = NULL, *shards_name = NULL, *shards_file = NULL;
                 DropinInput in = {
                         .host = a->config.host,
                         .service = u->service,
@@ -796,6 +849,20 @@ static int build_desired(Apply *x, char **ret_error) {
                         in.shard_epoch = u->shards->shard_epoch;
                         in.has_shards = true;
                 }
+                /* ShardChange=reload: the set goes to a file of its own, so
+                 * that a new one changes neither the drop-in nor the hash. A
+                 * unit whose name is invalid is refused by the planner. */
+                if (in.has_shards && u->shards_reload) {
+                        r = converge_shards_file_name(u->name, &shards_name);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r >= 0) {
+                                shards_file = shards_path(a, shards_name);
+                                if (!shards_file)
+                                        return -ENOMEM;
+                                in.shards_file = shards_file;
+                        }
+                }
                 /* A unit without a service name is refused by the planner
                  * (it has no drop-in); otherwise the environment must render. */
                 if (!isempty(u->service)) {
@@ -806,6 +873,8 @@ static int build_desired(Apply *x, char **ret_error) {
                                 return error_set(ret_error, r, "unit %s: %s", strna(u->name),
                                                  why ? why : STRERROR(r));
                         r = dropin_render(&in, &x->dropins[i]);
+                        if (r >= 0 && in.shards_file)
+                                r = dropin_shards_text(&in, &x->shards_texts[i]);
                         if (r < 0)
                                 return r;
                 }
@@ -826,6 +895,7 @@ static int build_desired(Apply *x, char **ret_error) {
                         .config_hash = x->hashes[i],
                         .running = u->running,
                         .defer_restart = u->defer_restart,
+                        .shards_text = x->shards_texts[i],
                 };
         }
         return 0;
@@ -898,13 +968,54 @@ static int save_intent(Apply *x) {
         return state_commit(a, &next);
 }
 
+/* What each managed unit's shards file holds now, for the planner: NULL
+ * when there is none, "" when it cannot be read (then it is rewritten, or
+ * removed). The texts go to *ret_texts, which the caller frees. */
+static int read_shards_files(Apply *x, ManagedUnit *managed, size_t n, char ***ret_texts) {
+        char **texts = calloc(n + 1, sizeof(char *));
+
+        if (!texts)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_free_ char *name = NULL, *path = NULL;
+                int r;
+
+                r = converge_shards_file_name(managed[i].name, &name);
+                if (r == -EINVAL)
+                        continue; /* refused by the planner */
+                if (r >= 0) {
+                        path = shards_path(x->a, name);
+                        r = path ? read_full_file(path, DROPIN_SHARDS_FILE_MAX, &texts[i], NULL)
+                                 : -ENOMEM;
+                }
+                if (r == -ENOENT)
+                        continue;
+                if (r == -ENOMEM) {
+                        strings_free(texts, n);
+                        return r;
+                }
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to read %s: %s; taking it as out of date.",
+                                          path, STRERROR(r));
+                        texts[i] = strdup("");
+                        if (!texts[i]) {
+                                strings_free(texts, n);
+                                return -ENOMEM;
+                        }
+                }
+                managed[i].shards_text = texts[i];
+        }
+        *ret_texts = texts;
+        return 0;
+}
+
 static void on_probed(Systemd *s, int error, const UnitProbe *units, size_t n,
                       char *const *search_path, void *userdata) {
         Apply *x = userdata;
         Agent *a = x->a;
         _cleanup_free_ ObservedUnit *observed = NULL;
         _cleanup_free_ ManagedUnit *managed = NULL;
-        char **foreign = NULL;
+        char **foreign = NULL, **shards_texts = NULL;
         size_t n_foreign = 0, n_observed = 0, n_managed = 0;
         int r;
 
@@ -944,15 +1055,16 @@ static void on_probed(Systemd *s, int error, const UnitProbe *units, size_t n,
         }
 
         r = agent_state_managed_units(&a->state, &managed, &n_managed);
+        if (r >= 0)
+                r = read_shards_files(x, managed, n_managed, &shards_texts);
         for (size_t i = 0; r >= 0 && i < n; i++)
                 r = collect_foreign(a, units[i].name, &foreign, &n_foreign);
         if (r >= 0)
                 r = converge_plan(x->desired, x->n_desired, managed, n_managed, observed,
                                   n_observed, (const char *const *) foreign, n_foreign,
                                   a->config.manage_units, CONVERGE_START_INACTIVE, &x->plan);
-        for (size_t i = 0; i < n_foreign; i++)
-                free(foreign[i]);
-        free(foreign);
+        strings_free(foreign, n_foreign);
+        strings_free(shards_texts, n_managed);
         if (r < 0) {
                 hold(x, r, "cannot plan");
                 return;
@@ -998,12 +1110,7 @@ static void apply_plan(Apply *x) {
         if (!x->desired) {
                 r = build_desired(x, &error);
                 if (r == -ENOMEM) {
-                        for (size_t i = 0; x->dropins && i < x->n_desired; i++)
-                                free(x->dropins[i]);
-                        x->dropins = mfree(x->dropins);
-                        x->hashes = mfree(x->hashes);
-                        x->desired = mfree(x->desired);
-                        x->n_desired = 0;
+                        desired_free(x);
                         {
                                 hold(x, r, "out of memory");
                                 return;

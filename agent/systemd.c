@@ -17,19 +17,17 @@
 #define N_REMOVED 64
 
 static const char *const job_kind_table[_JOB_KIND_MAX] = {
-        [JOB_START] = "start",
-        [JOB_STOP] = "stop",
-        [JOB_RESTART] = "restart",
-        [JOB_TRY_RESTART] = "try-restart",
+        [JOB_START] = "start",     [JOB_STOP] = "stop",
+        [JOB_RESTART] = "restart", [JOB_TRY_RESTART] = "try-restart",
+        [JOB_RELOAD] = "reload",
 };
 
 DEFINE_STRING_TABLE_LOOKUP(job_kind, JobKind, _JOB_KIND_MAX)
 
 static const char *const job_method[_JOB_KIND_MAX] = {
-        [JOB_START] = "StartUnit",
-        [JOB_STOP] = "StopUnit",
-        [JOB_RESTART] = "RestartUnit",
-        [JOB_TRY_RESTART] = "TryRestartUnit",
+        [JOB_START] = "StartUnit",     [JOB_STOP] = "StopUnit",
+        [JOB_RESTART] = "RestartUnit", [JOB_TRY_RESTART] = "TryRestartUnit",
+        [JOB_RELOAD] = "ReloadUnit",
 };
 
 typedef struct Watch {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The agent's view of one systemd manager over sd-bus: jobs (start, stop,
- * restart) whose completion is matched from JobRemoved, daemon-reload,
+ * restart, reload) whose completion is matched from JobRemoved, daemon-reload,
  * enable/disable, and a pushed cache of the properties of every watched unit
  * (PropertiesChanged, never polled, except memory which systemd does not
  * signal). Subscribe and matches are set up before any job is started. */
@@ -20,6 +20,7 @@ typedef enum JobKind {
         JOB_STOP,
         JOB_RESTART,
         JOB_TRY_RESTART,
+        JOB_RELOAD, /* ExecReload=: the unit's process re-reads what it was given */
         _JOB_KIND_MAX,
         _JOB_KIND_INVALID = -EINVAL,
 } JobKind;

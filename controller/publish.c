@@ -91,6 +91,7 @@ int publish_placement(Publisher *p, uint64_t epoch, const PlanSend *send) {
                         shards[i].shard_count = pu->shard_count;
                         shards[i].shard_epoch = pu->shard_epoch;
                         u->shards = &shards[i];
+                        u->shards_reload = pu->shards_reload;
                 }
                 ptrs[i] = u;
         }

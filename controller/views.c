@@ -36,13 +36,15 @@ json_t *view_reshard(const Reshard *r) {
                                                        "from_host", it->from_host));
         }
         return json_pack(
-                "{s:I, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:i, s:i, s:o, s:s?}",
-                "id", (json_int_t) r->id, "service", r->service, "kind", reshard_kind(r), "state",
-                reshard_state_to_string(r->state), "from_instances", (int) r->from_instances,
-                "to_instances", (int) r->to_instances, "from_shards", (int) r->from_count,
-                "to_shards", (int) r->to_count, "from_epoch", (json_int_t) r->from_epoch,
-                "to_epoch", (json_int_t) r->to_epoch, "identifies", (json_int_t) reshard_cost(r),
-                "done", (int) done, "total", (int) r->n_items, "items", items, "reason", r->reason);
+                "{s:I, s:s, s:s, s:b, s:s, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:i, s:i, s:o, "
+                "s:s?}",
+                "id", (json_int_t) r->id, "service", r->service, "kind", reshard_kind(r), "live",
+                r->reload, "state", reshard_state_to_string(r->state), "from_instances",
+                (int) r->from_instances, "to_instances", (int) r->to_instances, "from_shards",
+                (int) r->from_count, "to_shards", (int) r->to_count, "from_epoch",
+                (json_int_t) r->from_epoch, "to_epoch", (json_int_t) r->to_epoch, "identifies",
+                (json_int_t) reshard_cost(r), "done", (int) done, "total", (int) r->n_items,
+                "items", items, "reason", r->reason);
 }
 
 json_t *view_shards_summary(const Model *m, const ServiceSpec *s) {
@@ -690,7 +692,9 @@ json_t *view_reshard_plan(const ServiceSpec *s, const Answer *a, bool dry_run) {
         /* A reshard starts its new copies beside the live ones (max_starting
          * at once) and retires none before what it gives away is ready
          * elsewhere: no shard is planned dark; resumes come with Handoff=. */
-        uint32_t surge = a->reshard.reshard ? a->reshard.reshard->max_starting : 0;
+        uint32_t surge = a->reshard.reshard && !a->reshard.reshard->reload
+                                 ? a->reshard.reshard->max_starting
+                                 : 0;
 
         return json_pack(
                 "{s:s, s:b, s:{s:i, s:i, s:I}, s:{s:i, s:i, s:I}, s:I, s:I, s:I, s:o, s:o, s:i, "

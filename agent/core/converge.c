@@ -20,12 +20,15 @@ static const char *const action_type_table[_ACTION_TYPE_MAX] = {
         [ACTION_DISABLE] = "disable",
         [ACTION_REMOVE_DROPIN] = "remove-dropin",
         [ACTION_REMOVE_FILE] = "remove-file",
+        [ACTION_REMOVE_SHARDS] = "remove-shards",
         [ACTION_WRITE_FILE] = "write-file",
         [ACTION_WRITE_DROPIN] = "write-dropin",
+        [ACTION_WRITE_SHARDS] = "write-shards",
         [ACTION_DAEMON_RELOAD] = "daemon-reload",
         [ACTION_ENABLE] = "enable",
         [ACTION_START] = "start",
         [ACTION_RESTART] = "restart",
+        [ACTION_RELOAD] = "reload",
 };
 
 const char *action_type_to_string(ActionType t) {
@@ -122,6 +125,22 @@ int converge_dropin_file_name(const char *unit, char **ret) {
         return 0;
 }
 
+int converge_shards_file_name(const char *unit, char **ret) {
+        char *file;
+
+        assert(ret);
+
+        /* The unit name alone: it is a valid file name, and one per unit. */
+        if (!unit_name_is_valid(unit, UNIT_NAME_PLAIN | UNIT_NAME_INSTANCE))
+                return -EINVAL;
+        file = strdup(unit);
+        if (!file)
+                return -ENOMEM;
+
+        *ret = file;
+        return 0;
+}
+
 void plan_done(Plan *p) {
         if (!p)
                 return;
@@ -153,6 +172,7 @@ typedef struct Entry {
         size_t index; /* position in `desired`, to keep sorting total */
         char *file;   /* derived unit file name, NULL if the name is invalid */
         char *dropin; /* derived drop-in file name, NULL if the name is invalid */
+        char *shards; /* derived shards file name, NULL if the name is invalid */
         const char *hash;
         char computed_hash[CONFIG_HASH_HEX_LEN + 1];
         char *refused; /* reason, NULL if acceptable */
@@ -172,6 +192,7 @@ static void entries_free(Entry *e, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(e[i].file);
                 free(e[i].dropin);
+                free(e[i].shards);
                 free(e[i].refused);
         }
         free(e);
@@ -361,6 +382,14 @@ static bool observed_is_up(const ObservedUnit *o) {
         return false;
 }
 
+/* Whether a reload job would reach the process now: systemd merges one into
+ * a start job under way (so "activating" would not re-read), and runs one
+ * after a reload under way. */
+static bool observed_can_reload(const ObservedUnit *o) {
+        return o &&
+               (streq_ptr(o->active_state, "active") || streq_ptr(o->active_state, "reloading"));
+}
+
 static bool observed_not_found(const ObservedUnit *o) {
         return o && streq_ptr(o->load_state, "not-found");
 }
@@ -371,7 +400,10 @@ static int derive_files(Entry *e) {
         r = converge_unit_file_name(e->name, &e->file);
         if (r < 0)
                 return r;
-        return converge_dropin_file_name(e->name, &e->dropin);
+        r = converge_dropin_file_name(e->name, &e->dropin);
+        if (r < 0)
+                return r;
+        return converge_shards_file_name(e->name, &e->shards);
 }
 
 /* Rule 1 for one desired entry, except the checks that need its siblings. */
@@ -527,10 +559,31 @@ static int emit_for_removal(Builder *b, const Entry *e, const char *const *in_us
                 if (r < 0)
                         return r;
         }
+        if (e->m->shards_text)
+                return emit(b, ACTION_REMOVE_SHARDS, e->name, e->shards, NULL, "%s", reason);
         return 0;
 }
 
-static int emit_for_desired(Builder *b, const Entry *e, unsigned flags) {
+/* Rule 8 for a desired unit, after its other actions; `started` says whether
+ * this plan starts or restarts it. */
+static int emit_shards(Builder *b, const Entry *e, bool started) {
+        const DesiredUnit *d = e->d;
+        const char *now = e->m ? e->m->shards_text : NULL;
+        int r;
+
+        if (isempty(d->shards_text) || streq_ptr(now, d->shards_text))
+                return 0;
+        r = emit(b, ACTION_WRITE_SHARDS, e->name, e->shards, d->shards_text, "%s",
+                 now ? "shards changed" : "new shards file");
+        if (r < 0)
+                return r;
+        if (!now || started || !d->running || !observed_can_reload(e->o))
+                return 0;
+        return emit(b, ACTION_RELOAD, e->name, NULL, NULL, "shards changed");
+}
+
+/* Rules 4 to 7; *ret_started says whether it is started or restarted. */
+static int emit_unit(Builder *b, const Entry *e, unsigned flags, bool *ret_started) {
         const DesiredUnit *d = e->d;
         const ManagedUnit *m = e->m;
         bool want_dropin = !isempty(d->dropin_text), up = observed_is_up(e->o);
@@ -547,7 +600,10 @@ static int emit_for_desired(Builder *b, const Entry *e, unsigned flags) {
                         r = emit(b, ACTION_ENABLE, e->name, NULL, NULL, "should be running");
                         if (r < 0)
                                 return r;
-                        return emit(b, ACTION_START, e->name, NULL, NULL, "should be running");
+                        r = emit(b, ACTION_START, e->name, NULL, NULL, "should be running");
+                        if (r >= 0)
+                                *ret_started = true;
+                        return r;
                 }
                 if (!d->running && up) {
                         r = emit(b, ACTION_STOP, e->name, NULL, NULL, "should not be running");
@@ -585,8 +641,11 @@ static int emit_for_desired(Builder *b, const Entry *e, unsigned flags) {
                 /* A new unit that systemd already runs (from another directory,
                  * or installed before the agent lost its state) must restart to
                  * pick up the files just written; START would be a no-op. */
-                return emit(b, m || up ? ACTION_RESTART : ACTION_START, e->name, NULL, NULL, "%s",
-                            why);
+                r = emit(b, m || up ? ACTION_RESTART : ACTION_START, e->name, NULL, NULL, "%s",
+                         why);
+                if (r >= 0)
+                        *ret_started = true;
+                return r;
         }
         if (!m)
                 return up ? emit(b, ACTION_STOP, e->name, NULL, NULL, "should not be running") : 0;
@@ -595,6 +654,16 @@ static int emit_for_desired(Builder *b, const Entry *e, unsigned flags) {
         if (r < 0)
                 return r;
         return emit(b, ACTION_DISABLE, e->name, NULL, NULL, "should not be running");
+}
+
+static int emit_for_desired(Builder *b, const Entry *e, unsigned flags) {
+        bool started = false;
+        int r;
+
+        r = emit_unit(b, e, flags, &started);
+        if (r < 0)
+                return r;
+        return emit_shards(b, e, started);
 }
 
 /* Sorts, drops repeated writes/removals of a shared template file and

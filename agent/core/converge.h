@@ -32,6 +32,11 @@ typedef struct DesiredUnit {
         /* On a config change of a unit that is up: write the files, leave
          * the restart to a later Restart command (a rolling update). */
         bool defer_restart;
+        /* ShardChange=reload: what the unit's shards file must hold
+         * (dropin_shards_text(), "0-13,90-91\n"); NULL or "": it has none.
+         * Not covered by the config hash: a new set is written to the file
+         * and a running unit reloaded, not restarted (rule 8). */
+        const char *shards_text;
 } DesiredUnit;
 
 /* From AgentState: what this agent installed. file_name is the unit file it
@@ -45,6 +50,10 @@ typedef struct ManagedUnit {
          * crash, a failed job): its files and run state are unknown, so it
          * never counts as unchanged. */
         bool pending;
+        /* Not from AgentState: what the unit's shards file holds now, as the
+         * shell just read it. NULL: there is none; "": it exists but could
+         * not be read (never equal to a desired text). */
+        const char *shards_text;
 } ManagedUnit;
 
 /* Live from systemd. A unit systemd does not know is simply absent. */
@@ -66,12 +75,15 @@ typedef enum ActionType {
         ACTION_DISABLE,
         ACTION_REMOVE_DROPIN,
         ACTION_REMOVE_FILE,
+        ACTION_REMOVE_SHARDS,
         ACTION_WRITE_FILE,
         ACTION_WRITE_DROPIN,
+        ACTION_WRITE_SHARDS,
         ACTION_DAEMON_RELOAD,
         ACTION_ENABLE,
         ACTION_START,
         ACTION_RESTART,
+        ACTION_RELOAD,
         _ACTION_TYPE_MAX,
         _ACTION_TYPE_INVALID = -EINVAL,
 } ActionType;
@@ -87,11 +99,13 @@ typedef struct Action {
          * NULL for DAEMON_RELOAD. */
         char *unit;
         /* Relative to the unit directory: "gateway@.service" or
-         * "gateway@3.service.d/50-baton.conf"; NULL for non-file actions. */
+         * "gateway@3.service.d/50-baton.conf"; for WRITE_SHARDS and
+         * REMOVE_SHARDS relative to the agent's shards directory
+         * (converge_shards_file_name()); NULL for non-file actions. */
         char *file_name;
         /* What to write (borrowed from the DesiredUnit): the unit text for
          * WRITE_FILE, to be wrapped by managed_file_render(); the drop-in text
-         * for WRITE_DROPIN. NULL otherwise. */
+         * for WRITE_DROPIN; the shards text for WRITE_SHARDS. NULL otherwise. */
         const char *content;
         /* Why, in words for logs and the CommandResult ("new unit", "config
          * changed", "not allowed by manage_units", …). Never NULL. */
@@ -156,19 +170,33 @@ typedef enum ConvergeFlags {
  *     at all, gets ENABLE + START; a stopped unit that systemd reports up gets
  *     STOP + DISABLE; a unit whose load_state is "not-found" (its files
  *     vanished) is treated as changed (rule 5).
+ *  8. Shards files (ShardChange=reload), besides rules 4-7: a desired unit
+ *     with shards_text gets WRITE_SHARDS when its file does not hold that
+ *     text (it is new, or its ManagedUnit.shards_text differs), so a unit
+ *     always starts on its current set; and then RELOAD, so that its process
+ *     re-reads the file (ExecReload=), when it had a file before, should
+ *     run, systemd reports it "active" or "reloading", and this plan neither
+ *     starts nor restarts it. A unit that had no file was not started
+ *     reading one (it runs an older config, its restart deferred): a reload
+ *     would tell it nothing. A managed unit that is removed (rule 3) and has
+ *     a shards file gets REMOVE_SHARDS; a desired unit keeps its file even
+ *     without shards_text, since what runs may still read it.
  *
  * Order: every REFUSE, then STOP, DISABLE, REMOVE_DROPIN, REMOVE_FILE,
- * WRITE_FILE, WRITE_DROPIN, exactly one DAEMON_RELOAD iff a file is written
- * or removed, then ENABLE, START, RESTART; sorted by unit (then file) name
- * within each group, so equal inputs give equal plans whatever their order.
- * Enabled follows running: a unit is enabled exactly when it should run.
+ * REMOVE_SHARDS, WRITE_FILE, WRITE_DROPIN, WRITE_SHARDS, exactly one
+ * DAEMON_RELOAD iff a unit file or drop-in is written or removed (shards
+ * files are not systemd's), then ENABLE, START, RESTART, RELOAD; sorted by
+ * unit (then file) name within each group, so equal inputs give equal plans
+ * whatever their order. Enabled follows running: a unit is enabled exactly
+ * when it should run.
  *
  * Idempotence: once the shell has carried out a plan and updated its state
  * (for every desired entry not refused: agent_state_set_unit() with the
  * derived file name, the hash (config_hash() of the texts if the entry has
  * none) and whether it has drop-in text; for every managed unit not desired
- * and not refused: agent_state_remove_unit()), a new plan on the same input
- * contains nothing but the same REFUSE actions.
+ * and not refused: agent_state_remove_unit()) and read the shards files
+ * again, a new plan on the same input contains nothing but the same REFUSE
+ * actions.
  *
  * `foreign_files` are relative file names as in Action.file_name. The shell
  * reports the files of desired and managed units that exist without the
@@ -192,6 +220,11 @@ int converge_unit_file_name(const char *unit, char **ret);
 /* "gateway@3.service" → "gateway@3.service.d/50-baton.conf". -EINVAL for
  * anything but a valid plain or instance name. */
 int converge_dropin_file_name(const char *unit, char **ret);
+
+/* A unit's shards file, relative to the agent's shards directory:
+ * "gateway@3.service" → "gateway@3.service". -EINVAL for anything but a
+ * valid plain or instance name. */
+int converge_shards_file_name(const char *unit, char **ret);
 
 /* <0, 0, >0 as placement (epoch_a, gen_a) is older than, the same as or newer
  * than (epoch_b, gen_b): the epoch counts first, so a controller restored

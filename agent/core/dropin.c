@@ -230,6 +230,15 @@ int dropin_validate(const DropinInput *in, char **ret_error) {
                                             e->name);
         }
 
+        if (!isempty(in->shards_file)) {
+                if (!in->has_shards)
+                        return fail(ret_error, "shards file given without a shard assignment");
+                p = value_problem(in->shards_file);
+                if (p)
+                        return fail(ret_error, "shards file: %s", p);
+                if (in->shards_file[0] != '/')
+                        return fail(ret_error, "shards file: not an absolute path");
+        }
         if (in->has_shards)
                 return check_shards(in, NULL, ret_error);
         return 0;
@@ -302,7 +311,10 @@ int dropin_render(const DropinInput *in, char **ret) {
         if (r < 0)
                 return r;
         if (in->has_shards) {
-                r = put_assignment(&b, "BATON_SHARDS", shards);
+                if (isempty(in->shards_file))
+                        r = put_assignment(&b, "BATON_SHARDS", shards);
+                else
+                        r = put_assignment(&b, "BATON_SHARDS_FILE", in->shards_file);
                 if (r < 0)
                         return r;
                 snprintf(num, sizeof(num), "%" PRIu32, in->shard_count);
@@ -321,6 +333,49 @@ int dropin_render(const DropinInput *in, char **ret) {
         }
 
         *ret = TAKE_PTR(b.data);
+        return 0;
+}
+
+int dropin_shards_text(const DropinInput *in, char **ret) {
+        _cleanup_free_ char *shards = NULL;
+        char *text;
+        int r;
+
+        assert(in);
+        assert(ret);
+
+        if (!in->has_shards)
+                return -EINVAL;
+        r = dropin_validate(in, NULL);
+        if (r < 0)
+                return r;
+        r = check_shards(in, &shards, NULL);
+        if (r < 0)
+                return r;
+        if (asprintf(&text, "%s\n", shards) < 0)
+                return -ENOMEM;
+
+        *ret = text;
+        return 0;
+}
+
+int dropin_shards_parse(const char *text, char **ret) {
+        _cleanup_(rangelist_done) RangeList l = { 0 };
+        char *shards;
+        int r;
+
+        assert(ret);
+
+        if (!text)
+                return -EINVAL;
+        r = rangelist_parse_line(&l, text);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EINVAL;
+        shards = rangelist_format(&l);
+        if (!shards)
+                return -ENOMEM;
+
+        *ret = shards;
         return 0;
 }
 
@@ -446,6 +501,10 @@ int dropin_parse(const char *text, DropinInfo *ret) {
                                         if (r >= 0)
                                                 r = dup_value(&info.shards, eq);
                                         info.has_shards = r >= 0;
+                                } else if (streq(kv, "BATON_SHARDS_FILE")) {
+                                        r = eq[0] == '/' ? dup_value(&info.shards_file, eq)
+                                                         : -EINVAL;
+                                        info.has_shards = r >= 0;
                                 } else if (streq(kv, "BATON_SHARD_COUNT")) {
                                         r = parse_u64(eq, UINT32_MAX, &v);
                                         info.shard_count = (uint32_t) v;
@@ -455,7 +514,8 @@ int dropin_parse(const char *text, DropinInfo *ret) {
                 }
                 line = nl ? nl + 1 : NULL;
         }
-        if (r >= 0 && (!info.service || (info.has_shards && info.shard_count == 0)))
+        if (r >= 0 && (!info.service || (info.has_shards && info.shard_count == 0) ||
+                       (info.shards && info.shards_file)))
                 r = -EINVAL;
         if (r < 0) {
                 dropin_info_done(&info);
@@ -469,5 +529,6 @@ void dropin_info_done(DropinInfo *i) {
         free(i->service);
         free(i->host);
         free(i->shards);
+        free(i->shards_file);
         *i = (DropinInfo){ 0 };
 }

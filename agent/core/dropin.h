@@ -18,6 +18,8 @@
 #define DROPIN_ENV_NAME_MAX 128
 #define DROPIN_ENV_VALUE_MAX 16384
 #define DROPIN_ENV_MAX 256
+/* What the agent reads of a shards file: far above the text of any real set. */
+#define DROPIN_SHARDS_FILE_MAX (1024 * 1024)
 
 typedef struct DropinEnv {
         const char *name;
@@ -35,13 +37,18 @@ typedef struct DropinInput {
         uint32_t shard_count;
         uint64_t shard_epoch;
         bool has_shards; /* BATON_SHARDS, BATON_SHARD_COUNT, BATON_SHARD_EPOCH */
+        /* ShardChange=reload: the absolute path of the unit's shards file,
+         * rendered as BATON_SHARDS_FILE in place of BATON_SHARDS, so that a
+         * new set changes the file and not the drop-in; NULL or "": none. */
+        const char *shards_file;
 } DropinInput;
 
 /* Checks everything dropin_render() checks, and says what is wrong: host and
  * service non-empty; extra names match [A-Za-z_][A-Za-z0-9_]*, do not start
  * with BATON_ and appear once; values are valid UTF-8 without control
  * characters other than TAB; the shard list parses and every shard is below
- * shard_count, which is non-zero. -EINVAL with *ret_error (may be NULL) set
+ * shard_count, which is non-zero; a shards file comes with has_shards and is
+ * an absolute path. -EINVAL with *ret_error (may be NULL) set
  * to a message such as "environment variable 2 (\"1FOO\"): invalid name";
  * -ENOMEM. */
 int dropin_validate(const DropinInput *in, char **ret_error);
@@ -58,11 +65,25 @@ int dropin_validate(const DropinInput *in, char **ret_error);
  *     Environment="BATON_SHARD_EPOCH=2"
  *     Environment="EXTRA=…"                  (the extra env, in order)
  *
+ * With a shards_file, in place of BATON_SHARDS:
+ *
+ *     Environment="BATON_SHARDS_FILE=/var/lib/baton-agent/shards/gateway@3.service"
+ *
  * Each assignment is double-quoted with '\' and '"' escaped by a backslash and
  * '%' doubled, because systemd unquotes, C-unescapes and then expands
  * specifiers; '$' is left alone since Environment= does not expand variables.
  * -EINVAL on anything dropin_validate() refuses; -ENOMEM. */
 int dropin_render(const DropinInput *in, char **ret);
+
+/* What the shards file of a unit with has_shards holds: the list in
+ * canonical form and a newline, "0-13,90-91\n" ("\n" for the empty set).
+ * -EINVAL on anything dropin_validate() refuses or without has_shards;
+ * -ENOMEM. */
+int dropin_shards_text(const DropinInput *in, char **ret);
+
+/* The list in a shards file's text, in canonical form ("0-13,90-91"): -EINVAL
+ * unless it is a range list and one newline (rangelist_parse_line()). */
+int dropin_shards_parse(const char *text, char **ret);
 
 /* What a rendered drop-in says, read back: the agent's own record of how a
  * unit was started (shard assignment included), valid across agent restarts
@@ -72,15 +93,16 @@ typedef struct DropinInfo {
         char *host;
         uint32_t instance;
         bool has_instance;
-        char *shards;
+        char *shards;      /* BATON_SHARDS; NULL with a shards file */
+        char *shards_file; /* BATON_SHARDS_FILE: the set is in that file */
         uint32_t shard_count;
         uint64_t shard_epoch;
-        bool has_shards;
+        bool has_shards; /* either of the two */
 } DropinInfo;
 
 /* Parses text produced by dropin_render() (other Environment= variables are
- * skipped). -EINVAL if it is not a baton drop-in or a BATON_ value is
- * malformed; -ENOMEM. */
+ * skipped). -EINVAL if it is not a baton drop-in, a BATON_ value is
+ * malformed, or it has both BATON_SHARDS and BATON_SHARDS_FILE; -ENOMEM. */
 int dropin_parse(const char *text, DropinInfo *ret);
 void dropin_info_done(DropinInfo *i);
 

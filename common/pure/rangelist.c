@@ -182,6 +182,18 @@ int rangelist_parse(RangeList *l, const char *s) {
         return parse_n(l, s, strlen(s));
 }
 
+int rangelist_parse_line(RangeList *l, const char *text) {
+        size_t len;
+
+        assert(l);
+        assert(text);
+
+        len = strlen(text);
+        if (len == 0 || text[len - 1] != '\n' || memchr(text, '\n', len - 1))
+                return -EINVAL;
+        return parse_n(l, text, len - 1);
+}
+
 char *rangelist_format(const RangeList *l) {
         /* "4294967295-4294967295," is the longest item. */
         const size_t item_max = 2 * 10 + 2;

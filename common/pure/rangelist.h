@@ -27,6 +27,10 @@ void rangelist_clear(RangeList *l);
  * is normalised). Shard ids must be < RANGELIST_MAX_SHARD. On error returns
  * -EINVAL (-ERANGE for a too large id) and leaves *l unchanged. */
 int rangelist_parse(RangeList *l, const char *s);
+/* A shards file of ShardChange=reload (docs/workload-contract.md): one range
+ * list as rangelist_parse() takes it, then a newline, and nothing else. A
+ * text without its newline is -EINVAL: it may have been cut short. */
+int rangelist_parse_line(RangeList *l, const char *text);
 /* Canonical text; "" for an empty list. Caller frees. NULL on OOM. */
 char *rangelist_format(const RangeList *l);
 

@@ -52,6 +52,7 @@ typedef struct PlanUnit {
         char *shards; /* range list */
         uint32_t shard_count;
         uint64_t shard_epoch;
+        bool shards_reload; /* ShardChange=reload: a shard change reloads the unit */
 } PlanUnit;
 
 /* A Placement to send to `host`: a new generation when `new_generation`

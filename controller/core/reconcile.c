@@ -594,7 +594,17 @@ int reconcile_copies(const ShardState *ss, const char *service, uint32_t instanc
         int k = 0;
 
         *ret_n = 0;
-        if (item) {
+        if (item && rs->reload && rangelist_count(&item->from) > 0) {
+                /* A live change: the one copy takes its new set once its
+                 * gain is let through the gate (a loser: once done). */
+                const RangeList *set = item->state == RITEM_PENDING ? &item->from : &item->to;
+
+                if (rangelist_count(set) > 0) {
+                        k = copy_make(service, instance, item->from_slot, set, rs->to_count,
+                                      rs->to_epoch, !waiting, &ret[n]);
+                        n += k >= 0;
+                }
+        } else if (item) {
                 if (rangelist_count(&item->from) > 0 && item->state != RITEM_DONE) {
                         /* A moved copy runs where it was: it was let through
                          * the gate there. */
@@ -1571,7 +1581,12 @@ static void unit_config_hash(const SpecHash *sh, const PlanUnit *u, char ret[17]
         snprintf(extra, sizeof(extra), "|%" PRIu32 "|%" PRIu64 "|", u ? u->shard_count : 0,
                  u ? u->shard_epoch : 0);
         h = fnv1a64_str(h, extra);
-        h = fnv1a64_str(h, u && u->shards ? u->shards : "");
+        /* ShardChange=reload: a new set reloads the unit, it does not
+         * restart it. */
+        if (u && u->shards_reload)
+                h = fnv1a64_str(h, "reload");
+        else
+                h = fnv1a64_str(h, u && u->shards ? u->shards : "");
         snprintf(ret, 17, "%016" PRIx64, h);
 }
 
@@ -1837,6 +1852,7 @@ static int host_units(Rec *r, const char *host, PlanUnit **ret, size_t *ret_n) {
                                 .sharded = s->kind == SERVICE_SHARDED,
                                 .shard_count = cp[j].shard_count,
                                 .shard_epoch = cp[j].epoch,
+                                .shards_reload = s->kind == SERVICE_SHARDED && s->shard_reload,
                         };
                         u->name = TAKE_PTR(cp[j].unit);
                         u->shards = TAKE_PTR(cp[j].shards);
@@ -1870,6 +1886,7 @@ static uint64_t units_digest(const PlanUnit *u, size_t n) {
                 h = fnv1a64(h, &u[i].shard_epoch, sizeof(u[i].shard_epoch));
                 h = fnv1a64(h, &u[i].shard_count, sizeof(u[i].shard_count));
                 h = fnv1a64(h, &running, sizeof(running));
+                h = fnv1a64(h, &u[i].shards_reload, sizeof(u[i].shards_reload));
         }
         return h;
 }
@@ -2460,35 +2477,33 @@ static int admit_waiting(Rec *r, const ServiceSpec *s) {
 typedef struct MayStart {
         Rec *r;
         ShardState *ss;
-        const Reshard *rs;
         int error;
 } MayStart;
 
-static bool reshard_may_start(const RangeList *shards, void *userdata) {
+static bool reshard_may_start(uint32_t instance, const RangeList *shards, void *userdata) {
         MayStart *x = userdata;
+        const ReshardItem *item = reshard_item(x->ss->reshard, instance);
+        bool waiting = instance < x->ss->n_waiting && x->ss->waiting[instance];
+        int k;
 
+        /* A live change of a copy that is not running (it waits for the
+         * gate) starts it: it identifies its whole new set. */
+        if (x->ss->reshard->reload && waiting && item)
+                shards = &item->to;
         if (!start_gate_may_start(&x->ss->gate, shards, x->r->now))
                 return false;
-        /* The item is the first PENDING one with this set (items start in order). */
-        for (size_t i = 0; i < x->rs->n_items; i++)
-                if (x->rs->items[i].state == RITEM_PENDING &&
-                    rangelist_equal(&x->rs->items[i].to, shards)) {
-                        const char *host =
-                                rec_host_of(x->r, x->ss->service, x->rs->items[i].instance);
-                        int k;
-
-                        /* A copy on a host that is down would start when
-                         * it returns, outside the gate: it waits. */
-                        if (!rec_host_alive(x->r, host))
-                                return false;
-                        k = admit(x->ss, x->rs->items[i].instance, true, shards, x->r->now);
-                        if (k < 0) {
-                                x->error = k;
-                                return false;
-                        }
-                        return true;
-                }
-        return false;
+        /* A copy on a host that is down would start when it returns,
+         * outside the gate: it waits. */
+        if (!rec_host_alive(x->r, rec_host_of(x->r, x->ss->service, instance)))
+                return false;
+        k = admit(x->ss, instance, true, shards, x->r->now);
+        if (k < 0) {
+                x->error = k;
+                return false;
+        }
+        if (x->ss->reshard->reload && waiting)
+                x->ss->waiting[instance] = false;
+        return true;
 }
 
 static bool rec_copy_ready(Rec *r, const ShardState *ss, const char *service, uint32_t instance,
@@ -2535,7 +2550,7 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                 return -ENOMEM;
         for (size_t i = 0; i < rs->n_items; i++)
                 was_done[i] = rs->items[i].state == RITEM_DONE;
-        MayStart ctx = { r, ss, rs, 0 };
+        MayStart ctx = { r, ss, 0 };
         n = reshard_step(rs, obs, rs->n_items, r->now, reshard_may_start, &ctx, actions, max);
         if (ctx.error < 0)
                 return ctx.error;
@@ -2543,15 +2558,21 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
          * (the old one it replaces waited, if it had moved). */
         for (size_t i = 0; i < rs->n_items; i++)
                 if (!was_done[i] && rs->items[i].state == RITEM_DONE &&
-                    rs->items[i].instance < ss->n_waiting)
+                    rs->items[i].instance < ss->n_waiting &&
+                    /* (a live change's copy still waits for the gate) */
+                    !(rs->reload && rangelist_count(&rs->items[i].from) > 0))
                         ss->waiting[rs->items[i].instance] = false;
 
         for (size_t i = 0; i < n; i++) {
                 switch (actions[i].kind) {
                 case RESHARD_ACTION_START:
-                        k = plan_log(r->p, L_INFO,
-                                     "%s %" PRIu64 ": starting the new copy of %s@%u.", what,
-                                     rs->id, s->name, actions[i].instance);
+                        k = plan_log(
+                                r->p, L_INFO,
+                                rs->reload && reshard_item(rs, actions[i].instance)->from.n_ranges
+                                        ? "%s %" PRIu64 ": %s@%u takes its new shards live "
+                                          "(reload)."
+                                        : "%s %" PRIu64 ": starting the new copy of %s@%u.",
+                                what, rs->id, s->name, actions[i].instance);
                         break;
                 case RESHARD_ACTION_RETIRE: {
                         const ReshardItem *it = reshard_item(rs, actions[i].instance);
@@ -2562,8 +2583,9 @@ static int step_reshard(Rec *r, const ServiceSpec *s) {
                                 return k;
                 }
                         k = plan_log(r->p, L_INFO,
-                                     "%s %" PRIu64 ": retiring the old copy of %s@%u.", what,
-                                     rs->id, s->name, actions[i].instance);
+                                     rs->reload ? "%s %" PRIu64 ": %s@%u serves its new set."
+                                                : "%s %" PRIu64 ": retiring the old copy of %s@%u.",
+                                     what, rs->id, s->name, actions[i].instance);
                         break;
                 case RESHARD_ACTION_CUTOVER:
                         k = plan_log(r->p, L_INFO,
@@ -2980,8 +3002,10 @@ static int do_apply(Rec *r) {
 
                 /* A changed unit (for systemd, not just [X-Baton]) of a running
                  * service rolls out; the agents keep the old process meanwhile. */
-                updated[i] =
-                        old && spec_systemd_hash(old->unit_text) != spec_systemd_hash(s->unit_text);
+                updated[i] = old && (spec_systemd_hash(old->unit_text) !=
+                                             spec_systemd_hash(s->unit_text) ||
+                                     /* how the copies learn their shards */
+                                     old->shard_reload != s->shard_reload);
                 k = answer_service(r, s, action);
                 if (k >= 0 && s->kind == SERVICE_SHARDED && !rec_shards(r, s->name)) {
                         ShardState *ss;
@@ -3241,6 +3265,7 @@ static int do_reshard(Rec *r) {
         const ShardState *cur;
         _cleanup_(reshard_freep) Reshard *rs = NULL;
         _cleanup_free_ const RangeList **sets = NULL;
+        _cleanup_free_ RangeList *ids = NULL;
         uint32_t n_to, to_count, count;
         uint64_t id;
         size_t n = 0;
@@ -3289,6 +3314,13 @@ static int do_reshard(Rec *r) {
                               s->name, n_to, to_count);
         if (k < 0)
                 return k;
+        /* ShardChange=reload at the same total: each changed instance keeps
+         * its process and takes its new set live. */
+        if (s->shard_reload && to_count == cur->layout.shard_count) {
+                k = reshard_make_reload(rs);
+                if (k < 0)
+                        return k;
+        }
 
         r->ans->reshard.from_instances = cur->layout.n_instances;
         r->ans->reshard.from_shards = cur->layout.shard_count;
@@ -3298,26 +3330,32 @@ static int do_reshard(Rec *r) {
         r->ans->reshard.to_epoch = rs->to_epoch;
         r->ans->reshard.identifies = reshard_cost(rs);
         sets = calloc(rs->n_items + 1, sizeof(RangeList *));
-        if (!sets)
+        ids = calloc(rs->n_items + 1, sizeof(RangeList));
+        if (!sets || !ids)
                 return -ENOMEM;
-        for (size_t i = 0; i < rs->n_items; i++) {
+        for (size_t i = 0; i < rs->n_items && k >= 0; i++) {
                 RangeList moved;
 
-                if (rangelist_count(&rs->items[i].to) > 0)
-                        sets[n++] = &rs->items[i].to;
+                /* What each start identifies: a new copy's set, or a live
+                 * change's gain. */
+                k = reshard_item_identifies(rs, &rs->items[i], &ids[i]);
+                if (k >= 0 && rangelist_count(&ids[i]) > 0)
+                        sets[n++] = &ids[i];
                 rangelist_init(&moved);
                 if (rangelist_copy(&moved, &rs->items[i].to) >= 0 &&
                     rangelist_subtract(&moved, &rs->items[i].from) >= 0)
                         r->ans->reshard.moves += rangelist_count(&moved);
                 rangelist_done(&moved);
         }
-        {
+        if (k >= 0) {
                 uint64_t unused;
                 k = start_gate_estimate(s->identify_concurrency, s->identify_interval, sets, n,
                                         &r->ans->reshard.duration, &unused);
-                if (k < 0)
-                        return k;
         }
+        for (size_t i = 0; i < rs->n_items; i++)
+                rangelist_done(&ids[i]);
+        if (k < 0)
+                return k;
         /* A new total moves every shard to the new set. */
         if (rs->to_epoch != rs->from_epoch)
                 r->ans->reshard.moves = to_count;

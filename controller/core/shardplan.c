@@ -694,6 +694,20 @@ static bool item_has_new_copy(const ReshardItem *it) {
         return it->to.n_ranges > 0;
 }
 
+/* Whether the item starts through the gate: a new copy, or for a live
+ * reshard a copy that gains shards (an instance only gains or only loses). */
+static bool item_starts(const Reshard *r, const ReshardItem *it) {
+        if (r->reload && item_had_live_copy(it))
+                return rangelist_count(&it->to) > rangelist_count(&it->from);
+        return item_has_new_copy(it);
+}
+
+/* A live reshard's loser (or an instance that goes away): its live copy
+ * keeps serving what it keeps, no start needed. */
+static bool item_keeps_serving(const Reshard *r, const ReshardItem *it) {
+        return r->reload && item_had_live_copy(it) && !item_starts(r, it);
+}
+
 static void items_free(ReshardItem *items, size_t n) {
         if (!items)
                 return;
@@ -1047,6 +1061,34 @@ static size_t reshard_step_aborted(Reshard *r, ReshardAction *ret, size_t max) {
         return n;
 }
 
+int reshard_make_reload(Reshard *r) {
+        assert(r);
+
+        if (r->replace || r->reload || !reshard_same_total(r) || r->state != RESHARD_RUNNING)
+                return -EINVAL;
+        for (size_t k = 0; k < r->n_items; k++)
+                if (r->items[k].state != RITEM_PENDING)
+                        return -EINVAL;
+        r->reload = true;
+        for (size_t k = 0; k < r->n_items; k++)
+                if (item_had_live_copy(r->items + k))
+                        r->items[k].to_slot = r->items[k].from_slot;
+        return 0;
+}
+
+int reshard_item_identifies(const Reshard *r, const ReshardItem *it, RangeList *ret) {
+        int k;
+
+        assert(r);
+        assert(it);
+        assert(ret);
+
+        k = rangelist_copy(ret, &it->to);
+        if (k >= 0 && r->reload)
+                k = rangelist_subtract(ret, &it->from);
+        return k;
+}
+
 size_t reshard_step(Reshard *r, const ReshardObserved *observed, size_t n_observed, usec_t now,
                     ReshardMayStart may_start, void *userdata, ReshardAction *ret, size_t max) {
         _cleanup_(rangelist_done) RangeList covered = { 0 };
@@ -1085,7 +1127,8 @@ size_t reshard_step(Reshard *r, const ReshardObserved *observed, size_t n_observ
         for (size_t k = 0; k < r->n_items; k++) {
                 const ReshardItem *it = r->items + k;
                 bool ready = it->state == RITEM_READY || it->state == RITEM_DONE ||
-                             (it->state == RITEM_STARTING && seen[k] == SEEN_);
+                             (it->state == RITEM_STARTING && seen[k] == SEEN_) ||
+                             item_keeps_serving(r, it);
 
                 if (it->state == RITEM_STARTING && !ready &&
                     elapsed(now, it->started_at) > r->health_timeout && !first_failure)
@@ -1133,9 +1176,13 @@ size_t reshard_step(Reshard *r, const ReshardObserved *observed, size_t n_observ
                 for (size_t k = 0; k < r->n_items && starting < r->max_starting && n < max; k++) {
                         ReshardItem *it = r->items + k;
 
-                        if (it->state != RITEM_PENDING || !item_has_new_copy(it))
+                        _cleanup_(rangelist_done) RangeList set = { 0 };
+
+                        if (it->state != RITEM_PENDING || !item_starts(r, it))
                                 continue;
-                        if (may_start && !may_start(&it->to, userdata))
+                        if (reshard_item_identifies(r, it, &set) < 0)
+                                break;
+                        if (may_start && !may_start(it->instance, &set, userdata))
                                 break;
                         it->state = RITEM_STARTING;
                         it->started_at = now;
@@ -1154,7 +1201,7 @@ size_t reshard_step(Reshard *r, const ReshardObserved *observed, size_t n_observ
                         ReshardItem *it = r->items + k;
 
                         if (!(it->state == RITEM_READY ||
-                              (it->state == RITEM_PENDING && !item_has_new_copy(it))))
+                              (it->state == RITEM_PENDING && !item_starts(r, it))))
                                 continue;
                         if (!item_had_live_copy(it)) {
                                 it->state = RITEM_DONE;
@@ -1171,7 +1218,7 @@ size_t reshard_step(Reshard *r, const ReshardObserved *observed, size_t n_observ
 
                 if (it->state != RITEM_DONE)
                         all_done = false;
-                if (item_has_new_copy(it) && it->state != RITEM_READY)
+                if (item_starts(r, it) && it->state != RITEM_READY)
                         all_ready = false;
         }
 
@@ -1300,8 +1347,13 @@ uint64_t reshard_cost(const Reshard *r) {
 
         assert(r);
 
-        for (size_t k = 0; k < r->n_items; k++)
-                sum += rangelist_count(&r->items[k].to);
+        /* Live: an instance only gains or only loses, so what it
+         * identifies is how many more it owns. */
+        for (size_t k = 0; k < r->n_items; k++) {
+                uint64_t to = rangelist_count(&r->items[k].to),
+                         from = r->reload ? rangelist_count(&r->items[k].from) : 0;
+                sum += to > from ? to - from : 0;
+        }
         return sum;
 }
 
@@ -1321,7 +1373,10 @@ int reshard_format(const Reshard *r, char **ret) {
                         " to_epoch=%" PRIu64 " from_count=%" PRIu32 " to_count=%" PRIu32
                         " from_instances=%" PRIu32 " to_instances=%" PRIu32 " max_starting=%" PRIu32
                         " health_timeout=%" PRIu64 " alert=%d items=%zu",
-                        r->service, r->id, r->replace ? " kind=replace" : "",
+                        r->service, r->id,
+                        r->replace  ? " kind=replace"
+                        : r->reload ? " kind=reload"
+                                    : "",
                         reshard_state_to_string(r->state), r->from_epoch, r->to_epoch,
                         r->from_count, r->to_count, r->from_instances, r->to_instances,
                         r->max_starting, (uint64_t) r->health_timeout, r->alert_raised ? 1 : 0,
@@ -1455,13 +1510,14 @@ static int parse_item(TextParser *ps, const Reshard *r, size_t k, RangeList *tak
         if ((e = textline_expect(ps, ":")) < 0 || (e = textline_parse_uint(ps, what, 1, &v)) < 0)
                 return e;
         it->to_slot = (uint8_t) v;
-        if (item_had_live_copy(it) ? it->to_slot != 1 - it->from_slot
+        if (item_had_live_copy(it) ? it->to_slot != (r->reload ? it->from_slot : 1 - it->from_slot)
                                    : it->from_slot != 0 || it->to_slot != 0) {
                 ps->p = pos;
                 return textline_fail(ps,
-                                     item_had_live_copy(it)
-                                             ? "item %zu: to_slot must be the other slot"
-                                             : "item %zu: a new instance uses slot 0",
+                                     !item_had_live_copy(it)
+                                             ? "item %zu: a new instance uses slot 0"
+                                     : r->reload ? "item %zu: a live change keeps the slot"
+                                                 : "item %zu: to_slot must be the other slot",
                                      k);
         }
 
@@ -1544,20 +1600,21 @@ static int reshard_check(TextParser *ps, const Reshard *r, const char *const *it
                 }
 
                 if ((it->state == RITEM_PENDING && (it->started_at != 0 || it->ready_at != 0)) ||
-                    (!item_has_new_copy(it) && (it->started_at != 0 || it->ready_at != 0)))
+                    (!item_starts(r, it) && (it->started_at != 0 || it->ready_at != 0)))
                         return textline_fail(ps, "item %zu: %s but has started_at/ready_at", k,
                                              it->state == RITEM_PENDING ? "pending"
                                                                         : "no new copy");
                 if ((it->state == RITEM_STARTING || it->state == RITEM_FAILED) && it->ready_at != 0)
                         return textline_fail(ps, "item %zu: %s but has ready_at", k, state);
-                if (!item_has_new_copy(it) && it->state != RITEM_PENDING && it->state != RITEM_DONE)
+                if (!item_starts(r, it) && it->state != RITEM_PENDING && it->state != RITEM_DONE)
                         return textline_fail(ps, "item %zu: %s without a new copy", k, state);
 
                 starting += it->state == RITEM_STARTING;
                 failed += it->state == RITEM_FAILED;
                 done += it->state == RITEM_DONE;
                 retired += it->state == RITEM_DONE && item_had_live_copy(it);
-                if ((it->state == RITEM_READY || it->state == RITEM_DONE) &&
+                if ((it->state == RITEM_READY || it->state == RITEM_DONE ||
+                     item_keeps_serving(r, it)) &&
                     rangelist_union(&covered, &it->to) < 0)
                         return textline_oom(ps);
         }
@@ -1650,11 +1707,12 @@ static int parse_reshard(TextParser *ps, Reshard **ret) {
         if ((k = textline_parse_field(ps, "id", UINT64_MAX, &v, NULL)) < 0)
                 return k;
         r->id = v;
-        if (startswith(ps->p, " kind=")) {
-                if ((k = textline_expect(ps, " kind=replace")) < 0)
-                        return k;
-                r->replace = true;
-        }
+        if (startswith(ps->p, " kind=reload"))
+                r->reload = (k = textline_expect(ps, " kind=reload")) >= 0;
+        else if (startswith(ps->p, " kind="))
+                r->replace = (k = textline_expect(ps, " kind=replace")) >= 0;
+        if (k < 0)
+                return k;
         if ((k = textline_expect(ps, " state=")) < 0 ||
             (k = textline_parse_state(ps, "state", lookup_reshard_state, &state)) < 0)
                 return k;

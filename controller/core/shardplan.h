@@ -144,6 +144,11 @@ typedef struct Reshard {
         /* A make-before-break restart (reshard_replace()): every item's new
          * copy owns its live copy's set; nothing moves between instances. */
         bool replace;
+        /* ShardChange=reload (reshard_make_reload()): a changed instance
+         * keeps its copy, which takes its new set in place (a reload): a
+         * gainer identifies only what it gains, through the gate; a loser
+         * drops what it gives away once the gainers are ready. */
+        bool reload;
 } Reshard;
 
 /* What a reshard does, in lower case: "reshard" (the layout changes),
@@ -170,6 +175,15 @@ int reshard_new(const char *service, uint64_t id, const ShardLayout *from, uint3
  * unit never leaves a shard without a ready owner. `replace` is set.
  * -EINVAL for an invalid service, an instance beyond the layout,
  * max_starting = 0 or health_timeout = 0; -ENOMEM. */
+/* Turns a fresh same-total reshard (every item pending) into a live one
+ * (Reshard.reload): each instance with a live copy keeps its slot. -EINVAL
+ * for a new total, a replace or one under way. */
+int reshard_make_reload(Reshard *r);
+
+/* The shards item `it` identifies when it starts: its new set, or for a
+ * live reshard what it gains (its new set less its old one). */
+int reshard_item_identifies(const Reshard *r, const ReshardItem *it, RangeList *ret);
+
 int reshard_replace(const char *service, uint64_t id, const ShardLayout *from, uint32_t instance,
                     uint32_t max_starting, usec_t health_timeout, Reshard **ret);
 /* Adds to replace `r` (or makes, *r NULL) an item moving instance
@@ -213,9 +227,11 @@ typedef struct ReshardAction {
         uint32_t instance;
 } ReshardAction;
 
-/* Asked before each start, in item order: may the new copy owning `shards`
- * start now? Returning true means the caller has taken the gate for it. */
-typedef bool (*ReshardMayStart)(const RangeList *shards, void *userdata);
+/* Asked before each start, in item order: may instance `instance` start
+ * identifying `shards` now (its new copy's set, or for a live reshard what
+ * its copy gains)? Returning true means the caller has taken the gate for
+ * it. */
+typedef bool (*ReshardMayStart)(uint32_t instance, const RangeList *shards, void *userdata);
 
 /* Advances the reshard at `now`; writes the actions to carry out (at most
  * 2 × n_items + 3) into ret and returns how many. Rules:

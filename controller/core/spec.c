@@ -50,6 +50,7 @@ typedef enum SpecKey {
         KEY_IDENTIFY_CONCURRENCY,
         KEY_IDENTIFY_INTERVAL,
         KEY_DAILY_START_BUDGET,
+        KEY_SHARD_CHANGE,
         _KEY_MAX,
 } SpecKey;
 
@@ -60,6 +61,7 @@ typedef enum ValueType {
         VALUE_LABEL_KEY,
         VALUE_SIZE,
         VALUE_DURATION,
+        VALUE_SHARD_CHANGE,
 } ValueType;
 
 #define KINDS_ALL ((1u << SERVICE_STATELESS) | (1u << SERVICE_SINGLETON) | (1u << SERVICE_SHARDED))
@@ -118,6 +120,9 @@ static const KeyInfo key_table[_KEY_MAX] = {
         [KEY_DAILY_START_BUDGET] = { "DailyStartBudget", VALUE_UINT32,
                                      offsetof(ServiceSpec, daily_start_budget), 0, UINT32_MAX,
                                      KINDS_ALL, NULL },
+        [KEY_SHARD_CHANGE] = { "ShardChange", VALUE_SHARD_CHANGE,
+                               offsetof(ServiceSpec, shard_reload), 0, 0, KINDS_SHARDED,
+                               "only for Kind=sharded" },
 };
 
 typedef enum Section {
@@ -135,6 +140,8 @@ typedef struct Parser {
         unsigned service_line; /* first [Service], 0 = none yet */
         unsigned xbaton_line;
         unsigned key_line[_KEY_MAX]; /* where each key was given, 0 = not given */
+        unsigned exec_reload_line;   /* ExecReload= in [Service], 0 = none */
+        bool in_service;
 } Parser;
 
 static bool is_label_char(char c) {
@@ -366,6 +373,19 @@ static int parse_kind(Parser *p, unsigned line, const char *value) {
         return 0;
 }
 
+static int parse_shard_change(Parser *p, unsigned line, const char *value) {
+        char q[QUOTE_MAX + 4];
+
+        if (streq(value, "restart"))
+                p->spec->shard_reload = false;
+        else if (streq(value, "reload"))
+                p->spec->shard_reload = true;
+        else
+                return fail(p, line, "[" XBATON "] ShardChange: '%s' is not restart or reload",
+                            quote(q, value, true));
+        return 0;
+}
+
 static int parse_label_key(Parser *p, unsigned line, const char *value) {
         char q[QUOTE_MAX + 4];
         char *copy;
@@ -501,6 +521,8 @@ static int parse_xbaton(Parser *p, unsigned line, const char *key, char *value) 
         switch (key_table[k].type) {
         case VALUE_KIND:
                 return parse_kind(p, line, value);
+        case VALUE_SHARD_CHANGE:
+                return parse_shard_change(p, line, value);
         case VALUE_UINT32:
                 return parse_u32(p, line, k, value);
         case VALUE_SIZE:
@@ -537,6 +559,7 @@ static int parse_section(Parser *p, unsigned line, char *l) {
                 return fail(p, line,
                             "section [%s] is not [" XBATON "] (section names are case-sensitive)",
                             quote(q, name, true));
+        p->in_service = streq(name, "Service");
         if (streq(name, "Service")) {
                 if (p->service_line == 0)
                         p->service_line = line;
@@ -581,6 +604,8 @@ static int parse_line(Parser *p, unsigned line, char *l) {
         if (*key == '\0')
                 return fail(p, line, "assignment without a key");
 
+        if (p->in_service && streq(key, "ExecReload") && !isempty(value))
+                p->exec_reload_line = line;
         if (p->section != SECTION_XBATON)
                 return 0;
         return parse_xbaton(p, line, key, value);
@@ -699,6 +724,12 @@ static int check_consistency(Parser *p) {
                 if (at[KEY_SHARDS] == 0)
                         return fail(p, at[KEY_KIND],
                                     "[" XBATON "] Shards: required for Kind=sharded");
+                /* A live shard change is announced with a reload: the
+                 * unit must say what a reload does. */
+                if (s->shard_reload && p->exec_reload_line == 0)
+                        return fail(p, at[KEY_SHARD_CHANGE],
+                                    "[" XBATON "] ShardChange=reload needs ExecReload= in "
+                                    "[Service] (for example ExecReload=kill -HUP $MAINPID)");
                 if (at[KEY_MIN_REPLICAS] == 0)
                         s->min_replicas = 1;
                 else if (s->min_replicas == 0)

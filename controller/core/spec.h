@@ -52,6 +52,8 @@ typedef struct ServiceSpec {
         uint32_t identify_concurrency; /* IdentifyConcurrency=, default 1 (sharded) */
         usec_t identify_interval;      /* IdentifyInterval=, default 5s */
         uint32_t daily_start_budget;   /* DailyStartBudget=, default 1000; 0 = unlimited */
+        bool shard_reload; /* ShardChange=reload (sharded): a copy's shards change in the
+                            * running process (file + ExecReload=), not by a new copy */
 } ServiceSpec;
 
 /* Bounds beyond the types, so that a spec cannot make the planner allocate or

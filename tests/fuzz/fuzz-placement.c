@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* A Placement as the agent receives it: a signed envelope, verified with the
  * test key, then what agent/apply.c does with it in pure code: each unit's
- * drop-in validated, rendered and read back, its config hash, and the
- * convergence plan against a host that already runs two units. The plan is
- * then "carried out" on an agent state as the shell would, and planning
- * again must change nothing (converge.h's idempotence promise). */
+ * drop-in validated, rendered and read back (its shards file too, with
+ * ShardChange=reload), its config hash, and the convergence plan against a
+ * host that already runs two units. The plan is then "carried out" on an
+ * agent state and the shards files as the shell would, and planning again
+ * must change nothing (converge.h's idempotence promise). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,9 @@
 #include "fuzz-wire.h"
 #include "shards.h"
 #include "unit-name.h"
+
+/* Where agent/agent.c puts shards files for the default state_dir. */
+#define FUZZ_SHARDS_DIR "/var/lib/baton-agent/shards"
 
 /* What this host ran before the Placement arrived. */
 static const struct {
@@ -50,6 +54,14 @@ static void check_plan(const Plan *p) {
                                     a->type == ACTION_REMOVE_DROPIN);
                         FUZZ_ASSERT(!strstr(a->file_name, "..") && a->file_name[0] != '/');
                         files++;
+                        break;
+                case ACTION_WRITE_SHARDS:
+                case ACTION_REMOVE_SHARDS:
+                        /* one file per unit, named after it; not systemd's */
+                        FUZZ_ASSERT(a->unit && streq_ptr(a->file_name, a->unit));
+                        FUZZ_ASSERT(
+                                unit_name_is_valid(a->unit, UNIT_NAME_PLAIN | UNIT_NAME_INSTANCE));
+                        FUZZ_ASSERT(!a->content == (a->type == ACTION_REMOVE_SHARDS));
                         break;
                 case ACTION_REFUSE:
                         FUZZ_ASSERT(a->unit);
@@ -134,12 +146,21 @@ static void check_dropin(const DropinInput *in, const char *text) {
         FUZZ_ASSERT(!in->has_instance || info.instance == in->instance);
         FUZZ_ASSERT(info.has_shards == in->has_shards);
         if (in->has_shards) {
+                _cleanup_free_ char *file = NULL, *back = NULL;
+
                 FUZZ_ASSERT(info.shard_count == in->shard_count);
                 FUZZ_ASSERT(info.shard_epoch == in->shard_epoch);
+                /* the set is in the drop-in or, with a file, only in the file */
+                FUZZ_ASSERT(streq_ptr(info.shards_file, in->shards_file));
+                FUZZ_ASSERT(!info.shards == !!in->shards_file);
+                if (in->shards_file) {
+                        FUZZ_ASSERT(dropin_shards_text(in, &file) >= 0);
+                        FUZZ_ASSERT(dropin_shards_parse(file, &back) >= 0);
+                }
                 rangelist_init(&a);
                 rangelist_init(&b);
-                FUZZ_ASSERT(rangelist_parse(&a, in->shards) >= 0);
-                FUZZ_ASSERT(rangelist_parse(&b, info.shards) >= 0);
+                FUZZ_ASSERT(rangelist_parse(&a, strempty(in->shards)) >= 0);
+                FUZZ_ASSERT(rangelist_parse(&b, in->shards_file ? back : info.shards) >= 0);
                 FUZZ_ASSERT(rangelist_equal(&a, &b));
                 rangelist_done(&a);
                 rangelist_done(&b);
@@ -290,6 +311,12 @@ static void plan_and_carry_out(const Baton__V1__Placement *p, const DesiredUnit 
                 observed[n_observed++] = (ObservedUnit){ st.units[i].name, "loaded", active };
         }
         FUZZ_ASSERT(agent_state_managed_units(&st, &managed, &n_managed) >= 0);
+        /* The shards files are what the plan wrote (the host had none). */
+        for (size_t i = 0; i < n_managed; i++)
+                for (size_t k = 0; k < plan.n_actions; k++)
+                        if (plan.actions[k].type == ACTION_WRITE_SHARDS &&
+                            streq(plan.actions[k].unit, managed[i].name))
+                                managed[i].shards_text = plan.actions[k].content;
         if (converge_plan(desired, n, managed, n_managed, observed, n_observed, foreign, n_foreign,
                           globs, CONVERGE_START_INACTIVE, &again) < 0)
                 goto finish;
@@ -329,10 +356,11 @@ static void drive(const CodecDecoded *d) {
         size_t n = p->n_units;
         DesiredUnit *desired = calloc(n + 1, sizeof(DesiredUnit));
         char **dropins = calloc(n + 1, sizeof(char *));
+        char **shards_texts = calloc(n + 1, sizeof(char *));
         char(*hashes)[17] = calloc(n + 1, sizeof(*hashes));
         bool refused = false;
 
-        if (!desired || !dropins || !hashes)
+        if (!desired || !dropins || !shards_texts || !hashes)
                 abort();
         /* agent.c refuses a stale command before it looks at it. */
         if (codec_check_age(d->envelope, FUZZ_NOW_US, FUZZ_COMMAND_MAX_AGE_US, NULL) < 0)
@@ -346,7 +374,8 @@ static void drive(const CodecDecoded *d) {
         for (size_t i = 0; i < n && !refused; i++) {
                 const Baton__V1__PlacedUnit *u = p->units[i];
                 _cleanup_free_ DropinEnv *env = calloc(u->n_env + 1, sizeof(DropinEnv));
-                _cleanup_free_ char *why = NULL, *managed = NULL;
+                _cleanup_free_ char *why = NULL, *managed = NULL, *shards_name = NULL,
+                                    *shards_file = NULL;
                 DropinInput in = {
                         .host = FUZZ_HOST,
                         .service = u->service,
@@ -367,6 +396,15 @@ static void drive(const CodecDecoded *d) {
                         in.shard_epoch = u->shards->shard_epoch;
                         in.has_shards = true;
                 }
+                if (in.has_shards && u->shards_reload) {
+                        r = converge_shards_file_name(u->name, &shards_name);
+                        if (r == -ENOMEM)
+                                abort();
+                        if (r >= 0 &&
+                            asprintf(&shards_file, FUZZ_SHARDS_DIR "/%s", shards_name) < 0)
+                                abort();
+                        in.shards_file = shards_file;
+                }
                 if (!isempty(u->service)) {
                         v = dropin_validate(&in, &why);
                         r = dropin_render(&in, &dropins[i]);
@@ -386,6 +424,14 @@ static void drive(const CodecDecoded *d) {
                         check_dropin(&in, dropins[i]);
                         if (in.has_shards)
                                 check_shards(u->shards);
+                        if (in.shards_file) {
+                                r = dropin_shards_text(&in, &shards_texts[i]);
+                                if (r == -ENOMEM) {
+                                        refused = true;
+                                        break;
+                                }
+                                FUZZ_ASSERT(r >= 0);
+                        }
                 }
                 FUZZ_ASSERT(config_hash(config_hash_is_valid(u->config_hash) ? u->config_hash
                                                                              : u->unit_text,
@@ -403,14 +449,18 @@ static void drive(const CodecDecoded *d) {
                         .config_hash = hashes[i],
                         .running = u->running,
                         .defer_restart = u->defer_restart,
+                        .shards_text = shards_texts[i],
                 };
         }
         if (!refused)
                 plan_and_carry_out(p, desired, (const char(*)[17]) hashes, n);
 finish:
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
                 free(dropins[i]);
+                free(shards_texts[i]);
+        }
         free(dropins);
+        free(shards_texts);
         free(hashes);
         free(desired);
 }

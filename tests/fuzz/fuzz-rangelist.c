@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Range lists and StatusText tokens on arbitrary bytes: never crash, the
  * canonical text round-trips, and the set operations obey the identities a
- * bitmap would. The input is split at its first '|' into two lists. */
+ * bitmap would; the shards-file form agrees with the plain one. The input is
+ * split at its first '|' into two lists. */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +14,7 @@
 
 const char *const fuzz_tokens[] = {
         "0", "1", "2", "3", "5", "9", "13",     "90",          "16777215", "16777216", "4294967295",
-        "-", ",", ",", "-", "|", " ", "ready=", "connecting=", "failed=",  "text",
+        "-", ",", ",", "-", "|", " ", "ready=", "connecting=", "failed=",  "text",     "\n",
 };
 const size_t fuzz_n_tokens = sizeof(fuzz_tokens) / sizeof(fuzz_tokens[0]);
 
@@ -80,6 +83,38 @@ finish:
         rangelist_done(&x);
 }
 
+/* The shards-file form is a list and one newline: it parses exactly when the
+ * text without its last byte, a newline, parses as a list, to the same set. */
+static void check_line(const char *s) {
+        size_t len = strlen(s);
+        bool has_nl = len > 0 && s[len - 1] == '\n' && !memchr(s, '\n', len - 1);
+        RangeList a, b;
+        char *head;
+        int r;
+
+        rangelist_init(&a);
+        rangelist_init(&b);
+        r = rangelist_parse_line(&a, s);
+        head = has_nl ? strndup(s, len - 1) : NULL;
+        if (has_nl && !head)
+                goto finish;
+        if (!has_nl && r != -EINVAL)
+                abort();
+        if (has_nl && r != -ENOMEM) {
+                int q = rangelist_parse(&b, head);
+
+                if (q == -ENOMEM)
+                        goto finish;
+                if ((q < 0) != (r < 0) || (r >= 0 && !rangelist_equal(&a, &b)))
+                        abort();
+        }
+
+finish:
+        free(head);
+        rangelist_done(&a);
+        rangelist_done(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         RangeList a, b;
         ShardStatus st;
@@ -100,6 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         abort();
         }
         shard_status_done(&st);
+        check_line(s);
 
         rangelist_init(&a);
         rangelist_init(&b);

@@ -141,7 +141,7 @@ static void scale(const Baton__V1__ServiceRequest *req) {
         service_spec_free(copy);
 }
 
-static bool gate_open(const RangeList *shards, void *userdata) {
+static bool gate_open(uint32_t instance, const RangeList *shards, void *userdata) {
         return true;
 }
 

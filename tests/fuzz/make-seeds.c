@@ -230,6 +230,14 @@ static void commands(void) {
         placement("host-a-reshard-copies", &u, 20, NULL, 0, false);
         units_done(&u);
 
+        /* ShardChange=reload: the sets in shards files, one of them new. */
+        add_unit(&u, "gateway", 0, false, true);
+        add_unit(&u, "gateway", 1, false, true);
+        u.units[0].shards_reload = u.units[1].shards_reload = true;
+        u.units[1].shards->shards = (char *) "40-47";
+        placement("host-a-shards-reload", &u, 21, NULL, 0, false);
+        units_done(&u);
+
         /* A host that runs only audio, with a changed (rolling) update. */
         add_unit(&u, "audio", 1, false, true);
         add_unit(&u, "audio", 4, false, true);

@@ -104,6 +104,7 @@ static const CodecSample *codec_samples(size_t *ret_n) {
         pu0.config_hash = SAMPLE_STR("c0ffee12");
         pu0.running = 1;
         pu0.defer_restart = 1;
+        pu0.shards_reload = 1;
         baton__v1__placed_unit__init(&pu1);
         pu1.name = SAMPLE_STR("core.service");
         pu1.unit_text = SAMPLE_STR("[Service]\nExecStart=/usr/bin/core\n");
@@ -447,7 +448,8 @@ static const CodecSample *codec_samples(size_t *ret_n) {
                     "unit_text: \"[Service]\\nExecStart=/usr/bin/gateway\\n\"",
                     "template_name: \"gateway@.service\"", "service: \"gateway\"", "instance: 3",
                     "name: \"GATEWAY_LOG\"", "value: \"debug\"", "shards: \"0-13,90-91\"",
-                    "config_hash: \"c0ffee12\"", "running: true", "defer_restart: true" } },
+                    "config_hash: \"c0ffee12\"", "running: true", "defer_restart: true",
+                    "shards_reload: true" } },
                 { "placement",
                   &placement.base,
                   { "host: \"host-a\"", "epoch: 42", "generation: 1099511627783",

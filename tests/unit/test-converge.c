@@ -747,6 +747,161 @@ TEST(full_order_and_single_reload) {
                     "restart gw@0.service\n");
 }
 
+/* ---- shards files (rule 8) ------------------------------------------------- */
+
+static const char S1[] = "0-3\n";
+static const char S2[] = "4-7\n";
+
+TEST(shards_file_written_before_start) {
+        DesiredUnit d[] = { INST("gw@0.service", "gw@.service", T1, D1, true),
+                            INST("gw@1.service", "gw@.service", T1, D1, false) };
+
+        d[0].shards_text = S1;
+        d[1].shards_text = S2;
+        assert_plan(RUN(d, no_managed, no_observed, no_foreign, "*", CONVERGE_START_INACTIVE),
+                    "write-file gw@.service\n"
+                    "write-dropin gw@0.service.d/50-baton.conf\n"
+                    "write-dropin gw@1.service.d/50-baton.conf\n"
+                    "write-shards gw@0.service\n"
+                    "write-shards gw@1.service\n"
+                    "daemon-reload\n"
+                    "enable gw@0.service\n"
+                    "start gw@0.service\n");
+        ASSERT_STREQ(plan.actions[3].unit, "gw@0.service");
+        ASSERT_TRUE(plan.actions[3].content == S1); /* borrowed */
+        ASSERT_STREQ(plan.actions[3].reason, "new shards file");
+}
+
+TEST(new_set_of_a_running_unit_is_written_and_reloaded) {
+        /* only the set changed: no daemon-reload, no restart */
+        DesiredUnit d[] = { INST("gw@0.service", "gw@.service", T1, D1, true),
+                            INST("gw@1.service", "gw@.service", T1, D1, true) };
+        ManagedUnit m[] = { MANAGED("gw@0.service", "gw@.service", T1, D1),
+                            MANAGED("gw@1.service", "gw@.service", T1, D1) };
+        ObservedUnit o[] = { { "gw@0.service", "loaded", "active" },
+                             { "gw@1.service", "loaded", "reloading" } };
+
+        d[0].shards_text = d[1].shards_text = S2;
+        m[0].shards_text = m[1].shards_text = S1;
+        assert_plan(RUN(d, m, o, no_foreign, "*", CONVERGE_START_INACTIVE),
+                    "write-shards gw@0.service\n"
+                    "write-shards gw@1.service\n"
+                    "reload gw@0.service\n"
+                    "reload gw@1.service\n");
+        ASSERT_STREQ(plan.actions[0].reason, "shards changed");
+        ASSERT_STREQ(plan.actions[2].reason, "shards changed");
+        ASSERT_NULL(plan.actions[2].file_name);
+        /* the same without the flag: the set is not the run state */
+        assert_plan(RUN(d, m, o, no_foreign, "*", 0), "write-shards gw@0.service\n"
+                                                      "write-shards gw@1.service\n"
+                                                      "reload gw@0.service\n"
+                                                      "reload gw@1.service\n");
+}
+
+TEST(same_set_is_left_alone) {
+        DesiredUnit d[] = { INST("gw@0.service", "gw@.service", T1, D1, true) };
+        ManagedUnit m[] = { MANAGED("gw@0.service", "gw@.service", T1, D1) };
+        ObservedUnit o[] = { { "gw@0.service", "loaded", "active" } };
+        char copy[] = "0-3\n"; /* equal text, not the same pointer */
+
+        d[0].shards_text = S1;
+        m[0].shards_text = copy;
+        assert_plan(RUN(d, m, o, no_foreign, "*", CONVERGE_START_INACTIVE), "");
+}
+
+TEST(reload_only_for_a_unit_that_runs_on_and_is_not_restarted) {
+        /* a: restarted for a config change, it reads the new file at start;
+         * b: deferred restart, but it reads its file: reloaded;
+         * c: activating, a reload would merge into the start; d: stopped by
+         * this plan; e: not running, started now; f: had no file, so what
+         * runs does not read one; g: unreadable file, rewritten and reloaded */
+        DesiredUnit d[] = {
+                PLAIN("a.service", T2, D1, true), PLAIN("b.service", T2, D1, true),
+                PLAIN("c.service", T1, D1, true), PLAIN("d.service", T1, D1, false),
+                PLAIN("e.service", T1, D1, true), PLAIN("f.service", T2, D1, true),
+                PLAIN("g.service", T1, D1, true),
+        };
+        ManagedUnit m[] = {
+                MANAGED("a.service", NULL, T1, D1), MANAGED("b.service", NULL, T1, D1),
+                MANAGED("c.service", NULL, T1, D1), MANAGED("d.service", NULL, T1, D1),
+                MANAGED("e.service", NULL, T1, D1), MANAGED("f.service", NULL, T1, D1),
+                MANAGED("g.service", NULL, T1, D1),
+        };
+        ObservedUnit o[] = {
+                { "a.service", "loaded", "active" },     { "b.service", "loaded", "active" },
+                { "c.service", "loaded", "activating" }, { "d.service", "loaded", "active" },
+                { "e.service", "loaded", "failed" },     { "f.service", "loaded", "active" },
+                { "g.service", "loaded", "active" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(d); i++) {
+                d[i].shards_text = S2;
+                m[i].shards_text = S1;
+        }
+        d[1].defer_restart = d[5].defer_restart = true;
+        m[5].shards_text = NULL;
+        m[6].shards_text = "";
+        assert_plan(RUN(d, m, o, no_foreign, "*", CONVERGE_START_INACTIVE),
+                    "stop d.service\n"
+                    "disable d.service\n"
+                    "write-file a.service\n"
+                    "write-file b.service\n"
+                    "write-file f.service\n"
+                    "write-dropin a.service.d/50-baton.conf\n"
+                    "write-dropin b.service.d/50-baton.conf\n"
+                    "write-dropin f.service.d/50-baton.conf\n"
+                    "write-shards a.service\n"
+                    "write-shards b.service\n"
+                    "write-shards c.service\n"
+                    "write-shards d.service\n"
+                    "write-shards e.service\n"
+                    "write-shards f.service\n"
+                    "write-shards g.service\n"
+                    "daemon-reload\n"
+                    "enable a.service\n"
+                    "enable b.service\n"
+                    "enable e.service\n"
+                    "enable f.service\n"
+                    "start e.service\n"
+                    "restart a.service\n"
+                    "reload b.service\n"
+                    "reload g.service\n");
+}
+
+TEST(removed_unit_loses_its_shards_file) {
+        /* gw@1 goes and takes its file along; gw@0 no longer has a set in a
+         * file but keeps it, since what runs may still read it */
+        DesiredUnit d[] = { INST("gw@0.service", "gw@.service", T1, D1, true) };
+        ManagedUnit m[] = { MANAGED("gw@0.service", "gw@.service", T1, D1),
+                            MANAGED("gw@1.service", "gw@.service", T1, D1),
+                            MANAGED("gw@2.service", "gw@.service", T1, D1) };
+        ObservedUnit o[] = { { "gw@0.service", "loaded", "active" } };
+
+        m[0].shards_text = S1;
+        m[1].shards_text = "";
+        assert_plan(RUN(d, m, o, no_foreign, "*", CONVERGE_START_INACTIVE),
+                    "stop gw@1.service\n"
+                    "stop gw@2.service\n"
+                    "disable gw@1.service\n"
+                    "disable gw@2.service\n"
+                    "remove-dropin gw@1.service.d/50-baton.conf\n"
+                    "remove-dropin gw@2.service.d/50-baton.conf\n"
+                    "remove-shards gw@1.service\n"
+                    "daemon-reload\n");
+        ASSERT_STREQ(plan.actions[6].unit, "gw@1.service");
+        ASSERT_NULL(plan.actions[6].content);
+        ASSERT_STREQ(plan.actions[6].reason, "no longer placed on this host");
+
+        /* a refused removal leaves the file too */
+        assert_plan(run(NONE_D, m, 2, NONE_O, NONE_F, "gw@0.service gw@.service", 0),
+                    "refuse gw@1.service: no longer allowed by manage_units; leaving it installed\n"
+                    "stop gw@0.service\n"
+                    "disable gw@0.service\n"
+                    "remove-dropin gw@0.service.d/50-baton.conf\n"
+                    "remove-shards gw@0.service\n"
+                    "daemon-reload\n");
+}
+
 TEST(no_reload_without_file_changes) {
         DesiredUnit d[] = { PLAIN("a.service", T1, NULL, true) };
         ManagedUnit m[] = { MANAGED("a.service", NULL, T1, NULL) };
@@ -881,6 +1036,15 @@ TEST(action_type_strings) {
                 ASSERT_EQ_INT(action_type_from_string(s), t);
         }
         ASSERT_STREQ(action_type_to_string(ACTION_DAEMON_RELOAD), "daemon-reload");
+        ASSERT_STREQ(action_type_to_string(ACTION_WRITE_SHARDS), "write-shards");
+        ASSERT_STREQ(action_type_to_string(ACTION_REMOVE_SHARDS), "remove-shards");
+        ASSERT_STREQ(action_type_to_string(ACTION_RELOAD), "reload");
+        /* the order of actions in a plan */
+        ASSERT_LT_INT(ACTION_REMOVE_FILE, ACTION_REMOVE_SHARDS);
+        ASSERT_LT_INT(ACTION_REMOVE_SHARDS, ACTION_WRITE_FILE);
+        ASSERT_LT_INT(ACTION_WRITE_DROPIN, ACTION_WRITE_SHARDS);
+        ASSERT_LT_INT(ACTION_WRITE_SHARDS, ACTION_DAEMON_RELOAD);
+        ASSERT_LT_INT(ACTION_RESTART, ACTION_RELOAD);
         ASSERT_NULL(action_type_to_string(_ACTION_TYPE_MAX));
         ASSERT_NULL(action_type_to_string(_ACTION_TYPE_INVALID));
         ASSERT_EQ_INT(action_type_from_string("reboot"), -EINVAL);
@@ -940,7 +1104,7 @@ TEST(config_hash_validity) {
 }
 
 TEST(file_names) {
-        _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL, *e = NULL;
+        _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL, *e = NULL, *s = NULL;
         char *untouched = (char *) "x";
 
         ASSERT_OK(converge_unit_file_name("core.service", &a));
@@ -951,12 +1115,16 @@ TEST(file_names) {
         ASSERT_STREQ(c, "gw@.socket");
         ASSERT_OK(converge_dropin_file_name("gw@3.service", &e));
         ASSERT_STREQ(e, "gw@3.service.d/50-baton.conf");
+        ASSERT_OK(converge_shards_file_name("gw@3.service", &s));
+        ASSERT_STREQ(s, "gw@3.service");
 
         ASSERT_ERR(converge_unit_file_name("gw@.service", &untouched), -EINVAL);
         ASSERT_ERR(converge_unit_file_name("../x.service", &untouched), -EINVAL);
         ASSERT_ERR(converge_unit_file_name(NULL, &untouched), -EINVAL);
         ASSERT_ERR(converge_dropin_file_name("gw@.service", &untouched), -EINVAL);
         ASSERT_ERR(converge_dropin_file_name("x/y.service", &untouched), -EINVAL);
+        ASSERT_ERR(converge_shards_file_name("../x.service", &untouched), -EINVAL);
+        ASSERT_ERR(converge_shards_file_name("gw@.service", &untouched), -EINVAL);
         ASSERT_STREQ(untouched, "x");
 }
 
@@ -987,6 +1155,8 @@ static const char *const glob_pool[] = {
 static const char *const bad_names[] = { "bad/x.service", "gw@.service", "", "x.nope", NULL };
 static const char *const states[] = { "active",       "inactive",  "failed", "activating",
                                       "deactivating", "reloading", NULL };
+/* shards files: "" stands for one that cannot be read */
+static const char *const shard_texts[] = { NULL, "0-3\n", "4-7\n", "0-7\n" };
 
 enum {
         ABSENT,
@@ -1050,6 +1220,9 @@ typedef struct World {
         bool enabled[N_POOL];
         const char *active[N_POOL];                 /* NULL: systemd does not know it */
         char runs[N_POOL][CONFIG_HASH_HEX_LEN + 1]; /* config of the running process */
+        const char *shards[N_POOL];                 /* its shards file, NULL: none */
+        const char *knows[N_POOL]; /* the shards file as its process last read it */
+        bool started[N_POOL];      /* started or restarted by the plan */
 } World;
 
 typedef struct Input {
@@ -1123,6 +1296,9 @@ static void world_generate(World *w, Input *in) {
                 }
                 config_hash(mt[u], md[u], w->hash[u]);
                 strcpy(w->runs[u], w->hash[u]);
+                w->shards[u] = rnd(20) == 0 ? "" : shard_texts[rnd(ELEMENTSOF(shard_texts))];
+                if (is_up(w->active[u]))
+                        w->knows[u] = w->shards[u];
                 w->has_dropin[u] = md[u] != NULL;
                 w->enabled[u] = rnd(2);
                 /* an apply interrupted after the record: what runs is anyone's guess */
@@ -1155,6 +1331,8 @@ static void world_generate(World *w, Input *in) {
                         continue;
                 d = &in->desired[in->n_desired];
                 *d = (DesiredUnit){ .name = pool[u], .running = rnd(4) != 0 };
+                d->shards_text =
+                        rnd(3) == 0 ? w->shards[u] : shard_texts[rnd(ELEMENTSOF(shard_texts))];
                 if (w->managed[u] && rnd(2)) {
                         d->unit_text = is_instance(u) ? dtt[tmpl] : mt[u];
                         d->dropin_text = md[u];
@@ -1219,6 +1397,7 @@ static void world_observe(const World *w, Input *in) {
                                 .config_hash = w->hash[u],
                                 .has_dropin = w->has_dropin[u],
                                 .pending = w->pending[u],
+                                .shards_text = w->shards[u],
                         };
                 /* the shell loads every managed unit, so one whose file is gone
                  * shows up as "not-found" even if systemd had not loaded it */
@@ -1306,7 +1485,9 @@ static void apply(World *w, const World *before, const Input *in, const Plan *p)
         for (size_t i = 0; i < p->n_actions; i++) {
                 const Action *a = &p->actions[i];
                 ssize_t u = pool_index(a->unit);
-                size_t f = a->file_name ? file_index(a->file_name) : 0;
+                /* shards files live elsewhere: not in file_names */
+                bool shards = a->type == ACTION_WRITE_SHARDS || a->type == ACTION_REMOVE_SHARDS;
+                size_t f = a->file_name && !shards ? file_index(a->file_name) : 0;
 
                 /* order: by type, then unit, then file */
                 if (i > 0) {
@@ -1346,8 +1527,10 @@ static void apply(World *w, const World *before, const Input *in, const Plan *p)
                         ASSERT_FALSE(refused(p, a->unit));
                         ASSERT_TRUE(unit_name_matches_globs(a->unit, in->globs));
                 }
-                if (a->file_name)
+                if (a->file_name && !shards)
                         ASSERT_NE_INT(w->owner[f], FOREIGN);
+                if (shards)
+                        ASSERT_STREQ(a->file_name, a->unit);
                 /* units are acted on after the reload that loads their files */
                 if (a->type >= ACTION_ENABLE)
                         ASSERT_EQ_UINT(reloads, file_changes > 0 ? 1 : 0);
@@ -1355,6 +1538,27 @@ static void apply(World *w, const World *before, const Input *in, const Plan *p)
                 switch (a->type) {
                 case ACTION_STOP:
                         w->active[u] = "inactive";
+                        w->knows[u] = NULL;
+                        break;
+                case ACTION_WRITE_SHARDS:
+                        ASSERT_NOT_NULL(desired_find(in, (size_t) u));
+                        ASSERT_FALSE(isempty(a->content));
+                        w->shards[u] = a->content;
+                        break;
+                case ACTION_REMOVE_SHARDS:
+                        ASSERT_NULL(desired_find(in, (size_t) u));
+                        ASSERT_NULL(a->content);
+                        w->shards[u] = NULL;
+                        break;
+                case ACTION_RELOAD:
+                        /* a process that runs on, told of the file just written */
+                        ASSERT_TRUE(streq_ptr(before->active[u], "active") ||
+                                    streq_ptr(before->active[u], "reloading"));
+                        ASSERT_TRUE(is_up(w->active[u]));
+                        ASSERT_FALSE(w->started[u]);
+                        ASSERT_NOT_NULL(before->shards[u]);
+                        ASSERT_FALSE(streq_ptr(before->shards[u], w->shards[u]));
+                        w->knows[u] = w->shards[u];
                         break;
                 case ACTION_DISABLE:
                         w->enabled[u] = false;
@@ -1382,9 +1586,12 @@ static void apply(World *w, const World *before, const Input *in, const Plan *p)
                 case ACTION_RESTART:
                         ASSERT_EQ_INT(w->owner[ufile[u]], BATON);
                         /* starting what runs already changes nothing */
-                        if (a->type == ACTION_RESTART || !is_up(w->active[u]))
+                        if (a->type == ACTION_RESTART || !is_up(w->active[u])) {
                                 config_hash(w->content[ufile[u]], w->content[udropin[u]],
                                             w->runs[u]);
+                                w->knows[u] = w->shards[u];
+                                w->started[u] = true;
+                        }
                         w->active[u] = "active";
                         break;
                 default:
@@ -1421,11 +1628,24 @@ static size_t actions_for(const Plan *p, const char *unit) {
         return n;
 }
 
+/* The same, leaving out rule 8: files and run state without the shard set. */
+static size_t unit_actions_for(const Plan *p, const char *unit) {
+        size_t n = actions_for(p, unit);
+
+        for (size_t i = 0; i < p->n_actions; i++)
+                if (streq_ptr(p->actions[i].unit, unit) &&
+                    (p->actions[i].type == ACTION_WRITE_SHARDS ||
+                     p->actions[i].type == ACTION_RELOAD))
+                        n--;
+        return n;
+}
+
 /* How often each rule was exercised, so a generator change cannot quietly
  * stop covering one. */
 static struct {
         size_t new_units, changed, unchanged, flag_started, flag_stopped, removed, refused,
-                removal_refused, template_kept, template_removed;
+                removal_refused, template_kept, template_removed, shards_reloaded, shards_at_start,
+                shards_removed;
 } seen;
 
 static void check_outcome(const World *w, const World *before, const Input *in, const Plan *p) {
@@ -1459,6 +1679,23 @@ static void check_outcome(const World *w, const World *before, const Input *in, 
                         } else
                                 ASSERT_EQ_INT(w->owner[udropin[u]], ABSENT);
 
+                        /* the file holds the set; a unit without one keeps its file */
+                        if (!isempty(d->shards_text))
+                                ASSERT_STREQ(w->shards[u], d->shards_text);
+                        else
+                                ASSERT_TRUE(w->shards[u] == before->shards[u]);
+                        /* a process that should run and reads a file knows the
+                         * set, unless a reload could not reach it (activating) */
+                        if (!isempty(d->shards_text) && d->running && is_up(w->active[u]) &&
+                            w->knows[u] &&
+                            (w->started[u] || !streq_ptr(before->active[u], "activating"))) {
+                                ASSERT_STREQ(w->knows[u], d->shards_text);
+                                if (w->started[u])
+                                        seen.shards_at_start++;
+                                else if (!streq_ptr(before->knows[u], w->knows[u]))
+                                        seen.shards_reloaded++;
+                        }
+
                         changed = !before->managed[u] || before->pending[u] ||
                                   !streq(before->hash[u], w->hash[u]) ||
                                   before->has_dropin[u] != w->has_dropin[u];
@@ -1466,7 +1703,7 @@ static void check_outcome(const World *w, const World *before, const Input *in, 
                                 seen.new_units++;
                         else if (changed)
                                 seen.changed++;
-                        else if (actions_for(p, pool[u]) == 0)
+                        else if (unit_actions_for(p, pool[u]) == 0)
                                 seen.unchanged++;
                         else if (is_up(w->active[u]))
                                 seen.flag_started++;
@@ -1485,7 +1722,7 @@ static void check_outcome(const World *w, const World *before, const Input *in, 
                         } else if (in->flags & CONVERGE_START_INACTIVE)
                                 ASSERT_EQ_INT(is_up(w->active[u]), d->running);
                         else
-                                ASSERT_EQ_UINT(actions_for(p, pool[u]), 0);
+                                ASSERT_EQ_UINT(unit_actions_for(p, pool[u]), 0);
                         continue;
                 }
 
@@ -1494,6 +1731,7 @@ static void check_outcome(const World *w, const World *before, const Input *in, 
                         seen.removal_refused++;
                         ASSERT_EQ_UINT(actions_for(p, pool[u]), 1);
                         ASSERT_TRUE(w->managed[u]);
+                        ASSERT_TRUE(w->shards[u] == before->shards[u]);
                         continue;
                 }
                 seen.removed++;
@@ -1509,6 +1747,9 @@ static void check_outcome(const World *w, const World *before, const Input *in, 
                 ASSERT_FALSE(w->enabled[u]);
                 ASSERT_FALSE(is_up(w->active[u]));
                 ASSERT_EQ_INT(w->owner[udropin[u]], ABSENT);
+                ASSERT_NULL(w->shards[u]);
+                if (before->shards[u])
+                        seen.shards_removed++;
         }
 
         /* a unit file exists for every managed unit whose file baton had, and
@@ -1563,9 +1804,11 @@ static void world_dump(const World *w, const Input *in, const Plan *p) {
         for (size_t i = 0; i < in->n_desired; i++) {
                 const DesiredUnit *d = &in->desired[i];
 
-                printf("# desired %s tmpl=%s text=%.20s dropin=%.20s hash=%s running=%d\n",
+                printf("# desired %s tmpl=%s text=%.20s dropin=%.20s hash=%s running=%d "
+                       "shards=%.8s\n",
                        strna(d->name), strna(d->template_name), strna(d->unit_text),
-                       strna(d->dropin_text), strna(d->config_hash), d->running);
+                       strna(d->dropin_text), strna(d->config_hash), d->running,
+                       strna(d->shards_text));
         }
         printf("# plan:\n%s", t);
 }
@@ -1620,10 +1863,12 @@ TEST(property_converges_and_is_idempotent) {
         }
         printf("# %zu worlds, %zu actions, %zu reloads; units: %zu new, %zu changed, %zu "
                "unchanged, %zu started and %zu stopped by the flag, %zu refused, %zu removed "
-               "(templates: %zu kept, %zu removed), %zu removals refused\n",
+               "(templates: %zu kept, %zu removed), %zu removals refused; shards: %zu read at "
+               "start, %zu reloaded, %zu files removed\n",
                worlds, n_actions, n_reloads, seen.new_units, seen.changed, seen.unchanged,
                seen.flag_started, seen.flag_stopped, seen.refused, seen.removed, seen.template_kept,
-               seen.template_removed, seen.removal_refused);
+               seen.template_removed, seen.removal_refused, seen.shards_at_start,
+               seen.shards_reloaded, seen.shards_removed);
         ASSERT_GE_UINT(worlds, 2000);
         /* the generator must reach every rule, not just the easy ones */
         ASSERT_GE_UINT(seen.new_units, 500);
@@ -1636,33 +1881,38 @@ TEST(property_converges_and_is_idempotent) {
         ASSERT_GE_UINT(seen.template_kept, 100);
         ASSERT_GE_UINT(seen.template_removed, 100);
         ASSERT_GE_UINT(seen.removal_refused, 100);
+        ASSERT_GE_UINT(seen.shards_at_start, 500);
+        ASSERT_GE_UINT(seen.shards_reloaded, 100);
+        ASSERT_GE_UINT(seen.shards_removed, 100);
 }
 
 int main(void) {
         int r;
 
-        r = tap_run(TESTS(new_plain_unit, new_unit_without_dropin,
-                          new_instances_write_the_template_once, unchanged_is_empty,
-                          changed_env_restarts_only_that_unit, changed_unit_text_restarts,
-                          deferred_restart_writes_but_leaves_a_running_unit_alone,
-                          dropin_dropped_is_removed, same_hash_but_dropin_appeared_counts_as_change,
-                          removed_unit_is_stopped_disabled_and_deleted,
-                          template_removed_only_with_its_last_instance,
-                          template_kept_for_a_new_instance_and_rewritten,
-                          template_kept_for_a_managed_instance_that_is_refused,
-                          not_allowed_is_refused_and_nothing_else, template_must_be_allowed_too,
-                          units_systemd_has_from_elsewhere_are_refused,
-                          pending_records_count_as_changed, foreign_files_are_refused,
-                          foreign_file_of_a_removed_unit_is_left_alone, invalid_names_are_refused,
-                          template_name_must_match, missing_text_and_bad_hash_are_refused,
-                          duplicates_are_refused, instances_disagreeing_on_the_template_are_refused,
-                          not_running, new_unit_that_already_runs_is_restarted, start_inactive_flag,
-                          start_inactive_rewrites_vanished_files, full_order_and_single_reload,
-                          no_reload_without_file_changes, hash_from_the_controller_or_computed,
-                          bad_managed_records_are_left_alone,
-                          deterministic_whatever_the_input_order, large_placement, empty_input,
-                          action_type_strings, placement_ordering, config_hash_is_stable,
-                          config_hash_validity, file_names, property_converges_and_is_idempotent));
+        r = tap_run(TESTS(
+                new_plain_unit, new_unit_without_dropin, new_instances_write_the_template_once,
+                unchanged_is_empty, changed_env_restarts_only_that_unit, changed_unit_text_restarts,
+                deferred_restart_writes_but_leaves_a_running_unit_alone, dropin_dropped_is_removed,
+                same_hash_but_dropin_appeared_counts_as_change,
+                removed_unit_is_stopped_disabled_and_deleted,
+                template_removed_only_with_its_last_instance,
+                template_kept_for_a_new_instance_and_rewritten,
+                template_kept_for_a_managed_instance_that_is_refused,
+                not_allowed_is_refused_and_nothing_else, template_must_be_allowed_too,
+                units_systemd_has_from_elsewhere_are_refused, pending_records_count_as_changed,
+                foreign_files_are_refused, foreign_file_of_a_removed_unit_is_left_alone,
+                invalid_names_are_refused, template_name_must_match,
+                missing_text_and_bad_hash_are_refused, duplicates_are_refused,
+                instances_disagreeing_on_the_template_are_refused, not_running,
+                new_unit_that_already_runs_is_restarted, start_inactive_flag,
+                start_inactive_rewrites_vanished_files, full_order_and_single_reload,
+                shards_file_written_before_start, new_set_of_a_running_unit_is_written_and_reloaded,
+                same_set_is_left_alone, reload_only_for_a_unit_that_runs_on_and_is_not_restarted,
+                removed_unit_loses_its_shards_file, no_reload_without_file_changes,
+                hash_from_the_controller_or_computed, bad_managed_records_are_left_alone,
+                deterministic_whatever_the_input_order, large_placement, empty_input,
+                action_type_strings, placement_ordering, config_hash_is_stable,
+                config_hash_validity, file_names, property_converges_and_is_idempotent));
         plan_done(&plan);
         for (size_t i = 0; i < n_files; i++)
                 free(file_names[i]);

@@ -75,6 +75,124 @@ TEST(sharded_with_empty_set) {
         ASSERT_NOT_NULL(strstr(t, "Environment=\"BATON_SHARD_EPOCH=0\"\n"));
 }
 
+#define SHARDS_FILE "/var/lib/baton-agent/shards/gateway@3.service"
+
+TEST(sharded_instance_with_shards_file) {
+        _cleanup_free_ char *t = NULL, *file = NULL;
+        DropinEnv env[] = { { "LOG_LEVEL", "debug" } };
+        DropinInput in = base;
+
+        in.shards = "90-91,0-13";
+        in.shard_count = 96;
+        in.shard_epoch = 4;
+        in.has_shards = true;
+        in.shards_file = SHARDS_FILE;
+        in.env = env;
+        in.n_env = ELEMENTSOF(env);
+
+        /* the file in place of the list; count and epoch stay */
+        ASSERT_OK(dropin_render(&in, &t));
+        ASSERT_STREQ(t, BATON_MANAGED_MARKER "\n[Service]\n"
+                                             "Environment=\"BATON_SERVICE=gateway\"\n"
+                                             "Environment=\"BATON_INSTANCE=3\"\n"
+                                             "Environment=\"BATON_HOST=host-a\"\n"
+                                             "Environment=\"BATON_SHARDS_FILE=" SHARDS_FILE "\"\n"
+                                             "Environment=\"BATON_SHARD_COUNT=96\"\n"
+                                             "Environment=\"BATON_SHARD_EPOCH=4\"\n"
+                                             "Environment=\"LOG_LEVEL=debug\"\n");
+        ASSERT_OK(dropin_shards_text(&in, &file));
+        ASSERT_STREQ(file, "0-13,90-91\n");
+}
+
+TEST(shards_file_form_does_not_change_with_the_set) {
+        _cleanup_free_ char *a = NULL, *b = NULL, *fa = NULL, *fb = NULL, *ea = NULL, *eb = NULL;
+        DropinInput in = base;
+
+        in.shard_count = 16;
+        in.has_shards = true;
+        in.shards_file = SHARDS_FILE;
+        in.shards = "0-3";
+        ASSERT_OK(dropin_render(&in, &a));
+        ASSERT_OK(dropin_shards_text(&in, &fa));
+        in.shards = "2-5,9";
+        ASSERT_OK(dropin_render(&in, &b));
+        ASSERT_OK(dropin_shards_text(&in, &fb));
+        ASSERT_STREQ(a, b);
+        ASSERT_STREQ(fa, "0-3\n");
+        ASSERT_STREQ(fb, "2-5,9\n");
+
+        /* without the file, the set is in the drop-in: it changes */
+        in.shards_file = NULL;
+        in.shards = "0-3";
+        ASSERT_OK(dropin_render(&in, &ea));
+        in.shards = "2-5,9";
+        ASSERT_OK(dropin_render(&in, &eb));
+        ASSERT_TRUE(strcmp(ea, eb) != 0);
+        ASSERT_NULL(strstr(ea, "BATON_SHARDS_FILE"));
+}
+
+TEST(shards_text) {
+        _cleanup_free_ char *e = NULL, *f = NULL;
+        char *untouched = (char *) "x";
+        DropinInput in = base;
+
+        in.shard_count = 8;
+        in.has_shards = true;
+        in.shards = "";
+        ASSERT_OK(dropin_shards_text(&in, &e));
+        ASSERT_STREQ(e, "\n"); /* the empty set */
+        in.shards = "7,0-1,2";
+        ASSERT_OK(dropin_shards_text(&in, &f));
+        ASSERT_STREQ(f, "0-2,7\n");
+
+        in.shards = "8";
+        ASSERT_ERR(dropin_shards_text(&in, &untouched), -EINVAL);
+        in.shards = "0";
+        in.has_shards = false;
+        ASSERT_ERR(dropin_shards_text(&in, &untouched), -EINVAL);
+        ASSERT_STREQ(untouched, "x");
+}
+
+TEST(shards_file_checked) {
+        _cleanup_free_ char *e1 = NULL, *e2 = NULL, *e3 = NULL;
+        char *t = (char *) "untouched";
+        DropinInput in = base;
+
+        in.shards = "0";
+        in.shard_count = 1;
+        in.has_shards = true;
+        in.shards_file = "shards/gateway@3.service";
+        ASSERT_ERR(dropin_validate(&in, &e1), -EINVAL);
+        ASSERT_STREQ(e1, "shards file: not an absolute path");
+        ASSERT_ERR(dropin_render(&in, &t), -EINVAL);
+        ASSERT_STREQ(t, "untouched");
+        in.shards_file = "/a\nb";
+        ASSERT_ERR(dropin_validate(&in, &e2), -EINVAL);
+        ASSERT_STREQ(e2, "shards file: value contains a line break");
+        in.shards_file = SHARDS_FILE;
+        in.has_shards = false;
+        ASSERT_ERR(dropin_validate(&in, &e3), -EINVAL);
+        ASSERT_STREQ(e3, "shards file given without a shard assignment");
+        in.shards_file = "";
+        ASSERT_OK(dropin_validate(&in, NULL));
+}
+
+TEST(shards_parse) {
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        char *untouched = (char *) "x";
+
+        ASSERT_OK(dropin_shards_parse("90-91,0-13\n", &a));
+        ASSERT_STREQ(a, "0-13,90-91");
+        ASSERT_OK(dropin_shards_parse("\n", &b));
+        ASSERT_STREQ(b, "");
+        ASSERT_ERR(dropin_shards_parse("0-13", &untouched), -EINVAL);
+        ASSERT_ERR(dropin_shards_parse("", &untouched), -EINVAL);
+        ASSERT_ERR(dropin_shards_parse("0-13\n\n", &untouched), -EINVAL);
+        ASSERT_ERR(dropin_shards_parse("99999999999\n", &untouched), -EINVAL);
+        ASSERT_ERR(dropin_shards_parse(NULL, &untouched), -EINVAL);
+        ASSERT_STREQ(untouched, "x");
+}
+
 TEST(no_shard_variables_without_has_shards) {
         _cleanup_free_ char *t = NULL;
         DropinInput in = base;
@@ -476,6 +594,56 @@ TEST(parse_reads_back_what_render_wrote) {
         dropin_info_done(&info);
 }
 
+TEST(parse_reads_back_the_shards_file_form) {
+        DropinInput in = { .host = "host-a",
+                           .service = "gateway",
+                           .instance = 3,
+                           .has_instance = true,
+                           .shards = "0-13,90-91",
+                           .shard_count = 96,
+                           .shard_epoch = 7,
+                           .has_shards = true,
+                           .shards_file = SHARDS_FILE };
+        _cleanup_free_ char *text = NULL;
+        DropinInfo info;
+
+        ASSERT_OK(dropin_render(&in, &text));
+        ASSERT_OK(dropin_parse(text, &info));
+        ASSERT_TRUE(info.has_shards);
+        ASSERT_NULL(info.shards); /* in the file */
+        ASSERT_STREQ(info.shards_file, SHARDS_FILE);
+        ASSERT_EQ_UINT(info.shard_count, 96);
+        ASSERT_EQ_UINT(info.shard_epoch, 7);
+        dropin_info_done(&info);
+
+        /* both forms at once, a relative or empty file: not what baton writes */
+        ASSERT_ERR(dropin_parse(BATON_MANAGED_MARKER "\n[Service]\n"
+                                                     "Environment=\"BATON_SERVICE=x\"\n"
+                                                     "Environment=\"BATON_SHARDS=1\"\n"
+                                                     "Environment=\"BATON_SHARDS_FILE=/s/x\"\n"
+                                                     "Environment=\"BATON_SHARD_COUNT=2\"\n",
+                                &info),
+                   -EINVAL);
+        ASSERT_ERR(dropin_parse(BATON_MANAGED_MARKER "\n[Service]\n"
+                                                     "Environment=\"BATON_SERVICE=x\"\n"
+                                                     "Environment=\"BATON_SHARDS_FILE=s/x\"\n"
+                                                     "Environment=\"BATON_SHARD_COUNT=2\"\n",
+                                &info),
+                   -EINVAL);
+        ASSERT_ERR(dropin_parse(BATON_MANAGED_MARKER "\n[Service]\n"
+                                                     "Environment=\"BATON_SERVICE=x\"\n"
+                                                     "Environment=\"BATON_SHARDS_FILE=\"\n"
+                                                     "Environment=\"BATON_SHARD_COUNT=2\"\n",
+                                &info),
+                   -EINVAL);
+        /* a count is required with the file too */
+        ASSERT_ERR(dropin_parse(BATON_MANAGED_MARKER "\n[Service]\n"
+                                                     "Environment=\"BATON_SERVICE=x\"\n"
+                                                     "Environment=\"BATON_SHARDS_FILE=/s/x\"\n",
+                                &info),
+                   -EINVAL);
+}
+
 TEST(parse_refuses_what_baton_did_not_write) {
         DropinInfo info;
 
@@ -498,10 +666,13 @@ int main(void) {
         return tap_run(TESTS(
                 instance_without_shards, singleton_has_no_instance_variable,
                 sharded_instance_with_env, sharded_with_empty_set,
+                sharded_instance_with_shards_file, shards_file_form_does_not_change_with_the_set,
+                shards_text, shards_file_checked, shards_parse,
                 no_shard_variables_without_has_shards, escaping, empty_value_and_utf8,
                 random_values_survive_systemd_decoding, bad_names_refused, good_names_accepted,
                 bad_values_refused, long_values_and_many_variables, duplicate_extra_names_refused,
                 host_and_service_required, shards_checked, marker_detection,
                 managed_file_render_and_detect, error_names_the_variable_safely,
-                parse_reads_back_what_render_wrote, parse_refuses_what_baton_did_not_write));
+                parse_reads_back_what_render_wrote, parse_reads_back_the_shards_file_form,
+                parse_refuses_what_baton_did_not_write));
 }

@@ -199,6 +199,47 @@ TEST(config_failure_leaves_config) {
         gateway_config_done(&c);
 }
 
+TEST(config_shards_file) {
+        _cleanup_free_ char *e1 = NULL, *e2 = NULL;
+        GatewayConfig c;
+
+        /* the set comes later, from the file's text */
+        ASSERT_OK(load(&c, (const char *const[]) ENV("BATON_SHARDS_FILE=/run/s/gw@3.service",
+                                                     "BATON_SHARD_COUNT=16",
+                                                     "GATEWAY_FAIL_SHARDS=1,9,20")));
+        ASSERT_STREQ(c.shards_file, "/run/s/gw@3.service");
+        ASSERT_EQ_UINT(c.shards.n_ranges, 0);
+        ASSERT_STREQ(fmt(&c.fail), "");
+        ASSERT_OK(gateway_config_set_shards(&c, "8-11,0-3\n", NULL));
+        ASSERT_STREQ(fmt(&c.shards), "0-3,8-11");
+        ASSERT_STREQ(fmt(&c.fail), "1,9"); /* only ours fail, whatever the set */
+        ASSERT_OK(gateway_config_set_shards(&c, "2-5\n", NULL));
+        ASSERT_STREQ(fmt(&c.shards), "2-5");
+        ASSERT_STREQ(fmt(&c.fail), "");
+
+        /* what is refused leaves the set */
+        ASSERT_ERR(gateway_config_set_shards(&c, "0-3", &e1), -EINVAL);
+        ASSERT_STREQ(e1, "BATON_SHARDS_FILE=/run/s/gw@3.service does not hold a shard range "
+                         "list and a newline, like 0-13,90-91");
+        ASSERT_ERR(gateway_config_set_shards(&c, "15-16\n", &e2), -EINVAL);
+        ASSERT_STREQ(e2, "BATON_SHARDS_FILE=/run/s/gw@3.service has shard 16, not below "
+                         "BATON_SHARD_COUNT=16");
+        ASSERT_ERR(gateway_config_set_shards(&c, "1\n2\n", NULL), -EINVAL);
+        ASSERT_STREQ(fmt(&c.shards), "2-5");
+
+        ASSERT_OK(gateway_config_set_shards(&c, "\n", NULL));
+        ASSERT_EQ_UINT(c.shards.n_ranges, 0);
+        gateway_config_done(&c);
+
+        /* an empty BATON_SHARDS_FILE is unset; both forms at once are refused */
+        ASSERT_REFUSED(ENV("BATON_SHARDS_FILE=", "BATON_SHARD_COUNT=5"), -EINVAL,
+                       "BATON_SHARDS is not set");
+        ASSERT_REFUSED(ENV("BATON_SHARDS_FILE=/s", "BATON_SHARDS=0-4", "BATON_SHARD_COUNT=5"),
+                       -EINVAL, "BATON_SHARDS and BATON_SHARDS_FILE are both set");
+        ASSERT_REFUSED(ENV("BATON_SHARDS_FILE=/s", "BATON_SHARDS=", "BATON_SHARD_COUNT=5"), -EINVAL,
+                       "both set");
+}
+
 TEST(parse_uint) {
         uint64_t u = 7;
 
@@ -528,6 +569,40 @@ TEST(pacer_requeue_replaces_the_queue) {
         rangelist_done(&shards);
 }
 
+TEST(pacer_queued_shards) {
+        /* what the gateway takes on a reload: the queue as a set, changed,
+         * queued again; the buckets keep their pace */
+        _cleanup_(gateway_pacer_freep) GatewayPacer *p = NULL;
+        _cleanup_(rangelist_done) RangeList shards = { 0 }, queued = { 0 };
+        uint32_t shard = 99;
+        usec_t next = 0;
+
+        ASSERT_OK(rangelist_parse(&shards, "0-5,9"));
+        ASSERT_OK(gateway_pacer_new(2, 100 * MSEC, 0, &p));
+        ASSERT_OK(gateway_pacer_queued_shards(p, &queued));
+        ASSERT_EQ_UINT(queued.n_ranges, 0);
+        ASSERT_OK(gateway_pacer_queue(p, &shards));
+        ASSERT_EQ_INT(gateway_pacer_next(p, 0, &shard, &next), 1);
+        ASSERT_EQ_UINT(shard, 0);
+        ASSERT_EQ_INT(gateway_pacer_next(p, 0, &shard, &next), 1);
+        ASSERT_EQ_UINT(shard, 1);
+        ASSERT_OK(rangelist_parse(&queued, "77")); /* replaced */
+        ASSERT_OK(gateway_pacer_queued_shards(p, &queued));
+        ASSERT_STREQ(fmt(&queued), "2-5,9");
+
+        ASSERT_OK(rangelist_remove_range(&queued, 3, 4));
+        ASSERT_OK(rangelist_add(&queued, 7));
+        ASSERT_OK(gateway_pacer_queue(p, &queued));
+        ASSERT_OK(gateway_pacer_queued_shards(p, &queued));
+        ASSERT_STREQ(fmt(&queued), "2,5,7,9");
+        ASSERT_EQ_INT(gateway_pacer_next(p, 50 * MSEC, &shard, &next), 0);
+        ASSERT_EQ_UINT(next, 100 * MSEC);
+        ASSERT_EQ_INT(gateway_pacer_next(p, 100 * MSEC, &shard, &next), 1);
+        ASSERT_EQ_UINT(shard, 2);
+        ASSERT_EQ_INT(gateway_pacer_next(p, 100 * MSEC, &shard, &next), 1);
+        ASSERT_EQ_UINT(shard, 5);
+}
+
 TEST(pacer_bounds) {
         _cleanup_(gateway_pacer_freep) GatewayPacer *p = NULL;
         GatewayPacer *q = NULL;
@@ -611,12 +686,13 @@ int main(void) {
                               config_refuses_malformed_shards, config_refuses_shard_not_below_count,
                               config_refuses_bad_count, config_refuses_bad_numbers,
                               config_refuses_words_that_break_the_log, config_failure_leaves_config,
-                              parse_uint, schedule_one_bucket, schedule_buckets_run_side_by_side,
-                              schedule_discord_sized, schedule_sparse_buckets,
-                              schedule_slow_identify_holds_the_bucket, schedule_no_interval,
-                              schedule_empty_and_failing, schedule_random, pacer_holds_with_jitter,
-                              pacer_requeue_keeps_the_limit, pacer_requeue_replaces_the_queue,
-                              pacer_bounds, status_text, status_text_reads_back, word_ok));
+                              config_shards_file, parse_uint, schedule_one_bucket,
+                              schedule_buckets_run_side_by_side, schedule_discord_sized,
+                              schedule_sparse_buckets, schedule_slow_identify_holds_the_bucket,
+                              schedule_no_interval, schedule_empty_and_failing, schedule_random,
+                              pacer_holds_with_jitter, pacer_requeue_keeps_the_limit,
+                              pacer_requeue_replaces_the_queue, pacer_queued_shards, pacer_bounds,
+                              status_text, status_text_reads_back, word_ok));
 
         free(load_error);
         return r;

@@ -191,8 +191,9 @@ TEST(placement_shape) {
                      "old.service");
         /* Nothing but the .proto's fields. */
         ASSERT_EQ_UINT(json_object_size(j), 5u);
-        ASSERT_EQ_UINT(json_object_size(u0), 10u);
+        ASSERT_EQ_UINT(json_object_size(u0), 11u);
         ASSERT_TRUE(json_is_true(json_object_get(u0, "defer_restart")));
+        ASSERT_TRUE(json_is_true(json_object_get(u0, "shards_reload")));
 }
 
 TEST(heartbeat_shape) {

@@ -103,6 +103,31 @@ TEST(parse_range_errors) {
         rangelist_done(&l);
 }
 
+TEST(parse_line) {
+        static const char *const bad[] = {
+                "",       "\n\n",   "0-3",    "0-3\n\n", "0-3\r\n",
+                "0-3 \n", " 0-3\n", "0\n1\n", "\n0-3",   "x\n",
+        };
+        RangeList l;
+
+        rangelist_init(&l);
+        ASSERT_OK(rangelist_parse_line(&l, "90-91,0-13\n"));
+        ASSERT_STREQ(fmt(&l), "0-13,90-91");
+        ASSERT_OK(rangelist_parse_line(&l, "\n")); /* the empty set */
+        ASSERT_EQ_UINT(l.n_ranges, 0);
+        ASSERT_OK(rangelist_parse_line(&l, "5\n"));
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                int r = rangelist_parse_line(&l, bad[i]);
+
+                if (r != -EINVAL)
+                        TAP_FAIL_("rangelist_parse_line(bad[%zu]) = %d", i, r);
+                ASSERT_STREQ(fmt(&l), "5"); /* unchanged on error */
+        }
+        ASSERT_ERR(rangelist_parse_line(&l, "16777216\n"), -ERANGE);
+        ASSERT_STREQ(fmt(&l), "5");
+        rangelist_done(&l);
+}
+
 TEST(add_and_remove) {
         RangeList l;
 
@@ -450,7 +475,7 @@ TEST(shard_status_bad_list_clears) {
 }
 
 int main(void) {
-        int r = tap_run(TESTS(parse_and_format, parse_rejects_junk, parse_range_errors,
+        int r = tap_run(TESTS(parse_and_format, parse_rejects_junk, parse_range_errors, parse_line,
                               add_and_remove, uint32_edges, set_operations, copy_equal_count_clear,
                               random_against_bitmap_model, shard_status_tokens,
                               shard_status_without_tokens, shard_status_bad_list_clears));

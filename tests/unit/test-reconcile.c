@@ -43,7 +43,7 @@ static uint64_t rng_state, rng_sync_state;
 static size_t passes_left_services;
 /* Restarts of the sharded service made make-before-break (a replace), and
  * how many of them got to the end: the test fails if none did. */
-static size_t replaces_started, replaces_done, moves_off_silent;
+static size_t replaces_started, replaces_done, moves_off_silent, live_gains;
 
 static uint32_t rnd_from(uint64_t *state, uint32_t n) {
         /* xorshift64* */
@@ -73,6 +73,8 @@ typedef struct SimUnit {
         bool running;
         bool ready; /* sharded: every assigned shard identified */
         char *shards;
+        char *ident; /* while !ready: the shards it identifies, NULL = all of them (a
+                      * live change identifies only what it gained) */
         uint32_t shard_count;
         uint64_t epoch;
         uint64_t changed; /* state change, wall µs */
@@ -120,6 +122,7 @@ typedef struct Sim {
         int place_max; /* Event.place_max of every pass; -1: at random */
         const char *what;
         unsigned web_version, gw_version;
+        bool gw_reload; /* gw has ShardChange=reload */
 } Sim;
 
 #define CHECK(s, cond, ...)                                                                        \
@@ -144,6 +147,7 @@ static void sim_unit_done(SimUnit *u) {
         free(u->name);
         free(u->service);
         free(u->shards);
+        free(u->ident);
 }
 
 static void sim_host_clear(SimHost *h) {
@@ -168,69 +172,82 @@ static uint32_t concurrency_of(Sim *s, const char *service) {
         return spec ? spec->identify_concurrency : 1;
 }
 
-/* A sharded copy stops identifying (ready, or gone): its buckets are free,
- * as of now. */
-static void copy_ends(Sim *s, const SimUnit *u) {
-        RangeList set;
-        BucketLog *b;
-        uint32_t c;
+/* The buckets (bit k: sh % c % 64) of the shards in `text`. */
+static uint64_t buckets_of(Sim *s, const char *service, const char *text) {
+        _cleanup_(rangelist_done) RangeList set = { 0 };
+        uint32_t c = concurrency_of(s, service);
+        uint64_t mask = 0;
 
-        if (!u->sharded || !u->running || u->ready)
-                return;
-        b = bucket_log(s, u->service);
-        c = concurrency_of(s, u->service);
-        if (s->trace)
-                printf("#     %s stops identifying %s\n", u->name, u->shards);
-        rangelist_init(&set);
-        ASSERT_OK(rangelist_parse(&set, u->shards));
+        ASSERT_OK(rangelist_parse(&set, text));
         for (size_t g = 0; g < set.n_ranges; g++)
-                for (uint32_t sh = set.ranges[g].lo; sh <= set.ranges[g].hi; sh++) {
-                        b->end[sh % c % 64] = s->now;
-                        b->busy[sh % c % 64] = false;
-                }
-        rangelist_done(&set);
+                for (uint32_t sh = set.ranges[g].lo; sh <= set.ranges[g].hi; sh++)
+                        mask |= UINT64_C(1) << (sh % c % 64);
+        return mask;
 }
 
-/* A sharded copy starts identifying: none of its buckets may be in use, and
- * each must have been free for an interval. */
-static void copy_starts(Sim *s, const SimUnit *u) {
-        const ServiceSpec *spec = model_service(&s->m, u->service);
-        RangeList set;
-        BucketLog *b;
-        uint32_t c;
+/* The buckets in `mask` are free, as of now. */
+static void buckets_free(Sim *s, const char *service, uint64_t mask) {
+        BucketLog *b = bucket_log(s, service);
 
+        for (uint32_t k = 0; k < 64; k++)
+                if (mask & (UINT64_C(1) << k)) {
+                        b->end[k] = s->now;
+                        b->busy[k] = false;
+                }
+}
+
+/* `u` starts identifying in the buckets of `mask`: none may be in use, and
+ * each must have been free for an interval. */
+static void buckets_take(Sim *s, const SimUnit *u, uint64_t mask) {
+        const ServiceSpec *spec = model_service(&s->m, u->service);
+        BucketLog *b = bucket_log(s, u->service);
+
+        for (uint32_t k = 0; k < 64; k++) {
+                if (!(mask & (UINT64_C(1) << k)))
+                        continue;
+                /* A copy not ready by HealthTimeout has failed: the
+                 * controller stops waiting for it, and so do we. */
+                if (b->busy[k] && spec && s->now >= b->started[k] + spec->health_timeout) {
+                        b->busy[k] = false;
+                        b->end[k] = b->started[k] + spec->health_timeout;
+                }
+                CHECK(s, !b->busy[k], "%s starts in bucket %u, which another copy uses", u->name,
+                      k);
+                CHECK(s, b->end[k] == 0 || !spec || s->now >= b->end[k] + spec->identify_interval,
+                      "%s starts in bucket %u %" PRIu64 " µs after it was freed", u->name, k,
+                      s->now - b->end[k]);
+        }
+        for (uint32_t k = 0; k < 64; k++)
+                if (mask & (UINT64_C(1) << k)) {
+                        b->busy[k] = true;
+                        b->started[k] = s->now;
+                }
+}
+
+/* What a copy that is not ready identifies: its gain after a live change,
+ * or all of its shards. */
+static const char *identifying(const SimUnit *u) {
+        return u->ident ? u->ident : u->shards;
+}
+
+/* A sharded copy stops identifying (ready, or gone): its buckets are free,
+ * as of now. */
+static void copy_ends(Sim *s, SimUnit *u) {
+        if (!u->sharded || !u->running || u->ready)
+                return;
+        if (s->trace)
+                printf("#     %s stops identifying %s\n", u->name, identifying(u));
+        buckets_free(s, u->service, buckets_of(s, u->service, identifying(u)));
+        u->ident = mfree(u->ident);
+}
+
+/* A sharded copy starts identifying. */
+static void copy_starts(Sim *s, const SimUnit *u) {
         if (!u->sharded)
                 return;
-        b = bucket_log(s, u->service);
-        c = concurrency_of(s, u->service);
         if (s->trace)
-                printf("#     %s starts identifying %s\n", u->name, u->shards);
-        rangelist_init(&set);
-        ASSERT_OK(rangelist_parse(&set, u->shards));
-        for (size_t g = 0; g < set.n_ranges; g++)
-                for (uint32_t sh = set.ranges[g].lo; sh <= set.ranges[g].hi; sh++) {
-                        uint32_t k = sh % c % 64;
-
-                        /* A copy not ready by HealthTimeout has failed: the
-                         * controller stops waiting for it, and so do we. */
-                        if (b->busy[k] && spec && s->now >= b->started[k] + spec->health_timeout) {
-                                b->busy[k] = false;
-                                b->end[k] = b->started[k] + spec->health_timeout;
-                        }
-                        CHECK(s, !b->busy[k], "%s starts in bucket %u, which another copy uses",
-                              u->name, k);
-                        CHECK(s,
-                              b->end[k] == 0 || !spec ||
-                                      s->now >= b->end[k] + spec->identify_interval,
-                              "%s starts in bucket %u %" PRIu64 " µs after it was freed", u->name,
-                              k, s->now - b->end[k]);
-                }
-        for (size_t g = 0; g < set.n_ranges; g++)
-                for (uint32_t sh = set.ranges[g].lo; sh <= set.ranges[g].hi; sh++) {
-                        b->busy[sh % c % 64] = true;
-                        b->started[sh % c % 64] = s->now;
-                }
-        rangelist_done(&set);
+                printf("#     %s starts identifying %s\n", u->name, identifying(u));
+        buckets_take(s, u, buckets_of(s, u->service, identifying(u)));
 }
 
 static SimUnit *find_unit(SimHost *h, const char *name) {
@@ -242,10 +259,50 @@ static SimUnit *find_unit(SimHost *h, const char *name) {
 
 static void unit_start(Sim *s, SimUnit *u) {
         copy_ends(s, u); /* a restart of a copy still identifying */
+        u->ident = mfree(u->ident);
         u->running = true;
         u->ready = !u->sharded;
         u->changed = s->now;
         copy_starts(s, u);
+}
+
+/* ShardChange=reload: the running copy `old` takes the set of `u` in
+ * place. What it gained it identifies (through free buckets, like a
+ * start); what it keeps stays ready, or identifying in the buckets it
+ * already holds; what it lost it drops, freeing buckets nothing else of it
+ * identifies in. */
+static void copy_reloads(Sim *s, SimUnit *old, SimUnit *u) {
+        _cleanup_(rangelist_done) RangeList gain = { 0 }, before = { 0 }, still = { 0 };
+        _cleanup_free_ char *gain_text = NULL, *still_text = NULL, *ident = NULL;
+        uint64_t held = 0, kept = 0, taken;
+
+        ASSERT_OK(rangelist_parse(&gain, u->shards));
+        ASSERT_OK(rangelist_parse(&before, old->shards));
+        if (!old->ready) {
+                held = buckets_of(s, u->service, identifying(old));
+                ASSERT_OK(rangelist_parse(&still, identifying(old)));
+                ASSERT_OK(rangelist_intersect(&still, &gain));
+        }
+        ASSERT_OK(rangelist_subtract(&gain, &before));
+        gain_text = rangelist_format(&gain);
+        still_text = rangelist_format(&still);
+        ASSERT_TRUE(gain_text && still_text);
+        if (s->trace)
+                printf("#     %s reloads: %s -> %s, gains %s\n", u->name, old->shards, u->shards,
+                       gain_text);
+        kept = buckets_of(s, u->service, still_text);
+        taken = buckets_of(s, u->service, gain_text);
+        /* Buckets it no longer identifies in are free; new ones it takes. */
+        buckets_free(s, u->service, held & ~(kept | taken));
+        buckets_take(s, u, taken & ~held);
+        ASSERT_OK(rangelist_union(&still, &gain));
+        u->ident = mfree(u->ident);
+        u->ready = rangelist_count(&still) == 0;
+        if (u->ready)
+                return;
+        ident = rangelist_format(&still);
+        ASSERT_NOT_NULL(ident);
+        u->ident = TAKE_PTR(ident);
 }
 
 /* The agent carries out a Placement: what is no longer placed stops, what
@@ -272,6 +329,10 @@ static void agent_placement(Sim *s, SimHost *h, const PlanSend *send) {
                         u->running = true;
                         u->ready = old->ready;
                         u->changed = old->changed;
+                        if (old->ident)
+                                ASSERT_NOT_NULL(u->ident = strdup(old->ident));
+                        if (pu->shards_reload && !streq(old->shards, u->shards))
+                                copy_reloads(s, old, u);
                 } else if (old && old->running) {
                         copy_ends(s, old);
                         u->changed = s->now;
@@ -383,6 +444,7 @@ static void report_heartbeat(Sim *s, SimHost *h) {
 static void report_shards(Sim *s, SimHost *h) {
         HostModel *v = model_host(&s->m, h->id);
         CopyReport *copies = calloc(h->n_units + 1, sizeof(CopyReport));
+        char **kept = NULL;
         Observed o = { 0 };
         size_t n = 0;
 
@@ -391,10 +453,21 @@ static void report_shards(Sim *s, SimHost *h) {
                 free(copies);
                 return;
         }
+        kept = calloc(h->n_units + 1, sizeof(char *));
+        ASSERT_NOT_NULL(kept);
         for (size_t i = 0; i < h->n_units; i++) {
                 const SimUnit *u = &h->units[i];
                 if (!u->sharded)
                         continue;
+                /* A live change keeps serving what it kept. */
+                if (u->ident) {
+                        _cleanup_(rangelist_done) RangeList set = { 0 }, ident = { 0 };
+
+                        ASSERT_OK(rangelist_parse(&set, u->shards));
+                        ASSERT_OK(rangelist_parse(&ident, u->ident));
+                        ASSERT_OK(rangelist_subtract(&set, &ident));
+                        ASSERT_NOT_NULL(kept[i] = rangelist_format(&set));
+                }
                 copies[n++] = (CopyReport){
                         .unit = u->name,
                         .service = u->service,
@@ -402,8 +475,11 @@ static void report_shards(Sim *s, SimHost *h) {
                         .epoch = u->epoch,
                         .shard_count = u->shard_count,
                         .assigned = u->shards,
-                        .ready = u->running && u->ready ? u->shards : "",
-                        .connecting = u->running && !u->ready ? u->shards : "",
+                        .ready = u->running && u->ready   ? u->shards
+                                 : u->running && u->ident ? kept[i]
+                                                          : "",
+                        .connecting =
+                                u->running && !u->ready ? (u->ident ? u->ident : u->shards) : "",
                         .failed = "",
                         .active_state = u->running ? "active" : "inactive",
                 };
@@ -415,6 +491,9 @@ static void report_shards(Sim *s, SimHost *h) {
                 run(s, &ev, NULL);
         }
         observed_done(&o);
+        for (size_t i = 0; i < h->n_units; i++)
+                free(kept[i]);
+        free(kept);
         free(copies);
 }
 
@@ -679,6 +758,11 @@ static void run(Sim *s, Event *ev, Answer *ret_answer) {
         passes_left_services += p.n_later_services > 0;
         gw = model_shards(&s->m, "gw");
         replaces_done += replacing && gw && !gw->reshard;
+        /* A live reshard's copy identifying what it gained. */
+        for (size_t i = 0; gw && gw->reshard && gw->reshard->reload && i < gw->reshard->n_items;
+             i++)
+                live_gains += gw->reshard->items[i].state == RITEM_STARTING &&
+                              gw->reshard->items[i].from.n_ranges > 0;
         /* A copy kept serving on a host that went silent, its replacement
          * started elsewhere. */
         for (size_t i = 0; gw && gw->reshard && i < gw->reshard->n_items; i++) {
@@ -762,11 +846,16 @@ static void apply_cache(Sim *s) {
 static void apply_gw(Sim *s) {
         char text[512];
 
+        /* Now and then the way copies take a new set changes (a rolling
+         * update of every copy). */
+        if (rnd(3) == 0)
+                s->gw_reload = !s->gw_reload;
         snprintf(text, sizeof(text),
-                 "[Service]\nExecStart=/bin/gw %u\n\n[X-Baton]\nKind=sharded\nInstances=3\n"
+                 "[Service]\nExecStart=/bin/gw %u\nExecReload=/bin/kill -HUP $MAINPID\n\n"
+                 "[X-Baton]\nKind=sharded\nInstances=3\n"
                  "Shards=12\nMaxReplicas=6\nMinReplicas=1\nIdentifyConcurrency=2\n"
-                 "IdentifyInterval=1s\nHealthyFor=0\nMaxPerHost=2\nDailyStartBudget=%u\n",
-                 s->gw_version, rnd(2) ? 1000 : 60);
+                 "IdentifyInterval=1s\nHealthyFor=0\nMaxPerHost=2\nDailyStartBudget=%u\n%s",
+                 s->gw_version, rnd(2) ? 1000 : 60, s->gw_reload ? "ShardChange=reload\n" : "");
         apply(s, "gw@.service", text);
 }
 
@@ -1316,12 +1405,13 @@ TEST(random_sequences_keep_the_invariants) {
                 sequence(seed);
         printf("# %u sequences of %u events from seed %u; %zu passes left services to later "
                "ones; %zu make-before-break restarts, %zu of them done; %zu passes with a "
-               "copy serving on a silent host\n",
+               "copy serving on a silent host, %zu with a live change gaining shards\n",
                n, EVENTS_PER_SEQUENCE, first, passes_left_services, replaces_started, replaces_done,
-               moves_off_silent);
+               moves_off_silent, live_gains);
         ASSERT_TRUE(n < 50 || passes_left_services > 0);
         ASSERT_TRUE(n < 50 || replaces_done > 0);
         ASSERT_TRUE(n < 50 || moves_off_silent > 0);
+        ASSERT_TRUE(n < 50 || live_gains > 0);
 }
 
 int main(void) {

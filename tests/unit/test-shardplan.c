@@ -753,20 +753,20 @@ static Reshard *reparse(const Reshard *r) {
         return back;
 }
 
-static bool gate_yes(const RangeList *shards, void *userdata) {
+static bool gate_yes(uint32_t instance, const RangeList *shards, void *userdata) {
         (void) shards;
         (void) userdata;
         return true;
 }
 
-static bool gate_no(const RangeList *shards, void *userdata) {
+static bool gate_no(uint32_t instance, const RangeList *shards, void *userdata) {
         (void) shards;
         (void) userdata;
         return false;
 }
 
 /* Agrees `*budget` times. */
-static bool gate_count(const RangeList *shards, void *userdata) {
+static bool gate_count(uint32_t instance, const RangeList *shards, void *userdata) {
         unsigned *budget = userdata;
 
         (void) shards;
@@ -1118,6 +1118,99 @@ TEST(moves_keep_the_old_copy_where_it_was_until_the_new_one_is_ready) {
         shard_layout_done(&from);
 }
 
+/* Records what each start identifies: "3:9-11 0:2;" */
+static bool gate_log(uint32_t instance, const RangeList *shards, void *userdata) {
+        char **log = userdata, *next = NULL;
+        _cleanup_free_ char *set = rangelist_format(shards);
+
+        ASSERT_NOT_NULL(set);
+        ASSERT_TRUE(asprintf(&next, "%s%" PRIu32 ":%s;", *log, instance, set) >= 0);
+        free(*log);
+        *log = next;
+        return true;
+}
+
+TEST(live_reshard_identifies_only_what_changes_owner) {
+        ReshardAction a[ACTS_MAX];
+        ReshardObserved o[3];
+        ShardLayout from, res;
+        Reshard *r, *back;
+        _cleanup_free_ char *text = NULL, *log = strdup("");
+        size_t n;
+
+        ASSERT_NOT_NULL(log);
+        /* 3 → 4 instances of 12 shards: the new instance gains 3, the
+         * others lose 1 each; only the 3 identify. */
+        r = plan(12, 3, 4, 12, 1, &from);
+        ASSERT_EQ_UINT(reshard_cost(r), 12);
+        ASSERT_OK(reshard_make_reload(r));
+        ASSERT_ERR(reshard_make_reload(r), -EINVAL);
+        ASSERT_TRUE(r->reload);
+        ASSERT_EQ_UINT(reshard_cost(r), 3);
+        ASSERT_STREQ(reshard_kind(r), "reshard");
+        for (size_t k = 0; k < r->n_items; k++)
+                if (r->items[k].from.n_ranges > 0)
+                        ASSERT_EQ_UINT(r->items[k].to_slot, r->items[k].from_slot);
+        text = reshard_text(r);
+        ASSERT_TRUE(strstr(text, " kind=reload ") != NULL);
+        back = reparse(r);
+        ASSERT_TRUE(back->reload);
+        reshard_free(back);
+
+        /* The gainer identifies its set; the losers wait for it, then drop
+         * what it took (no start, no new copy). */
+        n = step(r, NULL, 0, T0, gate_log, &log, a);
+        ASSERT_ACTS(a, n, "start 3");
+        ASSERT_STREQ(log, "3:3,7,11;");
+        o[0] = ready(3);
+        n = step(r, o, 1, T0 + SEC(1), gate_log, &log, a);
+        ASSERT_ACTS(a, n, "retire 0, retire 1, retire 2, finished");
+        back = reparse(r);
+        reshard_free(back);
+        ASSERT_OK(reshard_result(r, &from, &res));
+        for (uint32_t i = 0; i < 3; i++)
+                ASSERT_EQ_UINT(res.slots[i], from.slots[i]);
+        shard_layout_done(&res);
+        reshard_free(r);
+        shard_layout_done(&from);
+
+        /* 4 → 3: the instances that stay gain what the fourth gives away;
+         * each identifies only its gain, through the gate. */
+        free(log);
+        log = strdup("");
+        ASSERT_NOT_NULL(log);
+        r = plan(12, 4, 3, 12, 1, &from);
+        ASSERT_OK(reshard_make_reload(r));
+        ASSERT_EQ_UINT(reshard_cost(r), 3);
+        n = step(r, NULL, 0, T0, gate_log, &log, a);
+        ASSERT_ACTS(a, n, "start 0");
+        ASSERT_STREQ(log, "0:9;");
+        o[0] = ready(0);
+        n = step(r, o, 1, T0 + SEC(1), gate_log, &log, a);
+        ASSERT_ACTS(a, n, "start 1, retire 0");
+        o[1] = ready(1);
+        n = step(r, o, 2, T0 + SEC(2), gate_log, &log, a);
+        ASSERT_ACTS(a, n, "start 2, retire 1");
+        o[2] = ready(2);
+        n = step(r, o, 3, T0 + SEC(3), gate_log, &log, a);
+        ASSERT_ACTS(a, n, "retire 2, retire 3, finished");
+        ASSERT_STREQ(log, "0:9;1:10;2:11;");
+        reshard_free(r);
+        shard_layout_done(&from);
+
+        /* Only at the same total, only before it runs. */
+        r = plan(8, 2, 3, 16, 1, NULL);
+        ASSERT_ERR(reshard_make_reload(r), -EINVAL);
+        reshard_free(r);
+        /* A live change keeps its slot: the text says so. */
+        refused_with("baton-reshard/1 service=gateway id=4 kind=reload state=running "
+                     "from_epoch=1 to_epoch=1 from_count=8 to_count=8 from_instances=2 "
+                     "to_instances=3 max_starting=1 health_timeout=1000000 alert=0 items=3 "
+                     "2:pending:-:3,7:0:0:0:0 0:pending:0-3:0-2:0:1:0:0 1:pending:4-7:4-6:0:0:0:0 "
+                     "reason=-",
+                     "a live change keeps the slot");
+}
+
 TEST(loser_waits_for_the_gainer) {
         ReshardAction a[ACTS_MAX];
         ReshardObserved o[2];
@@ -1220,7 +1313,7 @@ TEST(new_total_cuts_over_once_all_are_ready) {
 }
 
 /* Refuses the new copy that would own shard 0. */
-static bool gate_not_zero(const RangeList *shards, void *userdata) {
+static bool gate_not_zero(uint32_t instance, const RangeList *shards, void *userdata) {
         (void) userdata;
         return !rangelist_contains(shards, 0);
 }
@@ -1697,7 +1790,7 @@ typedef struct World {
                 pauses, aborts, small_buffers;
 } World;
 
-static bool world_gate(const RangeList *shards, void *userdata) {
+static bool world_gate(uint32_t instance, const RangeList *shards, void *userdata) {
         World *w = userdata;
 
         /* A refusal ends the scan: starts keep their order. */
@@ -2168,7 +2261,8 @@ int main(void) {
                       same_total_retires_after_the_new_owner_is_ready,
                       replace_retires_each_copy_once_its_replacement_is_ready,
                       moves_keep_the_old_copy_where_it_was_until_the_new_one_is_ready,
-                      loser_waits_for_the_gainer, going_away_instance_retires_without_a_new_copy,
+                      live_reshard_identifies_only_what_changes_owner, loser_waits_for_the_gainer,
+                      going_away_instance_retires_without_a_new_copy,
                       new_total_cuts_over_once_all_are_ready, gate_refusal_keeps_start_order,
                       timeout_fails_once_and_resume_retries, timeout_while_paused_fails,
                       pause_holds_starts_but_not_retires, abort_rules, replayed_step_issues_nothing,

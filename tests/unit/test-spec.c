@@ -276,6 +276,30 @@ TEST(every_key_value) {
         }
 }
 
+TEST(shard_change) {
+        ServiceSpec *s;
+
+        s = parse_ok("g@.service", "[Service]\nExecStart=/bin/g\n\n[X-Baton]\nKind=sharded\n"
+                                   "Shards=4\n");
+        ASSERT_FALSE(s->shard_reload);
+        service_spec_free(s);
+        s = parse_ok("g@.service", "[Service]\nExecStart=/bin/g\nExecReload=kill -HUP $MAINPID\n\n"
+                                   "[X-Baton]\nKind=sharded\nShards=4\nShardChange=reload\n");
+        ASSERT_TRUE(s->shard_reload);
+        service_spec_free(s);
+        s = parse_ok("g@.service", "[Service]\nExecStart=/bin/g\n\n[X-Baton]\nKind=sharded\n"
+                                   "Shards=4\nShardChange=restart\n");
+        ASSERT_FALSE(s->shard_reload);
+        service_spec_free(s);
+        /* ExecReload= counts only in [Service], and only with a command. */
+        ASSERT_ERR(spec_parse("g@.service",
+                              "[Unit]\nExecReload=/bin/true\n[Service]\nExecStart=/bin/g\n"
+                              "ExecReload=\n[X-Baton]\nKind=sharded\nShards=4\n"
+                              "ShardChange=reload\n",
+                              &s, NULL),
+                   -EINVAL);
+}
+
 TEST(labels_and_spread) {
         ServiceSpec *s;
 
@@ -606,6 +630,14 @@ TEST(error_messages) {
                 { "core.service", HEAD "IdentifyConcurrency=1\n",
                   "core.service:4: [X-Baton] IdentifyConcurrency: only for Kind=sharded (this is "
                   "Kind=singleton)" },
+                { "g@.service", HEAD "Kind=sharded\nShards=4\nShardChange=live\n",
+                  "g@.service:6: [X-Baton] ShardChange: 'live' is not restart or reload" },
+                { "g@.service", HEAD "Kind=sharded\nShards=4\nShardChange=reload\n",
+                  "g@.service:6: [X-Baton] ShardChange=reload needs ExecReload= in [Service] "
+                  "(for example ExecReload=kill -HUP $MAINPID)" },
+                { "g@.service", HEAD "ShardChange=restart\n",
+                  "g@.service:4: [X-Baton] ShardChange: only for Kind=sharded (this is "
+                  "Kind=stateless)" },
                 { "core.service", HEAD "Replicas=2\n",
                   "core.service:4: [X-Baton] Replicas: only for Kind=stateless (this is "
                   "Kind=singleton)" },
@@ -1621,9 +1653,9 @@ TEST(random_mutations) {
 
 int main(void) {
         return tap_run(TESTS(kind_table, design_example, defaults_per_kind, every_key_value,
-                             labels_and_spread, systemd_sections_untouched, continuation_lines,
-                             error_messages, file_names, line_endings_and_bom, limits, copy_is_deep,
-                             instance_unit_names, default_shards_partition,
+                             shard_change, labels_and_spread, systemd_sections_untouched,
+                             continuation_lines, error_messages, file_names, line_endings_and_bom,
+                             limits, copy_is_deep, instance_unit_names, default_shards_partition,
                              systemd_hash_ignores_x_sections, random_round_trip,
                              random_errors_name_their_line, random_mutations));
 }

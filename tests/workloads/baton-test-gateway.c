@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* baton-test-gateway: a Type=notify stand-in for a sharded Discord gateway.
- * It identifies the shards of BATON_SHARDS at Discord's pace (the pacer in
- * gateway-schedule.c), logs every identify, and reports per-shard readiness
- * in STATUS= as baton's agent reads it (docs/DESIGN.md §6). */
+ * It identifies the shards of BATON_SHARDS (or of the file BATON_SHARDS_FILE
+ * names, re-read on SIGHUP: ShardChange=reload) at Discord's pace (the pacer
+ * in gateway-schedule.c), logs every identify, and reports per-shard
+ * readiness in STATUS= as baton's agent reads it (docs/DESIGN.md §6,
+ * docs/workload-contract.md). */
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
 
+#include "error-set.h"
 #include "gateway-schedule.h"
 #include "macro.h"
 #include "rangelist.h"
@@ -17,6 +20,7 @@
 
 #define PROGRAM "baton-test-gateway"
 #define EXIT_CONFIG 2
+#define SHARDS_FILE_MAX (1024 * 1024)
 
 typedef struct InFlight {
         uint32_t shard;
@@ -31,7 +35,8 @@ typedef struct Gateway {
         RangeList connecting;
         RangeList failed;
         /* Identifies under way, in start order, which is also done order since
-         * every identify takes the same time. Reset at each round. */
+         * every identify takes the same time. Reset at each round. Room for
+         * n_shards: what is under way and what is queued are owned shards. */
         InFlight *in_flight;
         size_t in_flight_head;
         size_t n_in_flight;
@@ -103,6 +108,89 @@ static int start_round(Gateway *g) {
         rangelist_clear(&g->failed);
         g->in_flight_head = g->n_in_flight = 0;
         return gateway_pacer_queue(g->pacer, &g->config.shards);
+}
+
+/* The shards file's text as the set: at start, and on SIGHUP. */
+static int load_shards_file(GatewayConfig *c, char **ret_error) {
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        r = workload_read_file(c->shards_file, SHARDS_FILE_MAX, &text);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return error_set(ret_error, r, "BATON_SHARDS_FILE=%s: %s", c->shards_file,
+                                 STRERROR(r));
+        return gateway_config_set_shards(c, text, ret_error);
+}
+
+/* SIGHUP with a shards file: the set is read again. A shard no longer ours
+ * is dropped at once, wherever it was; a new one is queued and identifies at
+ * the pacer's pace behind those already waiting; a kept one is left as it is,
+ * so a ready shard never leaves ready=. An unreadable or bad file keeps the
+ * set it had. Only -ENOMEM is an error. */
+static int reload_shards(Gateway *g) {
+        _cleanup_(rangelist_done) RangeList old = { 0 }, added = { 0 }, removed = { 0 },
+                                            queued = { 0 };
+        _cleanup_free_ char *error = NULL;
+        size_t n_shards, w = 0;
+        InFlight *in_flight;
+        int r;
+
+        r = rangelist_copy(&old, &g->config.shards);
+        if (r < 0)
+                return r;
+        r = load_shards_file(&g->config, &error);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                fprintf(stderr, PROGRAM ": reload: %s; keeping the shards it has.\n",
+                        error ? error : STRERROR(r));
+                return 0;
+        }
+
+        r = rangelist_copy(&added, &g->config.shards);
+        if (r >= 0)
+                r = rangelist_subtract(&added, &old);
+        if (r >= 0)
+                r = rangelist_copy(&removed, &old);
+        if (r >= 0)
+                r = rangelist_subtract(&removed, &g->config.shards);
+        if (r >= 0)
+                r = rangelist_subtract(&g->ready, &removed);
+        if (r >= 0)
+                r = rangelist_subtract(&g->failed, &removed);
+        if (r >= 0)
+                r = rangelist_subtract(&g->connecting, &removed);
+        if (r >= 0)
+                r = rangelist_union(&g->connecting, &added);
+        if (r >= 0)
+                r = gateway_pacer_queued_shards(g->pacer, &queued);
+        if (r >= 0)
+                r = rangelist_subtract(&queued, &removed);
+        if (r >= 0)
+                r = rangelist_union(&queued, &added);
+        if (r >= 0)
+                r = gateway_pacer_queue(g->pacer, &queued);
+        if (r < 0)
+                return r;
+
+        /* Identifies of dropped shards are forgotten; room for the new set. */
+        n_shards = (size_t) rangelist_count(&g->config.shards);
+        for (size_t i = g->in_flight_head; i < g->n_in_flight; i++)
+                if (!rangelist_contains(&removed, g->in_flight[i].shard))
+                        g->in_flight[w++] = g->in_flight[i];
+        g->in_flight_head = 0;
+        g->n_in_flight = w;
+        in_flight = reallocarray(g->in_flight, MAX(n_shards, (size_t) 1), sizeof(InFlight));
+        if (!in_flight)
+                return -ENOMEM;
+        g->in_flight = in_flight;
+        g->n_shards = n_shards;
+
+        fprintf(stderr, PROGRAM ": reload: +%" PRIu64 " -%" PRIu64 " shards\n",
+                rangelist_count(&added), rangelist_count(&removed));
+        return 0;
 }
 
 static int finish_identify(Gateway *g, uint32_t shard) {
@@ -184,7 +272,9 @@ static int run(Gateway *g) {
                 if (r == 0)
                         continue;
                 if (signo == SIGHUP) {
-                        r = start_round(g);
+                        /* ExecReload= with a shards file: a new set; without
+                         * one: every session again. */
+                        r = g->config.shards_file ? reload_shards(g) : start_round(g);
                         if (r < 0)
                                 return fail_errno(r, "cannot queue the shards");
                         continue;
@@ -262,12 +352,13 @@ static int self_test(const GatewayConfig *c) {
 static void usage(FILE *f) {
         fprintf(f, "usage: " PROGRAM " [--self-test]\n"
                    "A sharded gateway for baton's tests (Type=notify). Environment:\n"
-                   "  BATON_SHARDS, BATON_SHARD_COUNT (required), BATON_SHARD_EPOCH,\n"
-                   "  BATON_SERVICE, BATON_INSTANCE, BATON_HOST,\n"
+                   "  BATON_SHARDS or BATON_SHARDS_FILE, BATON_SHARD_COUNT (required),\n"
+                   "  BATON_SHARD_EPOCH, BATON_SERVICE, BATON_INSTANCE, BATON_HOST,\n"
                    "  GATEWAY_IDENTIFY_CONCURRENCY (1), GATEWAY_IDENTIFY_INTERVAL_MS (5000),\n"
                    "  GATEWAY_IDENTIFY_MS (0), GATEWAY_IDENTIFY_LOG, GATEWAY_FAIL_SHARDS.\n"
                    "--self-test prints the identify schedule for this environment and exits.\n"
-                   "SIGHUP identifies every shard again; SIGTERM stops.\n");
+                   "SIGHUP reads BATON_SHARDS_FILE again (identifies new shards, drops\n"
+                   "removed ones), or without it identifies every shard again; SIGTERM stops.\n");
 }
 
 int main(int argc, char *argv[]) {
@@ -292,6 +383,8 @@ int main(int argc, char *argv[]) {
 
         gateway_config_init(&g.config);
         r = gateway_config_load(&g.config, lookup_env, NULL, &error);
+        if (r >= 0 && g.config.shards_file)
+                r = load_shards_file(&g.config, &error);
         if (r < 0) {
                 fprintf(stderr, PROGRAM ": refusing to start: %s\n", error ? error : STRERROR(r));
                 return EXIT_CONFIG;

@@ -37,12 +37,24 @@ void gateway_config_init(GatewayConfig *c) {
         };
         rangelist_init(&c->shards);
         rangelist_init(&c->fail);
+        rangelist_init(&c->fail_any);
 }
 
 void gateway_config_done(GatewayConfig *c) {
         assert(c);
         rangelist_done(&c->shards);
         rangelist_done(&c->fail);
+        rangelist_done(&c->fail_any);
+}
+
+/* Every shard of l below the count; `what` names where l came from. */
+static int check_below_count(const RangeList *l, uint32_t count, const char *what,
+                             char **ret_error) {
+        if (l->n_ranges > 0 && l->ranges[l->n_ranges - 1].hi >= count)
+                return error_set(ret_error, -EINVAL,
+                                 "%s has shard %" PRIu32 ", not below BATON_SHARD_COUNT=%" PRIu32,
+                                 what, l->ranges[l->n_ranges - 1].hi, count);
+        return 0;
 }
 
 /* An optional number: *ret untouched when the variable is unset or empty. */
@@ -80,7 +92,8 @@ static int load_word(GatewayLookup lookup, void *userdata, const char *name, con
 }
 
 int gateway_config_load(GatewayConfig *c, GatewayLookup lookup, void *userdata, char **ret_error) {
-        _cleanup_(rangelist_done) RangeList shards = { 0 }, fail = { 0 };
+        _cleanup_(rangelist_done) RangeList shards = { 0 }, fail = { 0 }, fail_any = { 0 };
+        _cleanup_free_ char *what = NULL;
         GatewayConfig n;
         const char *v;
         uint64_t u;
@@ -103,21 +116,29 @@ int gateway_config_load(GatewayConfig *c, GatewayLookup lookup, void *userdata, 
                                  v, GATEWAY_SHARD_COUNT_MAX);
         n.shard_count = (uint32_t) u;
 
+        v = lookup("BATON_SHARDS_FILE", userdata);
+        n.shards_file = isempty(v) ? NULL : v;
         v = lookup("BATON_SHARDS", userdata);
-        if (!v)
+        if (n.shards_file && v)
+                return error_set(ret_error, -EINVAL,
+                                 "BATON_SHARDS and BATON_SHARDS_FILE are both set; the agent "
+                                 "gives one or the other");
+        if (!n.shards_file && !v)
                 return error_set(ret_error, -EINVAL, "BATON_SHARDS is not set");
-        r = rangelist_parse(&shards, v);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0)
-                return error_set(ret_error, -EINVAL,
-                                 "BATON_SHARDS=\"%s\" is not a shard range list like 0-13,90-91",
-                                 v);
-        if (shards.n_ranges > 0 && shards.ranges[shards.n_ranges - 1].hi >= n.shard_count)
-                return error_set(ret_error, -EINVAL,
-                                 "BATON_SHARDS=%s has shard %" PRIu32
-                                 ", not below BATON_SHARD_COUNT=%" PRIu32,
-                                 v, shards.ranges[shards.n_ranges - 1].hi, n.shard_count);
+        if (v) {
+                r = rangelist_parse(&shards, v);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        return error_set(
+                                ret_error, -EINVAL,
+                                "BATON_SHARDS=\"%s\" is not a shard range list like 0-13,90-91", v);
+                if (asprintf(&what, "BATON_SHARDS=%s", v) < 0)
+                        return -ENOMEM;
+                r = check_below_count(&shards, n.shard_count, what, ret_error);
+                if (r < 0)
+                        return r;
+        }
 
         u = n.concurrency;
         r = load_uint(lookup, userdata, "GATEWAY_IDENTIFY_CONCURRENCY", 1, GATEWAY_CONCURRENCY_MAX,
@@ -145,14 +166,16 @@ int gateway_config_load(GatewayConfig *c, GatewayLookup lookup, void *userdata, 
 
         v = lookup("GATEWAY_FAIL_SHARDS", userdata);
         if (!isempty(v)) {
-                r = rangelist_parse(&fail, v);
+                r = rangelist_parse(&fail_any, v);
                 if (r == -ENOMEM)
                         return r;
                 if (r < 0)
                         return error_set(ret_error, -EINVAL,
                                          "GATEWAY_FAIL_SHARDS=\"%s\" is not a shard range list", v);
                 /* A template may name shards other instances own: only ours fail. */
-                r = rangelist_intersect(&fail, &shards);
+                r = rangelist_copy(&fail, &fail_any);
+                if (r >= 0)
+                        r = rangelist_intersect(&fail, &shards);
                 if (r < 0)
                         return r;
         }
@@ -175,7 +198,46 @@ int gateway_config_load(GatewayConfig *c, GatewayLookup lookup, void *userdata, 
         shards = c->shards;
         n.fail = fail;
         fail = c->fail;
+        n.fail_any = fail_any;
+        fail_any = c->fail_any;
         *c = n;
+        return 0;
+}
+
+int gateway_config_set_shards(GatewayConfig *c, const char *text, char **ret_error) {
+        _cleanup_(rangelist_done) RangeList shards = { 0 }, fail = { 0 };
+        _cleanup_free_ char *what = NULL;
+        int r;
+
+        assert(c);
+        assert(text);
+
+        r = rangelist_parse_line(&shards, text);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return error_set(ret_error, -EINVAL,
+                                 "BATON_SHARDS_FILE=%s does not hold a shard range list and a "
+                                 "newline, like 0-13,90-91",
+                                 strna(c->shards_file));
+        if (asprintf(&what, "BATON_SHARDS_FILE=%s", strna(c->shards_file)) < 0)
+                return -ENOMEM;
+        r = check_below_count(&shards, c->shard_count, what, ret_error);
+        if (r < 0)
+                return r;
+        r = rangelist_copy(&fail, &c->fail_any);
+        if (r >= 0)
+                r = rangelist_intersect(&fail, &shards);
+        if (r < 0)
+                return r;
+
+        /* Commit: the old lists go with the cleanups. */
+        rangelist_done(&c->shards);
+        c->shards = shards;
+        shards = (RangeList){ 0 };
+        rangelist_done(&c->fail);
+        c->fail = fail;
+        fail = (RangeList){ 0 };
         return 0;
 }
 
@@ -303,6 +365,28 @@ int gateway_pacer_next(GatewayPacer *p, usec_t now, uint32_t *ret_shard, usec_t 
 size_t gateway_pacer_queued(const GatewayPacer *p) {
         assert(p);
         return p->n_queued;
+}
+
+int gateway_pacer_queued_shards(const GatewayPacer *p, RangeList *ret) {
+        _cleanup_(rangelist_done) RangeList l = { 0 };
+        int r;
+
+        assert(p);
+        assert(ret);
+
+        for (unsigned b = 0; b < p->concurrency; b++) {
+                const GatewayBucket *k = &p->buckets[b];
+
+                for (size_t i = k->head; i < k->n_queue; i++) {
+                        r = rangelist_add(&l, k->queue[i]);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        rangelist_done(ret);
+        *ret = l;
+        l = (RangeList){ 0 };
+        return 0;
 }
 
 int gateway_schedule_plan(const GatewayConfig *c, GatewaySchedule *ret) {

@@ -23,8 +23,9 @@ static inline unsigned gateway_bucket(uint32_t shard, unsigned concurrency) {
 }
 
 typedef struct GatewayConfig {
-        RangeList shards;     /* BATON_SHARDS: owned shards, each < shard_count */
-        RangeList fail;       /* GATEWAY_FAIL_SHARDS ∩ shards: these end failed */
+        RangeList shards;   /* BATON_SHARDS or the shards file: owned shards, each < shard_count */
+        RangeList fail;     /* GATEWAY_FAIL_SHARDS ∩ shards: these end failed */
+        RangeList fail_any; /* GATEWAY_FAIL_SHARDS as given, for sets to come */
         uint32_t shard_count; /* BATON_SHARD_COUNT */
         uint64_t epoch;       /* BATON_SHARD_EPOCH, 0 if unset */
         unsigned concurrency; /* GATEWAY_IDENTIFY_CONCURRENCY, default 1 */
@@ -35,6 +36,10 @@ typedef struct GatewayConfig {
         const char *instance;
         const char *host;
         const char *log_path; /* GATEWAY_IDENTIFY_LOG, NULL if unset or empty */
+        /* BATON_SHARDS_FILE (ShardChange=reload), NULL if unset or empty: the
+         * set is read from it with gateway_config_set_shards(), at start and
+         * on SIGHUP, and BATON_SHARDS must not be set. */
+        const char *shards_file;
 } GatewayConfig;
 
 /* Returns the value of an environment variable, NULL if unset. */
@@ -48,8 +53,16 @@ void gateway_config_done(GatewayConfig *c);
  * variable is -EINVAL (-ERANGE for a number out of bounds, -ENOMEM) with
  * *ret_error (if not NULL) set to a malloc'ed sentence naming the variable
  * and its value; c is then left as it was. Empty optional variables count as
- * unset; an empty BATON_SHARDS is an instance that owns no shard. */
+ * unset; an empty BATON_SHARDS is an instance that owns no shard. With
+ * BATON_SHARDS_FILE set, BATON_SHARDS must be unset and c->shards is empty
+ * until the file's text is given to gateway_config_set_shards(). */
 int gateway_config_load(GatewayConfig *c, GatewayLookup lookup, void *userdata, char **ret_error);
+
+/* Takes the text of the shards file as the set: a range list and a newline
+ * ("0-13,90-91\n"), each shard below the count; fail becomes
+ * GATEWAY_FAIL_SHARDS ∩ the set. -EINVAL with *ret_error (if not NULL) set to
+ * a sentence naming the file, -ENOMEM; c is then left as it was. */
+int gateway_config_set_shards(GatewayConfig *c, const char *text, char **ret_error);
 
 /* Hands out identifies: every bucket starts at most one per interval, and
  * one at a time (the next waits for the previous to finish, as a client
@@ -74,6 +87,8 @@ int gateway_pacer_queue(GatewayPacer *p, const RangeList *shards);
  * with the return value is written. */
 int gateway_pacer_next(GatewayPacer *p, usec_t now, uint32_t *ret_shard, usec_t *ret_next);
 size_t gateway_pacer_queued(const GatewayPacer *p);
+/* The shards still queued, as a set (into *ret, replacing what it held). */
+int gateway_pacer_queued_shards(const GatewayPacer *p, RangeList *ret);
 
 typedef struct GatewayIdentify {
         uint32_t shard;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Helpers of the test workloads: environment numbers, the clock that both
- * paces and stamps, the shared append-only log, and signal waiting with a
- * deadline. See workload.h. */
+ * paces and stamps, the shared append-only log, reading a small file, and
+ * signal waiting with a deadline. See workload.h. */
 #include "workload.h"
 
 #include <assert.h>
@@ -12,6 +12,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/signalfd.h>
 #include <time.h>
 
@@ -117,6 +119,38 @@ int workload_log_append(int fd, const char *format, ...) {
                 return negative_errno();
         if (n != len + 1)
                 return -EIO;
+        return 0;
+}
+
+int workload_read_file(const char *path, size_t max, char **ret) {
+        _cleanup_free_ char *buf = NULL;
+        FILE *f;
+        size_t len;
+        bool bad;
+
+        assert(path);
+        assert(ret);
+
+        f = fopen(path, "re");
+        if (!f)
+                return negative_errno();
+        buf = malloc(max + 2);
+        if (!buf) {
+                fclose(f);
+                return -ENOMEM;
+        }
+        /* One byte more than allowed tells a file that is too long. */
+        len = fread(buf, 1, max + 1, f);
+        bad = ferror(f);
+        fclose(f);
+        if (bad)
+                return -EIO;
+        if (len > max)
+                return -EFBIG;
+        if (memchr(buf, '\0', len))
+                return -EINVAL;
+        buf[len] = '\0';
+        *ret = TAKE_PTR(buf);
         return 0;
 }
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* What both test workloads share: strict parsing of the numbers in their
  * environment, one clock for pacing and for log stamps, whole-line appends to
- * a log that several instances share, and signals as a file descriptor.
- * libc only. */
+ * a log that several instances share, a small file read whole, and signals
+ * as a file descriptor. libc only. */
 #pragma once
 
 #include <stdbool.h>
@@ -33,6 +33,10 @@ int workload_log_open(const char *path, int *ret_fd);
 /* Formats one line (a newline is added) and appends it with a single write(),
  * so lines of concurrent writers never interleave. -EIO on a short write. */
 int workload_log_append(int fd, const char *format, ...) _printf_(2, 3);
+
+/* Reads a whole file of at most max bytes (-EFBIG beyond) into a
+ * NUL-terminated string; a NUL inside is -EINVAL. */
+int workload_read_file(const char *path, size_t max, char **ret);
 
 /* Blocks SIGTERM, SIGINT and SIGHUP and returns a signalfd for them. */
 int workload_signals_open(int *ret_fd);
