@@ -102,7 +102,8 @@ def up(build, demo_dir):
     print(f'  export BATON_BROKER={broker.url}')
     print(f'  {ctl} status')
     print(f'  {ctl} shards gateway')
-    print(f'  {ctl} reshard gateway --instances 7 --wait   # no shard ever goes unserved')
+    print(f'  {ctl} reshard gateway --instances 7 --wait   # live: identifies only the shards '
+          'that change owner')
     print(f'  {ctl} restart gateway                     # make-before-break: every shard served')
     print(f'  {ctl} watch                               # alerts and events as they happen')
     print(f'  kill $(pgrep -f "baton-agent.*host-c")   # host-c goes down after 10 s')

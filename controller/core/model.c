@@ -82,6 +82,10 @@ static const UnitObs *find_unit(const HostModel *v, const char *name) {
         return NULL;
 }
 
+bool unit_state_runs(const char *active_state) {
+        return streq_ptr(active_state, "active") || streq_ptr(active_state, "reloading");
+}
+
 const UnitObs *host_model_unit(const HostModel *v, const char *name) {
         return find_unit(v, name);
 }

@@ -124,6 +124,9 @@ HostModel *host_model_free(HostModel *v);
 void host_model_free_void(void *v);
 /* The unit `name` as last reported (binary search), or NULL. */
 const UnitObs *host_model_unit(const HostModel *v, const char *name);
+/* Whether a unit in `active_state` runs its process: active, or reloading
+ * (a live shard change is a reload). */
+bool unit_state_runs(const char *active_state) _pure_;
 UnitObs *host_model_unit_mut(HostModel *v, const char *name);
 void unit_obs_done(UnitObs *u);
 void copy_obs_done(CopyObs *c);

@@ -381,7 +381,7 @@ int observe_copies(const Model *m, const char *host, HostModel *v, const CopyRep
                         .instance = in->instance,
                         .epoch = in->epoch,
                         .shard_count = in->shard_count,
-                        .active = streq_ptr(in->active_state, "active"),
+                        .active = unit_state_runs(in->active_state),
                         .seen_at = now,
                 };
                 if (!c->unit || !c->service ||

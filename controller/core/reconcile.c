@@ -1166,7 +1166,7 @@ static int shards_placed(Rec *r, const char *service, uint32_t instance) {
  * or not). */
 static bool unit_active(const HostModel *v, const char *unit) {
         const UnitObs *u = v ? host_model_unit(v, unit) : NULL;
-        return u && streq_ptr(u->active_state, "active");
+        return u && unit_state_runs(u->active_state);
 }
 
 /* Whether the live copy of `instance` may still serve at `host`: the host

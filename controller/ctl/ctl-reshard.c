@@ -33,13 +33,22 @@ static void print_plan(json_t *plan) {
                strna(ctl_json_string(plan, "service")), fi, ti, fs, ts, fe, te);
         (void) ctl_json_int(plan, "resumes", &resumes);
         (void) ctl_json_int(plan, "surge_copies", &surge);
-        printf("%" PRId64 " shard(s) change owner; the new copies spend %" PRId64
-               " identifies and %" PRId64 " resumes, start %" PRId64
-               " at a time beside the live ones, leave %.1f shard-seconds without a ready "
-               "owner and take about %s.\n",
-               moving, ids, resumes, surge,
-               json_number_value(json_object_get(plan, "dark_shard_seconds")),
-               duration_format(d, sizeof(d), dur > 0 ? (usec_t) dur : 0));
+        if (ctl_json_true(json_object_get(plan, "reshard"), "live"))
+                printf("%" PRId64 " shard(s) change owner, live (ShardChange=reload): the "
+                       "running copies take their new shards, spending %" PRId64
+                       " identifies and %" PRId64 " resumes; no process restarts, %.1f "
+                       "shard-seconds without a ready owner, about %s.\n",
+                       moving, ids, resumes,
+                       json_number_value(json_object_get(plan, "dark_shard_seconds")),
+                       duration_format(d, sizeof(d), dur > 0 ? (usec_t) dur : 0));
+        else
+                printf("%" PRId64 " shard(s) change owner; the new copies spend %" PRId64
+                       " identifies and %" PRId64 " resumes, start %" PRId64
+                       " at a time beside the live ones, leave %.1f shard-seconds without a "
+                       "ready owner and take about %s.\n",
+                       moving, ids, resumes, surge,
+                       json_number_value(json_object_get(plan, "dark_shard_seconds")),
+                       duration_format(d, sizeof(d), dur > 0 ? (usec_t) dur : 0));
 }
 
 static void sleep_usec(usec_t u) {

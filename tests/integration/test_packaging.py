@@ -291,7 +291,9 @@ def installed_files_have_safe_modes(world):
         '/etc/baton/controller.key': (0o600, 'baton', 'baton'),
         '/etc/baton/controller.pub': (0o644, 'root', 'root'),
         '/var/lib/baton': (0o700, 'baton', 'baton'),
-        '/var/lib/baton-agent': (0o700, 'root', 'root'),
+        # Searchable, not listable: a gateway running as its own user reads its
+        # shards/<unit> file (ShardChange=reload); the state file itself is 0600.
+        '/var/lib/baton-agent': (0o711, 'root', 'root'),
         '/usr/sbin/baton-agent': (0o755, 'root', 'root'),
         '/usr/sbin/baton-controller': (0o755, 'root', 'root'),
         '/usr/bin/batonctl': (0o755, 'root', 'root'),

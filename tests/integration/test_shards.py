@@ -675,6 +675,9 @@ def live_reshard_identifies_only_the_shards_that_change_owner(world):
     assert plan['reshard']['live'] is True and plan['surge_copies'] == 0, plan
     moving = plan['shards_moving']
     assert 0 < moving < 48 and plan['identifies'] == moving, plan
+    r = world.batonctl('reshard', '--dry-run', 'gwr', '--instances', '7')
+    assert r.returncode == 0 and f'{moving} shard(s) change owner, live (ShardChange=reload)' \
+        in r.stdout and f'spending {moving} identifies' in r.stdout, r.stdout
     pids = main_pids('gwr@*.service')
     before = len(identifies(world))
     charged = ctl_json(world, 'shards', 'gwr')['budget']['spent_24h']

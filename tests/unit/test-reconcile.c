@@ -78,6 +78,7 @@ typedef struct SimUnit {
         uint32_t shard_count;
         uint64_t epoch;
         uint64_t changed; /* state change, wall µs */
+        bool reloading;   /* reports ActiveState=reloading (ExecReload= runs) */
 } SimUnit;
 
 typedef struct SimHost {
@@ -481,7 +482,9 @@ static void report_shards(Sim *s, SimHost *h) {
                         .connecting =
                                 u->running && !u->ready ? (u->ident ? u->ident : u->shards) : "",
                         .failed = "",
-                        .active_state = u->running ? "active" : "inactive",
+                        .active_state = !u->running    ? "inactive"
+                                        : u->reloading ? "reloading"
+                                                       : "active",
                 };
         }
         ASSERT_OK(observe_copies(&s->m, h->id, v, copies, n, s->now, &o));
@@ -1342,6 +1345,43 @@ static size_t resends_for(Sim *s, uint64_t read_at, uint64_t sent_after) {
         return n;
 }
 
+/* A copy whose unit reloads (a live shard change runs ExecReload=) keeps
+ * its process: its ready shards still have an owner. */
+TEST(a_reloading_copy_still_owns_its_ready_shards) {
+        uint8_t owners[12] = { 0 };
+        uint64_t epoch;
+        uint32_t total, owned = 0;
+        Sim s;
+
+        sim_init(&s, 11);
+        for (size_t i = 0; i < N_HOSTS; i++) {
+                s.hosts[i].up = true;
+                report_heartbeat(&s, &s.hosts[i]);
+        }
+        apply_gw(&s);
+        for (unsigned round = 0; round < 40; round++) {
+                Event tick = { .kind = EVENT_TICK };
+
+                s.now += 2 * USEC_PER_SEC;
+                s.what = "tick";
+                run(&s, &tick, NULL);
+                for (size_t i = 0; i < N_HOSTS; i++)
+                        copies_ready(&s, &s.hosts[i]);
+        }
+        for (size_t i = 0; i < N_HOSTS; i++)
+                for (size_t k = 0; k < s.hosts[i].n_units; k++)
+                        s.hosts[i].units[k].reloading = true;
+        for (size_t i = 0; i < N_HOSTS; i++)
+                report_shards(&s, &s.hosts[i]);
+        reconcile_serving(model_shards(&s.m, "gw"), &epoch, &total);
+        ASSERT_EQ_UINT(total, 12);
+        ASSERT_OK(reconcile_count_owners(&s.m, "gw", epoch, total, owners, NULL));
+        for (uint32_t sh = 0; sh < total; sh++)
+                owned += owners[sh] > 0;
+        ASSERT_EQ_UINT(owned, 12);
+        sim_done(&s);
+}
+
 TEST(a_late_read_heartbeat_is_judged_by_when_it_was_sent) {
         Sim s = { .seed = 0, .now = 1700000000ULL * USEC_PER_SEC };
         ModelConfig config = { .host_timeout = 30 * USEC_PER_SEC,
@@ -1417,5 +1457,6 @@ TEST(random_sequences_keep_the_invariants) {
 int main(void) {
         return tap_run(TESTS(random_sequences_keep_the_invariants,
                              placements_left_and_lost_go_out_at_the_periodic_check,
-                             a_late_read_heartbeat_is_judged_by_when_it_was_sent));
+                             a_late_read_heartbeat_is_judged_by_when_it_was_sent,
+                             a_reloading_copy_still_owns_its_ready_shards));
 }
