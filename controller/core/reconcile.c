@@ -3314,10 +3314,14 @@ static int do_reshard(Rec *r) {
                               s->name, n_to, to_count);
         if (k < 0)
                 return k;
-        /* ShardChange=reload at the same total: each changed instance keeps
-         * its process and takes its new set live. */
-        if (s->shard_reload && to_count == cur->layout.shard_count) {
-                k = reshard_make_reload(rs);
+        /* At the same total, what each gainer gains is spread over the
+         * identify buckets, so its identifies run in parallel; with
+         * ShardChange=reload each changed instance keeps its process and
+         * takes its new set live. */
+        if (to_count == cur->layout.shard_count) {
+                k = reshard_spread_gains(rs, s->identify_concurrency);
+                if (k >= 0 && s->shard_reload)
+                        k = reshard_make_reload(rs);
                 if (k < 0)
                         return k;
         }

@@ -1076,6 +1076,101 @@ int reshard_make_reload(Reshard *r) {
         return 0;
 }
 
+/* The item whose old set holds shard `s`, or -1. */
+static ssize_t item_owning(const Reshard *r, uint32_t s) {
+        for (size_t k = 0; k < r->n_items; k++)
+                if (rangelist_contains(&r->items[k].from, s))
+                        return (ssize_t) k;
+        return -1;
+}
+
+/* A shard `loser` keeps (in `kept`) in a bucket below `share` in `count`,
+ * or -1. */
+static int64_t kept_in_light_bucket(const RangeList *kept, const uint64_t *count,
+                                    uint32_t concurrency, uint64_t share) {
+        for (size_t g = 0; g < kept->n_ranges; g++)
+                for (uint32_t s = kept->ranges[g].lo; s <= kept->ranges[g].hi; s++)
+                        if (count[s % concurrency] < share)
+                                return s;
+        return -1;
+}
+
+int reshard_spread_gains(Reshard *r, uint32_t concurrency) {
+        _cleanup_free_ uint64_t *count = NULL;
+        RangeList *to = NULL;
+        int k = 0;
+
+        assert(r);
+
+        if (concurrency == 0 || r->replace || !reshard_same_total(r) || r->state != RESHARD_RUNNING)
+                return -EINVAL;
+        for (size_t i = 0; i < r->n_items; i++)
+                if (r->items[i].state != RITEM_PENDING)
+                        return -EINVAL;
+        if (concurrency == 1)
+                return 0;
+        count = calloc(concurrency, sizeof(uint64_t));
+        to = calloc(r->n_items + 1, sizeof(RangeList));
+        if (!count || !to) {
+                free(to);
+                return -ENOMEM;
+        }
+        /* Work on copies: an allocation failure changes nothing. */
+        for (size_t i = 0; i < r->n_items && k >= 0; i++)
+                k = rangelist_copy(&to[i], &r->items[i].to);
+
+        for (size_t i = 0; i < r->n_items && k >= 0; i++) {
+                _cleanup_(rangelist_done) RangeList gain = { 0 };
+                uint64_t share;
+
+                if (rangelist_count(&r->items[i].to) <= rangelist_count(&r->items[i].from))
+                        continue; /* a loser */
+                k = rangelist_copy(&gain, &to[i]);
+                if (k >= 0)
+                        k = rangelist_subtract(&gain, &r->items[i].from);
+                if (k < 0)
+                        break;
+                share = (rangelist_count(&gain) + concurrency - 1) / concurrency;
+                memset(count, 0, concurrency * sizeof(uint64_t));
+                for (size_t g = 0; g < gain.n_ranges; g++)
+                        for (uint32_t s = gain.ranges[g].lo; s <= gain.ranges[g].hi; s++)
+                                count[s % concurrency]++;
+                for (size_t g = 0; g < gain.n_ranges && k >= 0; g++)
+                        for (uint32_t s = gain.ranges[g].lo; s <= gain.ranges[g].hi && k >= 0;
+                             s++) {
+                                ssize_t l = item_owning(r, s);
+                                int64_t other;
+
+                                if (count[s % concurrency] <= share || l < 0)
+                                        continue;
+                                other = kept_in_light_bucket(&to[l], count, concurrency, share);
+                                if (other < 0)
+                                        continue;
+                                /* The gainer takes `other`; its loser keeps `s`. */
+                                k = rangelist_remove_range(&to[i], s, s);
+                                if (k >= 0)
+                                        k = rangelist_add(&to[i], (uint32_t) other);
+                                if (k >= 0)
+                                        k = rangelist_remove_range(&to[l], (uint32_t) other,
+                                                                   (uint32_t) other);
+                                if (k >= 0)
+                                        k = rangelist_add(&to[l], s);
+                                count[s % concurrency]--;
+                                count[other % concurrency]++;
+                        }
+        }
+        if (k >= 0)
+                for (size_t i = 0; i < r->n_items; i++) {
+                        rangelist_done(&r->items[i].to);
+                        r->items[i].to = to[i];
+                        to[i] = (RangeList){ 0 };
+                }
+        for (size_t i = 0; i < r->n_items; i++)
+                rangelist_done(&to[i]);
+        free(to);
+        return k < 0 ? k : 0;
+}
+
 int reshard_item_identifies(const Reshard *r, const ReshardItem *it, RangeList *ret) {
         int k;
 

@@ -180,6 +180,15 @@ int reshard_new(const char *service, uint64_t id, const ShardLayout *from, uint3
  * for a new total, a replace or one under way. */
 int reshard_make_reload(Reshard *r);
 
+/* Spreads what each gainer of a fresh same-total reshard gains over the
+ * `concurrency` identify buckets (shard s is in bucket s % concurrency),
+ * so that its starts identify in parallel: a gained shard in a bucket the
+ * gainer has more of than its share is swapped with a shard its loser
+ * keeps in a bucket it has less of. Every instance still only gains or only
+ * loses, the same number of shards move. Nothing changes on -ENOMEM;
+ * -EINVAL for a reshard under way, a new total or a replace. */
+int reshard_spread_gains(Reshard *r, uint32_t concurrency);
+
 /* The shards item `it` identifies when it starts: its new set, or for a
  * live reshard what it gains (its new set less its old one). */
 int reshard_item_identifies(const Reshard *r, const ReshardItem *it, RangeList *ret);

@@ -155,6 +155,8 @@ int main(int argc, char **argv) {
         for (int live = 0; live < 2; live++) {
                 k = reshard_new("gateway", 1, &layout, instances + 1, shards, 1,
                                 15 * 60 * USEC_PER_SEC, &r);
+                if (k >= 0)
+                        k = reshard_spread_gains(r, concurrency);
                 if (k >= 0 && live)
                         k = reshard_make_reload(r);
                 if (k >= 0)

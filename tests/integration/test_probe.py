@@ -105,7 +105,8 @@ def signed_placement_verifies(world):
               'template_name': 'gateway@.service', 'service': 'gateway', 'instance': 3,
               'env': [{'name': 'REGION', 'value': 'eu'}],
               'shards': {'shards': '0-13,90-91', 'shard_count': 96, 'shard_epoch': 17},
-              'config_hash': 'c0ffee', 'running': True, 'defer_restart': True}]
+              'config_hash': 'c0ffee', 'running': True, 'defer_restart': True,
+              'shards_reload': True}]
     r = world.send_placement('h1', units, epoch=5, generation=2)
     m = listener.wait_for(lambda m: m['message_id'] == r.stdout.strip(), 10, 'the placement')
     assert m['type'] == 'baton.v1.Placement', m

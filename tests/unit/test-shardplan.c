@@ -1211,6 +1211,81 @@ TEST(live_reshard_identifies_only_what_changes_owner) {
                      "a live change keeps the slot");
 }
 
+/* The most shards of the gain of item k in one bucket. */
+static uint64_t gain_peak(const Reshard *r, size_t k, uint32_t concurrency) {
+        _cleanup_(rangelist_done) RangeList gain = { 0 };
+        _cleanup_free_ uint64_t *count = calloc(concurrency, sizeof(uint64_t));
+        uint64_t peak = 0;
+
+        ASSERT_NOT_NULL(count);
+        ASSERT_OK(rangelist_copy(&gain, &r->items[k].to));
+        ASSERT_OK(rangelist_subtract(&gain, &r->items[k].from));
+        for (size_t g = 0; g < gain.n_ranges; g++)
+                for (uint32_t s = gain.ranges[g].lo; s <= gain.ranges[g].hi; s++) {
+                        count[s % concurrency]++;
+                        peak = MAX(peak, count[s % concurrency]);
+                }
+        return peak;
+}
+
+TEST(gains_are_spread_over_the_buckets) {
+        uint64_t seed = 23;
+        ShardLayout l;
+        Reshard *r = NULL, *back;
+
+        /* 160 instances of 16 shards, 16 buckets, one more instance: the
+         * rebalance takes each old instance's last shard, all in bucket 15;
+         * spread, the new instance gains one shard per bucket. */
+        ASSERT_OK(shard_layout_default(2560, 160, &l));
+        ASSERT_OK(reshard_new("gateway", 1, &l, 161, 2560, 1, TIMEOUT, &r));
+        ASSERT_EQ_UINT(gain_peak(r, 0, 16), 15);
+        ASSERT_OK(reshard_spread_gains(r, 16));
+        ASSERT_EQ_UINT(r->items[0].instance, 160);
+        ASSERT_EQ_UINT(gain_peak(r, 0, 16), 1);
+        ASSERT_EQ_UINT(reshard_cost(r), 240); /* new copies: the 16 changed sets */
+        ASSERT_OK(reshard_make_reload(r));
+        ASSERT_EQ_UINT(reshard_cost(r), 15);
+        back = reparse(r); /* each still only gains or only loses */
+        reshard_free(back);
+        ASSERT_ERR(reshard_spread_gains(r, 0), -EINVAL);
+        reshard_free(r);
+        shard_layout_done(&l);
+
+        /* Random layouts: the text checks hold, the same shards move, and no
+         * gainer's busiest bucket got busier. */
+        for (unsigned i = 0; i < 300; i++) {
+                uint32_t shards = (uint32_t) between(&seed, 2, 400);
+                uint32_t n = (uint32_t) between(&seed, 1, MIN(shards, 20));
+                uint32_t n_to = (uint32_t) between(&seed, 1, MIN(shards, 24));
+                uint32_t c = (uint32_t) between(&seed, 1, 20);
+                uint64_t before[32];
+
+                random_layout(&seed, shards, n, &l);
+                if (n_to == n) {
+                        shard_layout_done(&l);
+                        continue;
+                }
+                ASSERT_OK(reshard_new("gateway", 1, &l, n_to, shards, 1, TIMEOUT, &r));
+                ASSERT_TRUE(r->n_items <= ELEMENTSOF(before));
+                for (size_t k = 0; k < r->n_items; k++)
+                        before[k] = gain_peak(r, k, c);
+                ASSERT_OK(reshard_spread_gains(r, c));
+                for (size_t k = 0; k < r->n_items; k++) {
+                        uint64_t peak = gain_peak(r, k, c);
+                        uint64_t gained = rangelist_count(&r->items[k].to) -
+                                          MIN(rangelist_count(&r->items[k].to),
+                                              rangelist_count(&r->items[k].from));
+
+                        ASSERT_LE_UINT(peak, before[k]);
+                        ASSERT_TRUE(peak >= (gained + c - 1) / c);
+                }
+                back = reparse(r);
+                reshard_free(back);
+                reshard_free(r);
+                shard_layout_done(&l);
+        }
+}
+
 TEST(loser_waits_for_the_gainer) {
         ReshardAction a[ACTS_MAX];
         ReshardObserved o[2];
@@ -2253,20 +2328,20 @@ TEST(simulator) {
 }
 
 int main(void) {
-        return tap_run(
-                TESTS(string_tables, default_layout_is_the_spec_split, layout_format_is_exact,
-                      layout_round_trip_random, layout_parse_refusals,
-                      layout_prefixes_and_mutations_are_refused_or_canonical, copy_units,
-                      rebalance_examples, rebalance_properties, new_plans,
-                      same_total_retires_after_the_new_owner_is_ready,
-                      replace_retires_each_copy_once_its_replacement_is_ready,
-                      moves_keep_the_old_copy_where_it_was_until_the_new_one_is_ready,
-                      live_reshard_identifies_only_what_changes_owner, loser_waits_for_the_gainer,
-                      going_away_instance_retires_without_a_new_copy,
-                      new_total_cuts_over_once_all_are_ready, gate_refusal_keeps_start_order,
-                      timeout_fails_once_and_resume_retries, timeout_while_paused_fails,
-                      pause_holds_starts_but_not_retires, abort_rules, replayed_step_issues_nothing,
-                      small_action_buffer_takes_nothing_it_cannot_report,
-                      observations_are_merged_conservatively, reshard_format_is_exact,
-                      reshard_parse_refusals, reshard_states_the_machine_cannot_reach, simulator));
+        return tap_run(TESTS(
+                string_tables, default_layout_is_the_spec_split, layout_format_is_exact,
+                layout_round_trip_random, layout_parse_refusals,
+                layout_prefixes_and_mutations_are_refused_or_canonical, copy_units,
+                rebalance_examples, rebalance_properties, new_plans,
+                same_total_retires_after_the_new_owner_is_ready,
+                replace_retires_each_copy_once_its_replacement_is_ready,
+                moves_keep_the_old_copy_where_it_was_until_the_new_one_is_ready,
+                live_reshard_identifies_only_what_changes_owner, gains_are_spread_over_the_buckets,
+                loser_waits_for_the_gainer, going_away_instance_retires_without_a_new_copy,
+                new_total_cuts_over_once_all_are_ready, gate_refusal_keeps_start_order,
+                timeout_fails_once_and_resume_retries, timeout_while_paused_fails,
+                pause_holds_starts_but_not_retires, abort_rules, replayed_step_issues_nothing,
+                small_action_buffer_takes_nothing_it_cannot_report,
+                observations_are_merged_conservatively, reshard_format_is_exact,
+                reshard_parse_refusals, reshard_states_the_machine_cannot_reach, simulator));
 }
