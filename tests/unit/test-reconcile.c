@@ -447,14 +447,16 @@ static void report_shards(Sim *s, SimHost *h) {
         CopyReport *copies = calloc(h->n_units + 1, sizeof(CopyReport));
         char **kept = NULL;
         Observed o = { 0 };
-        size_t n = 0;
+        size_t n = 0, n_kept;
 
         ASSERT_NOT_NULL(copies);
         if (!v) {
                 free(copies);
                 return;
         }
-        kept = calloc(h->n_units + 1, sizeof(char *));
+        /* (The pass below may send h a Placement, which replaces its units.) */
+        n_kept = h->n_units;
+        kept = calloc(n_kept + 1, sizeof(char *));
         ASSERT_NOT_NULL(kept);
         for (size_t i = 0; i < h->n_units; i++) {
                 const SimUnit *u = &h->units[i];
@@ -494,7 +496,7 @@ static void report_shards(Sim *s, SimHost *h) {
                 run(s, &ev, NULL);
         }
         observed_done(&o);
-        for (size_t i = 0; i < h->n_units; i++)
+        for (size_t i = 0; i < n_kept; i++)
                 free(kept[i]);
         free(kept);
         free(copies);
